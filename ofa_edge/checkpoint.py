@@ -1,0 +1,168 @@
+"""Loading and saving supernet weights, safely.
+
+Two formats are read:
+
+* **ofa-edge checkpoints**: safetensors files whose metadata holds the search space they were
+  trained for, so a checkpoint describes itself. Written by :func:`save_supernet` (atomically).
+* **Official OFA checkpoints** (``ofa_mbv3_d234_e346_k357_w1.0`` / ``_w1.2``): a ``torch.save``
+  dict with a ``"state_dict"``. They are read with ``torch.load(weights_only=True)``, which only
+  rebuilds tensors and plain containers; a file that needs arbitrary unpickling is refused.
+
+Official key names map onto ours by two rules: the old block attribute ``mobile_inverted_conv``
+became ``conv``, and the reference wraps dynamic ops around static ones (``bn.bn.weight``,
+``conv.conv.weight``, ``linear.linear.weight``) where ours subclass them (``bn.weight``...), so a
+repeated path segment collapses to one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from .errors import CheckpointError, OFAEdgeError
+from .fileio import atomic_write_bytes
+from .space import SPACE_NAMES, SearchSpace, get_space
+from .supernet import OFAMobileNetV3
+
+FORMAT = "ofa-edge-supernet/1"
+_COLLAPSIBLE = {"bn", "conv", "linear"}
+# Old checkpoints may lack the BN batch counter; it does not affect inference or training maths.
+_OPTIONAL_SUFFIX = "num_batches_tracked"
+
+
+def official_key_to_ours(key: str) -> str:
+    """Map a reference-implementation state-dict key to this package's name for the same tensor."""
+    if key.startswith("module."):  # saved from a DataParallel/DDP wrapper
+        key = key[len("module.") :]
+    parts = ["conv" if p == "mobile_inverted_conv" else p for p in key.split(".")]
+    collapsed: list[str] = []
+    for part in parts:
+        if collapsed and part == collapsed[-1] and part in _COLLAPSIBLE:
+            continue
+        collapsed.append(part)
+    return ".".join(collapsed)
+
+
+def save_supernet(net: OFAMobileNetV3, path: str | os.PathLike[str], extra: Mapping[str, str] | None = None) -> None:
+    """Write the supernet's weights and space to a safetensors file, atomically."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in net.state_dict().items()}
+    metadata = {"format": FORMAT, "space": json.dumps(net.space.config_dict())}
+    metadata.update(extra or {})
+    atomic_write_bytes(Path(path), save_safetensors_bytes(tensors, metadata=metadata))
+
+
+def load_supernet(path: str | os.PathLike[str], space: SearchSpace | str | None = None) -> OFAMobileNetV3:
+    """Build a supernet from an ofa-edge or an official OFA checkpoint file.
+
+    ``space`` is checked against the space an ofa-edge checkpoint records; for an official file
+    it says which space to build (when omitted, the preset whose shapes fit is chosen).
+    """
+    path = Path(path)
+    wanted = get_space(space) if isinstance(space, str) else space
+    state, stored_space = read_checkpoint(path)
+    if stored_space is not None:
+        if wanted is not None and (diff := stored_space.differences(wanted)):
+            raise CheckpointError(
+                f"{path} was trained for space {stored_space.name}, not {wanted.name} "
+                f"(they differ in: {', '.join(diff)})"
+            )
+        net = OFAMobileNetV3(stored_space)
+    else:
+        state = {official_key_to_ours(k): v for k, v in state.items()}
+        net = OFAMobileNetV3(wanted if wanted is not None else _infer_space(path, state))
+    load_state_checked(net, state, path)
+    return net
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], SearchSpace | None]:
+    """Tensors of a checkpoint file, and the space it records (None for official files)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    if data[:4] == b"PK\x03\x04" or data[:2] == b"\x80\x02":  # torch.save zip or legacy pickle
+        return _read_torch_file(path), None
+    try:
+        tensors = load_safetensors_bytes(data)
+        metadata = _safetensors_metadata(data)
+    except (SafetensorError, ValueError, json.JSONDecodeError):
+        raise CheckpointError(
+            f"{path} is neither a safetensors file nor a torch.save checkpoint (or it is truncated)"
+        ) from None
+    if metadata.get("format") != FORMAT:
+        # A bare safetensors state dict (e.g. converted from an official file): names as official.
+        return tensors, None
+    try:
+        stored = SearchSpace.from_config_dict(json.loads(metadata["space"]))
+    except (KeyError, json.JSONDecodeError, OFAEdgeError):
+        raise CheckpointError(f"{path} has a damaged search-space record in its metadata") from None
+    return tensors, stored
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    return header.get("__metadata__", {}) or {}
+
+
+def _read_torch_file(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
+        raise CheckpointError(
+            f"refusing to load {path}: it needs arbitrary unpickling, which can run code "
+            f"({first_line[:160]}); re-save only its state_dict, or convert it to safetensors"
+        ) from None
+    except (RuntimeError, EOFError) as exc:
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0][:160]})") from None
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors (expected a dict with 'state_dict')")
+    return state
+
+
+def _infer_space(path: Path, state: Mapping[str, torch.Tensor]) -> SearchSpace:
+    for name in SPACE_NAMES:
+        candidate = get_space(name)
+        if not _first_mismatch(OFAMobileNetV3(candidate).state_dict(), state):
+            return candidate
+    raise CheckpointError(f"{path} fits none of the preset spaces ({', '.join(SPACE_NAMES)}); pass --space")
+
+
+def _first_mismatch(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str | None:
+    for key, tensor in expected.items():
+        if key not in state:
+            if key.endswith(_OPTIONAL_SUFFIX):
+                continue
+            return f"tensor '{key}' is missing from the checkpoint"
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            return (
+                f"tensor '{key}' has shape {list(state[key].shape)} in the checkpoint "
+                f"but {list(tensor.shape)} in the network"
+            )
+    for key in state:
+        if key not in expected:
+            return f"checkpoint has tensor '{key}' that the network lacks"
+    return None
+
+
+def load_state_checked(net: OFAMobileNetV3, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Load ``state`` into ``net``, or raise one line naming the first mismatched tensor."""
+    expected = net.state_dict()
+    problem = _first_mismatch(expected, state)
+    if problem:
+        raise CheckpointError(f"{path} does not fit space {net.space.name}: {problem}")
+    full = dict(expected)
+    full.update(state)
+    net.load_state_dict(full)

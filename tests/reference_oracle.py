@@ -1,0 +1,51 @@
+"""The reference OFA implementation (pip package ``ofa``) as an optional test oracle.
+
+``ofa`` imports torchvision and PIL at import time for its ImageNet data pipeline, which these
+tests never use (and PyPI's torchvision does not import beside the CPU torch here). We register
+stand-in modules that provide only the names those imports touch, then import the reference
+network code. The project's own code never imports ``ofa``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+OFA_VERSION = "0.1.0.post202307202001"
+
+
+def _install_import_stand_ins() -> None:
+    if "torchvision" in sys.modules and getattr(sys.modules["torchvision"], "_ofa_edge_stand_in", False):
+        return
+    pil = types.ModuleType("PIL")
+    image = types.ModuleType("PIL.Image")
+    for code, name in enumerate(("NEAREST", "BILINEAR", "BICUBIC", "LANCZOS", "HAMMING", "BOX")):
+        setattr(image, name, code)
+    pil.Image = image
+    torchvision = types.ModuleType("torchvision")
+    torchvision._ofa_edge_stand_in = True
+    transforms = types.ModuleType("torchvision.transforms")
+    transforms.RandomResizedCrop = type("RandomResizedCrop", (), {})
+    functional = types.ModuleType("torchvision.transforms.functional")
+    datasets = types.ModuleType("torchvision.datasets")
+    torchvision.transforms, torchvision.datasets, transforms.functional = transforms, datasets, functional
+    for name, module in {
+        "PIL": pil,
+        "PIL.Image": image,
+        "torchvision": torchvision,
+        "torchvision.transforms": transforms,
+        "torchvision.transforms.functional": functional,
+        "torchvision.datasets": datasets,
+    }.items():
+        sys.modules.setdefault(name, module)
+
+
+def reference_ofa_mbv3() -> Any | None:
+    """The reference ``OFAMobileNetV3`` class, or None when the ``ofa`` package is not installed."""
+    if importlib.util.find_spec("ofa") is None:
+        return None
+    _install_import_stand_ins()
+    module = importlib.import_module("ofa.imagenet_classification.elastic_nn.networks.ofa_mbv3")
+    return module.OFAMobileNetV3
