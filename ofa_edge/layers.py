@@ -38,9 +38,7 @@ class ConvBNAct(nn.Sequential):
         use_bn: bool = True,
     ) -> None:
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        layers["conv"] = nn.Conv2d(
-            in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False
-        )
+        layers["conv"] = nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False)
         if use_bn:
             layers["bn"] = nn.BatchNorm2d(out_channels)
         if act is not None:

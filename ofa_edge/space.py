@@ -35,6 +35,7 @@ Presets
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -168,13 +169,11 @@ class SearchSpace:
         for key, expected, what in (
             ("ks", self.num_slots, f"{self.num_stages} stages x {self.max_depth} blocks"),
             ("e", self.num_slots, f"{self.num_stages} stages x {self.max_depth} blocks"),
-            ("d", self.num_stages, f"one per stage"),
+            ("d", self.num_stages, "one per stage"),
         ):
             got = len(getattr(arch, key))
             if got != expected:
-                raise ArchError(
-                    f"arch field '{key}' has {got} entries; space {self.name} needs {expected} ({what})"
-                )
+                raise ArchError(f"arch field '{key}' has {got} entries; space {self.name} needs {expected} ({what})")
         for key, allowed in (("ks", self.kernel_choices), ("e", self.expand_choices), ("d", self.depth_choices)):
             for index, value in enumerate(getattr(arch, key)):
                 if value not in allowed:
@@ -351,10 +350,13 @@ class SearchSpace:
     def _stem_head_params(self) -> int:
         last = self.stages[-1].width
         return (
-            self.in_channels * self.stem_width * 9 + 2 * self.stem_width
-            + last * self.final_expand_width + 2 * self.final_expand_width
+            self.in_channels * self.stem_width * 9
+            + 2 * self.stem_width
+            + last * self.final_expand_width
+            + 2 * self.final_expand_width
             + self.final_expand_width * self.feature_mix_width  # no bias, no BN
-            + self.feature_mix_width * self.num_classes + self.num_classes
+            + self.feature_mix_width * self.num_classes
+            + self.num_classes
         )
 
     def macs(self, arch: Arch) -> int:
@@ -415,7 +417,7 @@ class SearchSpace:
 
 def _fmt_choices(values: Sequence[int]) -> str:
     values = list(values)
-    steps = {b - a for a, b in zip(values, values[1:])}
+    steps = {b - a for a, b in itertools.pairwise(values)}
     if len(values) > 6 and len(steps) == 1:
         return f"{values[0]}..{values[-1]} in steps of {steps.pop()}"
     return ", ".join(str(v) for v in values)
@@ -468,15 +470,24 @@ def mobilenetv3_space(
 def _presets() -> dict[str, SearchSpace]:
     return {
         "mbv3-w1.0": mobilenetv3_space(
-            "mbv3-w1.0", 1.0, range(128, 225, 4),
+            "mbv3-w1.0",
+            1.0,
+            range(128, 225, 4),
             description="official OFA-MobileNetV3 w1.0 ImageNet space (ofa_mbv3_d234_e346_k357_w1.0)",
         ),
         "mbv3-w1.2": mobilenetv3_space(
-            "mbv3-w1.2", 1.2, range(160, 225, 4),
+            "mbv3-w1.2",
+            1.2,
+            range(160, 225, 4),
             description="official OFA-MobileNetV3 w1.2 ImageNet space (ofa_mbv3_d234_e346_k357_w1.2)",
         ),
         "mbv3-fmnist": mobilenetv3_space(
-            "mbv3-fmnist", 0.75, (20, 24, 28), in_channels=1, num_classes=10, stem_stride=1,
+            "mbv3-fmnist",
+            0.75,
+            (20, 24, 28),
+            in_channels=1,
+            num_classes=10,
+            stem_stride=1,
             description="demo space for 28x28 grey images, 10 classes (Fashion-MNIST, MNIST)",
         ),
     }

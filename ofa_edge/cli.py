@@ -1,0 +1,222 @@
+"""The ``ofa-edge`` command line: a thin Typer layer over the library.
+
+Every command takes ``--json`` and then prints exactly one JSON object to stdout; tables, logs and
+progress go to stderr. A user error prints one ``error: ...`` line to stderr and exits with 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.exceptions import Abort, Exit, TyperException
+
+from .arch import Arch, load_arch, save_arch
+from .errors import OFAEdgeError
+from .space import SPACE_NAMES, SearchSpace, get_space
+
+app = typer.Typer(
+    help="Once-for-All supernets for edge devices: explore the space, train once, specialise per device.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+space_app = typer.Typer(
+    help="Inspect the search spaces (presets: " + ", ".join(SPACE_NAMES) + ").", no_args_is_help=True
+)
+arch_app = typer.Typer(help="Sample and inspect subnet architectures (arch JSON: ks, e, d, r).", no_args_is_help=True)
+app.add_typer(space_app, name="space")
+app.add_typer(arch_app, name="arch")
+
+err = Console(stderr=True, soft_wrap=True)
+
+SpaceOpt = Annotated[str, typer.Option("--space", "-s", help=f"Search space preset: {', '.join(SPACE_NAMES)}.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of tables.")]
+
+
+def _emit_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+
+
+def _fmt_count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
+
+
+# ---------------------------------------------------------------------- space
+@space_app.command("list")
+def space_list(as_json: JsonOpt = False) -> None:
+    """List the preset search spaces."""
+    spaces = [get_space(name) for name in SPACE_NAMES]
+    if as_json:
+        _emit_json({"spaces": [{"name": s.name, "description": s.description} for s in spaces]})
+        return
+    table = Table("space", "input", "classes", "resolutions", "description")
+    for s in spaces:
+        table.add_row(s.name, f"{s.in_channels}ch", str(s.num_classes), _fmt_res(s.resolutions), s.description)
+    Console().print(table)
+
+
+@space_app.command("show")
+def space_show(
+    name: Annotated[str, typer.Argument(help="Preset name, e.g. mbv3-w1.0.")], as_json: JsonOpt = False
+) -> None:
+    """Show a space's choices, stage layout, and the size of its largest and smallest subnets."""
+    space = get_space(name)
+    info = space.to_dict()
+    if as_json:
+        _emit_json(info)
+        return
+    console = Console()
+    console.print(f"[bold]{space.name}[/bold]: {space.description}")
+    console.print(
+        f"input {space.in_channels}ch, {space.num_classes} classes, resolutions {_fmt_res(space.resolutions)}; "
+        f"kernel {list(space.kernel_choices)}, expand {list(space.expand_choices)}, depth {list(space.depth_choices)}"
+    )
+    table = Table("stage", "width", "stride", "activation", "SE", "blocks")
+    table.add_row("stem", str(space.stem_width), str(space.stem_stride), "hswish", "-", "conv 3x3")
+    table.add_row("first", str(space.first_block_width), "1", space.first_block_act, "no", "MBConv k3 e1")
+    for i, st in enumerate(space.stages, start=1):
+        table.add_row(
+            str(i),
+            str(st.width),
+            str(st.stride),
+            st.act,
+            "yes" if st.se else "no",
+            f"{min(space.depth_choices)}-{space.max_depth} MBConv",
+        )
+    table.add_row(
+        "head", f"{space.final_expand_width}/{space.feature_mix_width}", "-", "hswish", "-", "1x1, pool, 1x1, linear"
+    )
+    console.print(table)
+    console.print(
+        f"supernet params {info['supernet_params']:,}; MACs max {_fmt_count(info['max_macs'])} "
+        f"(at {max(space.resolutions)}), min {_fmt_count(info['min_macs'])} (at {min(space.resolutions)}); "
+        f"predictor encoding {info['encoding_size']} features"
+    )
+
+
+def _fmt_res(resolutions: tuple[int, ...]) -> str:
+    if len(resolutions) > 4:
+        return f"{resolutions[0]}-{resolutions[-1]} step {resolutions[1] - resolutions[0]}"
+    return ", ".join(str(r) for r in resolutions)
+
+
+# ----------------------------------------------------------------------- arch
+@arch_app.command("sample")
+def arch_sample(
+    space: SpaceOpt = "mbv3-fmnist",
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same arch).")] = None,
+    largest: Annotated[bool, typer.Option("--max", help="The largest arch instead of a random one.")] = False,
+    smallest: Annotated[bool, typer.Option("--min", help="The smallest arch instead of a random one.")] = False,
+    resolution: Annotated[int | None, typer.Option("--resolution", "-r", help="Fix the input resolution.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the arch JSON to this file.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print an arch JSON ({"ks", "e", "d", "r"}) from the space: random, --max or --min."""
+    sp = get_space(space)
+    if largest and smallest:
+        raise OFAEdgeError("--max and --min exclude each other")
+    arch = sp.max_arch() if largest else sp.min_arch() if smallest else sp.sample(seed)
+    if resolution is not None:
+        arch = sp.validate(Arch(arch.ks, arch.e, arch.d, resolution))
+    if out is not None:
+        save_arch(arch, out)
+        err.print(f"wrote {out}")
+    if not as_json:
+        err.print(
+            f"{sp.name}: depths {list(arch.d)}, r {arch.r}, MACs {_fmt_count(sp.macs(arch))}, "
+            f"params {_fmt_count(sp.params(arch))}"
+        )
+    # The arch JSON is the product of this command, in both modes, so it can be piped to a file.
+    _emit_json(arch.to_dict())
+
+
+@arch_app.command("info")
+def arch_info(
+    arch_file: Annotated[Path, typer.Argument(help="Arch JSON file.", metavar="ARCH.json")],
+    space: SpaceOpt = "mbv3-fmnist",
+    as_json: JsonOpt = False,
+) -> None:
+    """Depths, kernels, expand ratios, resolution, MACs and params of an arch (validated against the space)."""
+    sp = get_space(space)
+    arch = sp.validate(load_arch(arch_file))
+    info = describe_arch(sp, arch)
+    if as_json:
+        _emit_json(info)
+        return
+    console = Console()
+    console.print(
+        f"[bold]{arch_file}[/bold] in {sp.name}: resolution {arch.r}, depths {list(arch.d)}, "
+        f"MACs {_fmt_count(info['macs'])}, params {_fmt_count(info['params'])}"
+    )
+    table = Table("stage", "depth", "kernels", "expands", "widths (mid)")
+    for stage in info["stages"]:
+        table.add_row(
+            str(stage["stage"]),
+            str(stage["depth"]),
+            str(stage["kernels"]),
+            str(stage["expands"]),
+            str(stage["mid_channels"]),
+        )
+    console.print(table)
+
+
+def describe_arch(space: SearchSpace, arch: Arch) -> dict[str, Any]:
+    """A per-stage summary of an arch plus its MACs and params."""
+    specs = space.block_specs(arch)[1:]  # without the fixed first block
+    stages: list[dict[str, Any]] = []
+    position = 0
+    for stage, depth in enumerate(arch.d):
+        blocks = specs[position : position + depth]
+        position += depth
+        slots = [stage * space.max_depth + i for i in range(depth)]
+        stages.append(
+            {
+                "stage": stage + 1,
+                "depth": depth,
+                "kernels": [arch.ks[s] for s in slots],
+                "expands": [arch.e[s] for s in slots],
+                "mid_channels": [b.mid_channels for b in blocks],
+                "out_channels": space.stages[stage].width,
+            }
+        )
+    return {
+        "space": space.name,
+        "arch": arch.to_dict(),
+        "resolution": arch.r,
+        "depths": list(arch.d),
+        "stages": stages,
+        "macs": space.macs(arch),
+        "params": space.params(arch),
+    }
+
+
+# ----------------------------------------------------------------------- main
+def _fail(message: str, code: int = 2) -> int:
+    # Plain write, not rich: rich would wrap a long message over several lines.
+    sys.stderr.write("error: " + " ".join(message.split()) + "\n")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="ofa-edge")
+    except OFAEdgeError as exc:
+        return _fail(str(exc))
+    except TyperException as exc:  # usage errors: unknown option, missing argument, bad value
+        return _fail(f"{exc.format_message()} (see --help)")
+    except Exit as exc:
+        return exc.exit_code
+    except Abort:
+        return _fail("aborted", code=130)
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
