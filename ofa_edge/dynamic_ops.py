@@ -7,8 +7,9 @@ fast as a static network:
 
 * when the active configuration is the full one, the parameter itself is used, not a slice
   (a slice puts a copy and a scatter-back into every training step);
-* a sliced weight is made contiguous in the memory format of the input, so a channels-last
-  network stays channels-last (otherwise the convolution falls back to a slower layout).
+* a sliced or transformed weight gets the layout of the stored parameter, so a network moved
+  to channels-last stays channels-last everywhere (a default-layout weight makes the CPU
+  convolution pick its slower default-layout kernels, 2-3x slower for depthwise backward).
 """
 
 from __future__ import annotations
@@ -20,16 +21,32 @@ from torch import nn
 from .space import SearchSpace
 
 
-def _memory_format_of(x: torch.Tensor) -> torch.memory_format:
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
+def _is_channels_last(t: torch.Tensor) -> bool:
+    """True when ``t`` has exactly the channels-last strides (and they differ from the default ones).
+
+    ``is_contiguous(memory_format=...)`` ignores size-1 dims and so calls a (C, 1, k, k) depthwise
+    weight or an (N, C, 1, 1) activation contiguous in both layouts; the convolution kernels pick
+    their algorithm from the strides themselves, so we compare strides.
+    """
+    if t.dim() != 4:
+        return False
+    n, c, h, w = t.shape
+    return t.stride() == (h * w * c, 1, w * c, c) and t.stride() != (c * h * w, h * w, w, 1)
 
 
-def _slice_conv_weight(weight: torch.Tensor, out_channels: int, in_channels: int, x: torch.Tensor) -> torch.Tensor:
+def _in_layout_of(weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``weight`` (a slice or transform of ``like``) laid out as the stored parameter ``like`` is."""
+    if not _is_channels_last(like):
+        return weight.contiguous()
+    if _is_channels_last(weight):
+        return weight
+    return weight.clone(memory_format=torch.channels_last)
+
+
+def _slice_conv_weight(weight: torch.Tensor, out_channels: int, in_channels: int) -> torch.Tensor:
     if out_channels == weight.shape[0] and in_channels == weight.shape[1]:
         return weight
-    return weight[:out_channels, :in_channels].contiguous(memory_format=_memory_format_of(x))
+    return _in_layout_of(weight[:out_channels, :in_channels], weight)
 
 
 class DynamicPointwiseConv2d(nn.Conv2d):
@@ -39,12 +56,11 @@ class DynamicPointwiseConv2d(nn.Conv2d):
         super().__init__(max_in_channels, max_out_channels, 1, bias=False)
         self.active_out = max_out_channels
 
-    def active_weight(self, in_channels: int, x: torch.Tensor | None = None) -> torch.Tensor:
-        like = x if x is not None else self.weight
-        return _slice_conv_weight(self.weight, self.active_out, in_channels, like)
+    def active_weight(self, in_channels: int) -> torch.Tensor:
+        return _slice_conv_weight(self.weight, self.active_out, in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.active_weight(x.shape[1], x))
+        return F.conv2d(x, self.active_weight(x.shape[1]))
 
 
 class DynamicDepthwiseConv2d(nn.Conv2d):
@@ -86,7 +102,7 @@ class DynamicDepthwiseConv2d(nn.Conv2d):
         channels, kernel = x.shape[1], self.active_kernel
         weight = self.active_weight(channels, kernel)
         if weight is not self.weight:
-            weight = weight.contiguous(memory_format=_memory_format_of(x))
+            weight = _in_layout_of(weight, self.weight)
         return F.conv2d(x, weight, None, self.stride, kernel // 2, 1, channels)
 
 

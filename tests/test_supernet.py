@@ -126,13 +126,20 @@ def test_channels_last_gives_same_output(fmnist_net):
     torch.testing.assert_close(y_cl, y, rtol=0, atol=1e-10)
 
 
-def test_sliced_weights_follow_input_memory_format():
-    conv = DynamicPointwiseConv2d(16, 32)
+def test_sliced_weights_keep_the_stored_layout():
+    conv = DynamicPointwiseConv2d(16, 32).to(memory_format=torch.channels_last)
     conv.active_out = 24
-    x = torch.randn(2, 16, 5, 5).to(memory_format=torch.channels_last)
-    assert conv.active_weight(16, x).is_contiguous(memory_format=torch.channels_last)
+    assert conv.active_weight(12).stride() == (12, 1, 12, 12)  # channels-last strides
     conv.active_out = 32
-    assert conv.active_weight(16, x) is conv.weight  # full width: the parameter itself
+    assert conv.active_weight(16) is conv.weight  # full width: the parameter itself
+    dw = DynamicDepthwiseConv2d(8, (3, 5, 7), stride=1).to(memory_format=torch.channels_last)
+    assert dw.active_weight(8, 3).shape == (8, 1, 3, 3)
+    x = torch.randn(2, 8, 6, 6).to(memory_format=torch.channels_last)
+    dw.active_kernel = 3
+    assert dw(x).is_contiguous(memory_format=torch.channels_last)
+    plain = DynamicPointwiseConv2d(16, 32)
+    plain.active_out = 24
+    assert plain.active_weight(12).is_contiguous()
 
 
 @pytest.mark.parametrize("tiers", [(), (6,), (4, 6)])
