@@ -27,7 +27,7 @@ from rich.table import Table
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ofa_edge import SPACE_NAMES, Arch, OFAMobileNetV3, get_space  # noqa: E402
+from ofa_edge import SPACE_NAMES, Arch, OFAMobileNetV3, get_space
 
 
 def make_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:

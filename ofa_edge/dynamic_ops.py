@@ -30,7 +30,7 @@ def _is_channels_last(t: torch.Tensor) -> bool:
     """
     if t.dim() != 4:
         return False
-    n, c, h, w = t.shape
+    _n, c, h, w = t.shape
     return t.stride() == (h * w * c, 1, w * c, c) and t.stride() != (c * h * w, h * w, w, 1)
 
 
