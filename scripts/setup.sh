@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Set up ofa-edge on a fresh machine: a virtual environment in .venv with the package (editable),
-# its test tools, and the reference OFA implementation as an optional test oracle.
+# Set up ofa-edge on a fresh machine: the Fashion-MNIST Debian package (when run as root), a virtual
+# environment in .venv with the package (editable), its test tools, and the reference OFA
+# implementation as an optional test oracle.
 # Safe to re-run; it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Fashion-MNIST, the demo data set, comes from Debian (nothing is downloaded at run time).
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    else
+        echo "note: Fashion-MNIST is missing; install it with: sudo apt-get install dataset-fashion-mnist" >&2
+    fi
+fi
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
