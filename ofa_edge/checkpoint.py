@@ -33,6 +33,20 @@ from .space import SPACE_NAMES, SearchSpace, get_space
 from .supernet import OFAMobileNetV3
 
 FORMAT = "ofa-edge-supernet/1"
+# The demo supernet (mbv3-fmnist trained on Fashion-MNIST) ships inside the package.
+DEMO_NAME = "demo"
+DEMO_SUPERNET = Path(__file__).resolve().parent / "weights" / "mbv3-fmnist.safetensors"
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """``demo`` names the shipped demo supernet; anything else is a path."""
+    if str(path) == DEMO_NAME:
+        if not DEMO_SUPERNET.exists():
+            raise CheckpointError(f"the demo supernet is missing from this install ({DEMO_SUPERNET})")
+        return DEMO_SUPERNET
+    return Path(path)
+
+
 _COLLAPSIBLE = {"bn", "conv", "linear"}
 # Old checkpoints may lack the BN batch counter; it does not affect inference or training maths.
 _OPTIONAL_SUFFIX = "num_batches_tracked"
@@ -60,12 +74,13 @@ def save_supernet(net: OFAMobileNetV3, path: str | os.PathLike[str], extra: Mapp
 
 
 def load_supernet(path: str | os.PathLike[str], space: SearchSpace | str | None = None) -> OFAMobileNetV3:
-    """Build a supernet from an ofa-edge or an official OFA checkpoint file.
+    """Build a supernet from an ofa-edge or an official OFA checkpoint file (``"demo"``: the
+    shipped Fashion-MNIST demo supernet).
 
     ``space`` is checked against the space an ofa-edge checkpoint records; for an official file
     it says which space to build (when omitted, the preset whose shapes fit is chosen).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     wanted = get_space(space) if isinstance(space, str) else space
     state, stored_space = read_checkpoint(path)
     if stored_space is not None:
@@ -107,6 +122,17 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], SearchSpace | 
     except (KeyError, json.JSONDecodeError, OFAEdgeError):
         raise CheckpointError(f"{path} has a damaged search-space record in its metadata") from None
     return tensors, stored
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The metadata of an ofa-edge checkpoint (empty for other files)."""
+    try:
+        with open(resolve_checkpoint(path), "rb") as handle:
+            head = handle.read(8)
+            header = handle.read(int.from_bytes(head, "little")) if len(head) == 8 else b""
+        return json.loads(header).get("__metadata__", {}) or {}
+    except (OSError, ValueError, json.JSONDecodeError, AttributeError, CheckpointError):
+        return {}
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:

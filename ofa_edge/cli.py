@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer.exceptions import Abort, Exit, TyperException
 
 from .arch import Arch, load_arch, save_arch
+from .checkpoint import load_supernet, read_metadata
+from .data import ImageDataset, Normalization, load_dataset, split_train_val
 from .errors import OFAEdgeError
+from .evaluate import EvalData, evaluate_arch
+from .fileio import atomic_write_text
+from .progress import TrainingProgress
+from .schedule import SCHEDULE_NAMES, get_schedule
 from .space import SPACE_NAMES, SearchSpace, get_space
+from .train import TrainConfig, TrainData, Trainer, final_report, init_distributed
 
 app = typer.Typer(
     help="Once-for-All supernets for edge devices: explore the space, train once, specialise per device.",
@@ -194,6 +203,118 @@ def describe_arch(space: SearchSpace, arch: Arch) -> dict[str, Any]:
         "macs": space.macs(arch),
         "params": space.params(arch),
     }
+
+
+# ---------------------------------------------------------------------- train
+DataOpt = Annotated[
+    str,
+    typer.Option("--data", help="fashion-mnist, mnist, or a folder with train/CLASS/*.png and test/CLASS/*.png."),
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder with the IDX files (default for fashion-mnist: Debian's).")
+]
+
+
+def _load_split(data: str, split: str, data_dir: Path | None, space: SearchSpace) -> ImageDataset:
+    return load_dataset(data, split, data_dir, size=max(space.resolutions), channels=space.in_channels)
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, logs, final weights.")],
+    space: SpaceOpt = "mbv3-fmnist",
+    data: DataOpt = "fashion-mnist",
+    data_dir: DataDirOpt = None,
+    schedule: Annotated[str, typer.Option(help=f"Schedule: {', '.join(SCHEDULE_NAMES)}.")] = "fmnist",
+    seed: Annotated[int, typer.Option(help="Seed of the split, data order, archs and dropout.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all cores).")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps.")] = 50,
+    report: Annotated[bool, typer.Option(help="Score the 8 corner subnets on the test split at the end.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a supernet with progressive shrinking. Re-run the same command to resume after a stop.
+
+    Under torchrun (--nproc_per_node=N) the same command trains with DistributedDataParallel.
+    """
+    sp = get_space(space)
+    sched = get_schedule(schedule)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    distributed = init_distributed()
+    rank = torch.distributed.get_rank() if distributed else 0
+    dataset = _load_split(data, "train", data_dir, sp)
+    if dataset.channels != sp.in_channels:
+        raise OFAEdgeError(f"{data} has {dataset.channels}-channel images; space {sp.name} takes {sp.in_channels}")
+    train_data = TrainData.from_dataset(dataset, sched, seed, flip=data != "mnist")
+    config = TrainConfig(sp, sched, out, data_name=data, seed=seed, checkpoint_every=checkpoint_every)
+    started = time.perf_counter()
+    with TrainingProgress(enabled=rank == 0) as progress:
+        trainer = Trainer(config, train_data, on_event=progress.event)
+        progress.plan(sched, trainer.loader.batches_per_epoch(), trainer.position)
+        summary = trainer.run()
+    summary["wall_s"] = round(time.perf_counter() - started, 1)
+    if report and rank == 0:
+        test = _load_split(data, "test", data_dir, sp)
+        if sched.test_images is not None:
+            test = test.subset(torch.arange(min(sched.test_images, len(test))))
+        calibration = train_data.train.subset(torch.arange(min(sched.bn_calibration_images, len(train_data.train))))
+        err.print(f"scoring the corner subnets on {len(test)} test images ...")
+        summary["test_top1"] = final_report(trainer.net, calibration, test, train_data.normalization)
+        atomic_write_text(out / "report.json", json.dumps(summary, indent=2) + "\n")
+    if rank != 0:
+        return
+    if as_json:
+        _emit_json(summary)
+        return
+    err.print(f"done: {out / 'supernet.safetensors'} ({summary['steps']} steps, {summary['wall_s']:.0f} s)")
+    for resolution, accs in summary.get("test_top1", {}).items():
+        err.print(f"test top-1 at {resolution} px: " + ", ".join(f"{k} {v:.2f}" for k, v in accs.items()))
+
+
+@app.command("eval")
+def evaluate(
+    arch_file: Annotated[Path, typer.Option("--arch", help="Arch JSON.", metavar="ARCH.json")],
+    supernet: Annotated[
+        str, typer.Option("--supernet", help="Supernet checkpoint, or 'demo' for the shipped Fashion-MNIST one.")
+    ] = "demo",
+    data: DataOpt = "fashion-mnist",
+    data_dir: DataDirOpt = None,
+    split: Annotated[str, typer.Option(help="val (held out of train, as in training) or test.")] = "val",
+    seed: Annotated[int | None, typer.Option(help="Seed of the train/val split (default: as in training).")] = None,
+    val_images: Annotated[
+        int | None, typer.Option(help="Size of the validation split (default: as in training, else 10000).")
+    ] = None,
+    calibration_images: Annotated[int, typer.Option(help="Training images for BN recalibration.")] = 2000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recalibrate BatchNorm for an arch, then report its top-1 accuracy on val or test."""
+    if split not in ("val", "test"):
+        raise OFAEdgeError(f"unknown split '{split}' (known: val, test)")
+    net = load_supernet(supernet)
+    arch = net.space.validate(load_arch(arch_file))
+    dataset = _load_split(data, "train", data_dir, net.space)
+    split_record = json.loads(read_metadata(supernet).get("split", "{}"))
+    seed = split_record.get("seed", 0) if seed is None else seed
+    val_images = split_record.get("val_images", 10_000) if val_images is None else val_images
+    train_part, val_part = split_train_val(dataset, val_images, seed=seed)
+    normalization = _stored_normalization(supernet) or Normalization.of(train_part)
+    scored = val_part if split == "val" else _load_split(data, "test", data_dir, net.space)
+    calibration = train_part.subset(torch.arange(min(calibration_images, len(train_part))))
+    top1 = evaluate_arch(net, arch, EvalData(calibration, scored, normalization), in_place=True)
+    result = {"arch": arch.to_dict(), "split": split, "images": len(scored), "top1": round(top1, 2),
+              "macs": net.space.macs(arch), "params": net.space.params(arch)}  # fmt: skip
+    if as_json:
+        _emit_json(result)
+    else:
+        err.print(f"top-1 on {split} ({len(scored)} images): {top1:.2f}%  (MACs {_fmt_count(result['macs'])})")
+
+
+def _stored_normalization(path: str) -> Normalization | None:
+    stored = read_metadata(path).get("normalization")
+    if not stored:
+        return None
+    values = json.loads(stored)
+    return Normalization(tuple(values["mean"]), tuple(values["std"]))
 
 
 # ----------------------------------------------------------------------- main

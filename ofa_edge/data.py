@@ -161,10 +161,21 @@ def load_image_folder(root: Path, size: int, channels: int) -> ImageDataset:
 
 
 # ------------------------------------------------------------------------ loading
-def load_dataset(name: str, split: str = "train", data_dir: Path | None = None) -> ImageDataset:
-    """``fashion-mnist`` or ``mnist`` (IDX files; ``data_dir`` overrides the default location)."""
+def load_dataset(
+    name: str, split: str = "train", data_dir: Path | None = None, size: int = 28, channels: int = 1
+) -> ImageDataset:
+    """``fashion-mnist`` or ``mnist`` (IDX files; ``data_dir`` overrides the default location), or
+    a folder ``DIR`` holding ``DIR/train/CLASS/*.png`` and ``DIR/test/CLASS/*.png`` (``val/`` is
+    accepted for ``test``), loaded at ``size`` x ``size`` with ``channels`` channels."""
     if split not in IDX_FILES:
         raise DataError(f"unknown split '{split}' (known: train, test)")
+    if name not in ("fashion-mnist", "mnist") and ("/" in name or Path(name).is_dir()):
+        root = Path(name)
+        candidates = [root / split] + ([root / "val"] if split == "test" else [])
+        folder = next((c for c in candidates if c.is_dir()), None)
+        if folder is None:
+            raise DataError(f"{root} has no {split}/ folder (expected {root}/{split}/CLASS_NAME/image.png)")
+        return load_image_folder(folder, size, channels)
     if name == "fashion-mnist":
         return load_idx_dataset(name, data_dir or FASHION_MNIST_DIR, split, FASHION_MNIST_CLASSES)
     if name == "mnist":

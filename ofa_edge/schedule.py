@@ -1,0 +1,162 @@
+"""Progressive-shrinking schedules, declared as data.
+
+A schedule is a list of phases. Each phase fixes which choices subnets are sampled from, how many
+subnets share one optimizer step (their gradients are summed), its epochs and learning rate, and
+whether the expanded channels are re-sorted before it starts. The trainer only interprets this.
+
+Presets
+-------
+``reference``  the paper's ImageNet schedule (epochs and learning rates of the reference code,
+               whose per-GPU batch is 64; scale ``lr`` with your total batch size).
+``fmnist``     the shipped demo on Fashion-MNIST (50k training images, batch 128): the same phase
+               order and subnets per step, epochs sized for about 1.5 h on a 2-core CPU.
+``quick``      a CI-sized run: every phase for a few steps on a small subset.
+``no-ps``      the ablation: ``fmnist`` with every phase after the full net sampling from the whole
+               space (no progressive order, no channel re-sorting), same epochs, subnets per step,
+               learning rates and distillation teacher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+
+from .errors import OFAEdgeError
+from .space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    epochs: int
+    lr: float
+    kernel_choices: tuple[int, ...] | None = None  # None: the space's full choice set
+    expand_choices: tuple[int, ...] | None = None
+    depth_choices: tuple[int, ...] | None = None
+    subnets_per_step: int = 1
+    warmup_epochs: float = 0.0
+    # Re-sort expanded channels before this phase; the expand ratios whose widths were already
+    # trained stay in front (see OFAMobileNetV3.sort_channels).
+    sort_channels: bool = False
+    trained_expands: tuple[int, ...] = ()
+    # The full-net phase trains the max subnet without a teacher; later phases distil from it.
+    full_net: bool = False
+
+    def sampling_space(self, space: SearchSpace) -> SearchSpace:
+        if self.full_net:
+            return space.restrict(
+                kernel_choices=(max(space.kernel_choices),),
+                expand_choices=(max(space.expand_choices),),
+                depth_choices=(max(space.depth_choices),),
+            )
+        return space.restrict(self.kernel_choices, self.expand_choices, self.depth_choices)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    phases: tuple[Phase, ...]
+    batch_size: int = 128
+    momentum: float = 0.9
+    weight_decay: float = 3e-5  # not applied to BatchNorm parameters and biases
+    label_smoothing: float = 0.1
+    kd_ratio: float = 1.0
+    # Cap on training images per epoch (None: the whole training split); 'quick' uses it.
+    images_per_epoch: int | None = None
+    val_images: int = 10_000
+    test_images: int | None = None  # cap for the final report (None: the whole test split)
+    bn_calibration_images: int = 2000
+    # Per-epoch validation of the corner subnets uses these smaller, fixed subsets.
+    epoch_val_images: int = 2000
+    epoch_calibration_images: int = 1000
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.phases)
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that defines the schedule (resume refuses another one)."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _progressive(epochs: dict[str, int], lrs: dict[str, float], warmup: float) -> tuple[Phase, ...]:
+    return (
+        Phase("full", epochs["full"], lrs["full"], full_net=True, warmup_epochs=warmup),
+        Phase("kernel", epochs["kernel"], lrs["kernel"], kernel_choices=(3, 5, 7), expand_choices=(6,),
+              depth_choices=(4,), subnets_per_step=1, warmup_epochs=warmup),
+        Phase("depth-1", epochs["depth-1"], lrs["depth-1"], kernel_choices=(3, 5, 7), expand_choices=(6,),
+              depth_choices=(3, 4), subnets_per_step=2),
+        Phase("depth-2", epochs["depth-2"], lrs["depth-2"], kernel_choices=(3, 5, 7), expand_choices=(6,),
+              depth_choices=(2, 3, 4), subnets_per_step=2),
+        Phase("expand-1", epochs["expand-1"], lrs["expand-1"], kernel_choices=(3, 5, 7), expand_choices=(4, 6),
+              depth_choices=(2, 3, 4), subnets_per_step=4, sort_channels=True, trained_expands=(6,)),
+        Phase("expand-2", epochs["expand-2"], lrs["expand-2"], kernel_choices=(3, 5, 7), expand_choices=(3, 4, 6),
+              depth_choices=(2, 3, 4), subnets_per_step=4, sort_channels=True, trained_expands=(4, 6)),
+    )  # fmt: skip
+
+
+def _without_progression(schedule: Schedule, name: str) -> Schedule:
+    phases = tuple(
+        p if p.full_net else replace(p, kernel_choices=None, expand_choices=None, depth_choices=None,
+                                     sort_channels=False, trained_expands=())
+        for p in schedule.phases
+    )  # fmt: skip
+    return replace(schedule, name=name, phases=phases)
+
+
+def _presets() -> dict[str, Schedule]:
+    reference = Schedule(
+        "reference",
+        _progressive(
+            {"full": 180, "kernel": 120, "depth-1": 25, "depth-2": 120, "expand-1": 25, "expand-2": 120},
+            {"full": 0.026, "kernel": 0.03, "depth-1": 0.0025, "depth-2": 0.0075,
+             "expand-1": 0.0025, "expand-2": 0.0075},
+            warmup=5,
+        ),
+        batch_size=64,
+        val_images=10_000,
+    )  # fmt: skip
+    fmnist = Schedule(
+        "fmnist",
+        _progressive(
+            {"full": 8, "kernel": 3, "depth-1": 1, "depth-2": 2, "expand-1": 1, "expand-2": 3},
+            {"full": 0.1, "kernel": 0.03, "depth-1": 0.01, "depth-2": 0.02, "expand-1": 0.01, "expand-2": 0.02},
+            warmup=0.5,
+        ),
+    )  # fmt: skip
+    quick = Schedule(
+        "quick",
+        _progressive(
+            {"full": 1, "kernel": 1, "depth-1": 1, "depth-2": 1, "expand-1": 1, "expand-2": 1},
+            {"full": 0.1, "kernel": 0.03, "depth-1": 0.01, "depth-2": 0.02, "expand-1": 0.01, "expand-2": 0.02},
+            warmup=0.0,
+        ),
+        batch_size=16,
+        images_per_epoch=64,
+        val_images=200,
+        test_images=200,
+        bn_calibration_images=64,
+        epoch_val_images=64,
+        epoch_calibration_images=32,
+    )  # fmt: skip
+    return {
+        "reference": reference,
+        "fmnist": fmnist,
+        "quick": quick,
+        "no-ps": _without_progression(fmnist, "no-ps"),
+        "quick-no-ps": _without_progression(quick, "quick-no-ps"),
+    }
+
+
+SCHEDULE_NAMES: tuple[str, ...] = tuple(_presets())
+
+
+def get_schedule(name: str) -> Schedule:
+    presets = _presets()
+    if name not in presets:
+        raise OFAEdgeError(f"unknown schedule '{name}' (known: {', '.join(presets)})")
+    return presets[name]

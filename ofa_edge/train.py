@@ -1,0 +1,451 @@
+"""Progressive-shrinking training of a supernet: the paper's core procedure.
+
+One optimizer step: draw a batch (its resolution sampled from the space), compute the teacher's
+soft labels (from phase 2 on), sample ``subnets_per_step`` archs from the phase's choices, add up
+each subnet's loss (label-smoothed CE + KD soft-target CE) and take one SGD step on the sum, so
+their gradients are summed as in the reference. Learning rate: linear warm-up then cosine, per
+phase, a pure function of the step, so nothing about it needs saving.
+
+Resuming: every random choice of step ``s`` (batch order and augmentation, resolution, sampled
+archs, dropout) is derived from ``(seed, s)``, and checkpoints hold weights, momentum buffers and
+the position (phase, epoch, batch). A run killed at any moment and restarted with the same command
+therefore continues from its last checkpoint and ends with the same weights as an uninterrupted
+run.
+
+Distributed: under ``torchrun`` the per-step loss module is wrapped in DistributedDataParallel
+(gloo on CPU, NCCL on GPU, ``find_unused_parameters`` since a subnet leaves weights unused). All
+ranks derive the same archs and resolution from the step; each rank reads its own shard of every
+batch. Rank 0 alone writes checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+from torch import nn
+
+from .arch import Arch
+from .checkpoint import load_supernet, save_supernet
+from .data import BatchLoader, ImageDataset, Normalization, split_train_val
+from .errors import OFAEdgeError
+from .evaluate import EvalData, corner_archs, evaluate_arch
+from .fileio import atomic_write_bytes, atomic_write_text
+from .schedule import Phase, Schedule
+from .space import SearchSpace
+from .supernet import OFAMobileNetV3
+
+TRAIN_FORMAT = "ofa-edge-train/1"
+
+
+def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a distribution (the teacher's softmax), averaged over the batch."""
+    return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def distillation_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    soft_targets: torch.Tensor | None,
+    label_smoothing: float,
+    kd_ratio: float,
+) -> torch.Tensor:
+    """Label-smoothed CE, plus ``kd_ratio`` x CE against the teacher's soft labels when given."""
+    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    if soft_targets is not None:
+        loss = loss + kd_ratio * soft_cross_entropy(logits, soft_targets)
+    return loss
+
+
+class SubnetsLoss(nn.Module):
+    """The summed loss of several subnets on one batch, in one forward call (so DDP sees one)."""
+
+    def __init__(self, net: OFAMobileNetV3, label_smoothing: float, kd_ratio: float) -> None:
+        super().__init__()
+        self.net = net
+        self.label_smoothing = label_smoothing
+        self.kd_ratio = kd_ratio
+
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor, soft_targets: torch.Tensor | None, archs: list[Arch]
+    ) -> torch.Tensor:
+        total = images.new_zeros(())
+        for arch in archs:
+            self.net.set_active(arch)
+            total = total + distillation_loss(
+                self.net(images), labels, soft_targets, self.label_smoothing, self.kd_ratio
+            )
+        return total
+
+
+def learning_rate(phase: Phase, step_in_phase: int, steps_per_epoch: int) -> float:
+    total = max(1, phase.epochs * steps_per_epoch)
+    warmup = int(phase.warmup_epochs * steps_per_epoch)
+    if step_in_phase < warmup:
+        return phase.lr * (step_in_phase + 1) / warmup
+    progress = (step_in_phase - warmup) / max(1, total - warmup)
+    return 0.5 * phase.lr * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(net: nn.Module, schedule: Schedule) -> torch.optim.SGD:
+    """SGD with Nesterov momentum; no weight decay on BatchNorm parameters and biases."""
+    decay, no_decay = [], []
+    for name, param in net.named_parameters():
+        (no_decay if name.endswith("bias") or ".bn." in name else decay).append(param)
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": schedule.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=0.0,
+        momentum=schedule.momentum,
+        nesterov=True,
+    )
+
+
+@dataclass
+class Position:
+    """Where training stands: the next batch to run."""
+
+    phase: int = 0
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0  # global optimizer steps done
+
+    def to_dict(self) -> dict[str, int]:
+        return {"phase": self.phase, "epoch": self.epoch, "batch": self.batch, "step": self.step}
+
+
+@dataclass
+class TrainData:
+    train: ImageDataset
+    val: ImageDataset
+    normalization: Normalization
+    flip: bool = True
+
+    @classmethod
+    def from_dataset(cls, dataset: ImageDataset, schedule: Schedule, seed: int, flip: bool) -> TrainData:
+        train, val = split_train_val(dataset, min(schedule.val_images, len(dataset) // 5), seed=seed)
+        if schedule.images_per_epoch is not None:
+            train = train.subset(torch.arange(min(schedule.images_per_epoch, len(train))))
+        return cls(train, val, Normalization.of(train), flip)
+
+
+@dataclass
+class TrainConfig:
+    space: SearchSpace
+    schedule: Schedule
+    out: Path
+    data_name: str
+    seed: int = 0
+    checkpoint_every: int = 50  # steps
+    channels_last: bool = True
+    validate_every_epoch: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: TrainData,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.data = data
+        self.on_event = on_event or (lambda kind, info: None)
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
+        self.out = config.out
+        self.checkpoint_path = self.out / "checkpoint.safetensors"
+        self.teacher_path = self.out / "teacher.safetensors"
+        torch.manual_seed(config.seed)  # the initial weights, too, follow from the seed
+        self.net = OFAMobileNetV3(config.space)
+        if config.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.teacher: OFAMobileNetV3 | None = None
+        self.position = Position()
+        self.loader = BatchLoader(
+            data.train,
+            config.schedule.batch_size // self.world_size,
+            config.space.resolutions,
+            data.normalization,
+            flip=data.flip,
+            seed=config.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+            channels_last=config.channels_last,
+        )
+        if self.loader.batches_per_epoch() < 1:
+            raise OFAEdgeError(
+                f"{len(data.train)} training images make no batch of {config.schedule.batch_size}; "
+                "use more data or a smaller batch"
+            )
+        schedule = config.schedule
+        self.epoch_eval = EvalData(
+            calibration=data.train.subset(torch.arange(min(schedule.epoch_calibration_images, len(data.train)))),
+            scored=data.val.subset(torch.arange(min(schedule.epoch_val_images, len(data.val)))),
+            normalization=data.normalization,
+            channels_last=config.channels_last,
+        )
+
+    # ------------------------------------------------------------ checkpoints
+    def _identity(self) -> dict[str, str]:
+        return {
+            "space": json.dumps(self.config.space.config_dict()),
+            "schedule": self.config.schedule.name,
+            "schedule_fingerprint": self.config.schedule.fingerprint(),
+            "seed": str(self.config.seed),
+            "data": self.config.data_name,
+        }
+
+    def save_checkpoint(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.rank != 0:
+            return
+        tensors = {f"model/{k}": v.detach().cpu().contiguous().clone() for k, v in self.net.state_dict().items()}
+        names = {id(p): n for n, p in self.net.named_parameters()}
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                buffer = optimizer.state.get(param, {}).get("momentum_buffer")
+                if buffer is not None:
+                    tensors[f"optim/{names[id(param)]}"] = buffer.detach().cpu().contiguous().clone()
+        tensors["rng/torch"] = torch.get_rng_state()
+        metadata = {"format": TRAIN_FORMAT, "position": json.dumps(self.position.to_dict()), **self._identity()}
+        atomic_write_bytes(self.checkpoint_path, save_safetensors_bytes(tensors, metadata=metadata))
+
+    def try_resume(self) -> tuple[dict[str, torch.Tensor], bool]:
+        """Load the run's checkpoint if there is one; returns momentum buffers to restore."""
+        if not self.checkpoint_path.exists():
+            return {}, False
+        data = self.checkpoint_path.read_bytes()
+        try:
+            tensors = load_safetensors_bytes(data)
+            header_len = int.from_bytes(data[:8], "little")
+            metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
+        except (SafetensorError, ValueError, json.JSONDecodeError):
+            raise OFAEdgeError(f"{self.checkpoint_path} is damaged; move it away to start over") from None
+        if metadata.get("format") != TRAIN_FORMAT:
+            raise OFAEdgeError(f"{self.checkpoint_path} is not an ofa-edge training checkpoint")
+        mine = self._identity()
+        for key, label in (
+            ("space", "space"),
+            ("schedule_fingerprint", "schedule"),
+            ("seed", "seed"),
+            ("data", "data"),
+        ):
+            if metadata.get(key) != mine[key]:
+                theirs = metadata.get("schedule") if key == "schedule_fingerprint" else metadata.get(key)
+                if key == "space":
+                    theirs = json.loads(metadata.get("space", "{}")).get("name", "?")
+                    ours = self.config.space.name
+                elif key == "schedule_fingerprint":
+                    ours = self.config.schedule.name
+                else:
+                    ours = mine[key]
+                raise OFAEdgeError(
+                    f"{self.out} holds a run with a different {label} ({theirs}, now {ours}); "
+                    "resume with the same command or choose another --out"
+                )
+        self.net.load_state_dict({k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")})
+        torch.set_rng_state(tensors["rng/torch"])
+        self.position = Position(**json.loads(metadata["position"]))
+        if self.position.phase > 0:
+            self._load_teacher()
+        buffers = {k[len("optim/") :]: v for k, v in tensors.items() if k.startswith("optim/")}
+        return buffers, True
+
+    def _load_teacher(self) -> None:
+        if self.teacher_path.exists():
+            self.teacher = load_supernet(self.teacher_path, space=self.config.space)
+            self.teacher.set_active(self.config.space.max_arch())
+            self.teacher.eval()
+            if self.config.channels_last:
+                self.teacher.to(memory_format=torch.channels_last)
+
+    # --------------------------------------------------------------- training
+    def run(self) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        momentum, resumed = self.try_resume()
+        if resumed:
+            self.on_event("resumed", self.position.to_dict())
+        elif self.rank == 0:
+            atomic_write_text(self.out / "config.json", json.dumps(self._config_record(), indent=2) + "\n")
+        schedule = self.config.schedule
+        while self.position.phase < len(schedule.phases):
+            phase = schedule.phases[self.position.phase]
+            self._run_phase(phase, momentum)
+            momentum = {}
+            self._sync_buffers()
+            if phase.full_net and self.rank == 0:
+                save_supernet(self.net, self.teacher_path)
+            if self.distributed:
+                dist.barrier()
+            if phase.full_net:
+                self._load_teacher()
+            if self.rank == 0:
+                save_supernet(self.net, self.out / f"phase-{phase.name}.safetensors", extra=self._weights_metadata())
+            self.position = Position(self.position.phase + 1, 0, 0, self.position.step)
+            self.save_checkpoint(make_optimizer(self.net, schedule))
+        if self.rank == 0:
+            save_supernet(self.net, self.out / "supernet.safetensors", extra=self._weights_metadata())
+        return {"out": str(self.out), "steps": self.position.step, "resumed": resumed}
+
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's BatchNorm statistics. DDP broadcasts them at the start of each
+        forward, so after a rank's last step they differ by that step's local-batch update."""
+        if self.distributed:
+            for buffer in self.net.buffers():
+                dist.broadcast(buffer, src=0)
+
+    def _run_phase(self, phase: Phase, momentum: dict[str, torch.Tensor]) -> None:
+        schedule = self.config.schedule
+        space = self.config.space
+        if phase.sort_channels and self.position.epoch == 0 and self.position.batch == 0:
+            self.net.sort_channels(phase.trained_expands)
+        sampling = phase.sampling_space(space)
+        optimizer = make_optimizer(self.net, schedule)
+        if momentum:
+            for name, param in self.net.named_parameters():
+                if name in momentum:
+                    optimizer.state[param]["momentum_buffer"] = momentum[name].to(param.dtype).clone()
+        step_module: nn.Module = SubnetsLoss(self.net, schedule.label_smoothing, schedule.kd_ratio)
+        if self.distributed:
+            step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
+        steps_per_epoch = self.loader.batches_per_epoch()
+        self.net.train()
+        while self.position.epoch < phase.epochs:
+            epoch = self.position.epoch
+            self.on_event("epoch_start", {"phase": phase.name, "epoch": epoch, "epochs": phase.epochs,
+                                          "steps": steps_per_epoch, "start": self.position.batch})  # fmt: skip
+            losses: list[float] = []
+            started = time.perf_counter()
+            images_seen = 0
+            epoch_key = self._epoch_key()
+            for images, labels in self.loader.epoch(epoch_key, start_batch=self.position.batch):
+                lr = learning_rate(phase, epoch * steps_per_epoch + self.position.batch, steps_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss = self._step(step_module, optimizer, sampling, images, labels, phase)
+                losses.append(loss)
+                images_seen += labels.numel() * self.world_size
+                self.position.batch += 1
+                self.position.step += 1
+                self.on_event("step", {"loss": loss, "lr": lr, "batch": self.position.batch,
+                                       "images_per_s": images_seen / (time.perf_counter() - started)})  # fmt: skip
+                if self.position.step % self.config.checkpoint_every == 0:
+                    self.save_checkpoint(optimizer)
+            record = {
+                "phase": phase.name,
+                "epoch": epoch,
+                "step": self.position.step,
+                "loss": sum(losses) / max(1, len(losses)),
+                "lr": lr if losses else None,
+                "images_per_s": images_seen / max(1e-9, time.perf_counter() - started),
+            }
+            self.position.epoch += 1
+            self.position.batch = 0
+            if self.config.validate_every_epoch and self.rank == 0:
+                record["val_top1"] = self.validate_corners()
+            if self.rank == 0:
+                with open(self.out / "log.jsonl", "a") as log:
+                    log.write(json.dumps(record) + "\n")
+            self.on_event("epoch_end", record)
+            self.save_checkpoint(optimizer)
+
+    def _epoch_key(self) -> int:
+        """A distinct data-order key for every (phase, epoch) of the run."""
+        return self.position.phase * 10_000 + self.position.epoch
+
+    def _step(
+        self,
+        step_module: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        sampling: SearchSpace,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        phase: Phase,
+    ) -> float:
+        step = self.position.step
+        # Every rank derives the same archs from the step; dropout from the step and rank.
+        torch.manual_seed(self.config.seed * 1_000_003 + step * 97 + self.rank)
+        rng = random.Random(f"{self.config.seed}-{step}")
+        resolution = images.shape[-1]
+        archs = []
+        for _ in range(1 if phase.full_net else phase.subnets_per_step):
+            arch = sampling.sample(rng)
+            archs.append(Arch(arch.ks, arch.e, arch.d, resolution))
+        soft = None
+        if not phase.full_net:
+            if self.teacher is None:
+                raise OFAEdgeError("this phase distils from the full net, but no teacher was saved in the run folder")
+            with torch.no_grad():
+                soft = F.softmax(self.teacher(images), dim=1)
+        optimizer.zero_grad(set_to_none=True)
+        loss = step_module(images, labels, soft, archs)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    def validate_corners(self, resolution: int | None = None) -> dict[str, float]:
+        r = resolution or max(self.config.space.resolutions)
+        return {
+            name: round(evaluate_arch(self.net, arch, self.epoch_eval), 2)
+            for name, arch in corner_archs(self.config.space, r).items()
+        }
+
+    def _weights_metadata(self) -> dict[str, str]:
+        """What evaluating these weights later needs: the input normalization, and provenance."""
+        norm = self.data.normalization
+        return {
+            "schedule": self.config.schedule.name,
+            "data": self.config.data_name,
+            "normalization": json.dumps({"mean": list(norm.mean), "std": list(norm.std)}),
+            "split": json.dumps({"seed": self.config.seed, "val_images": len(self.data.val)}),
+        }
+
+    def _config_record(self) -> dict[str, Any]:
+        return {
+            "space": self.config.space.config_dict(),
+            "schedule": self.config.schedule.to_dict(),
+            "seed": self.config.seed,
+            "data": self.config.data_name,
+            "train_images": len(self.data.train),
+            "val_images": len(self.data.val),
+            "world_size": self.world_size,
+            **self.config.extra,
+        }
+
+
+def final_report(
+    net: OFAMobileNetV3, calibration: ImageDataset, test: ImageDataset, normalization: Normalization
+) -> dict[str, dict[str, float]]:
+    """Test top-1 of the 8 corner subnets at the largest and the smallest resolution."""
+    data = EvalData(calibration=calibration, scored=test, normalization=normalization)
+    report = {}
+    space = net.space
+    for r in sorted({max(space.resolutions), min(space.resolutions)}, reverse=True):
+        report[str(r)] = {
+            name: round(evaluate_arch(net, arch, data), 2) for name, arch in corner_archs(space, r).items()
+        }
+    return report
+
+
+def init_distributed() -> bool:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return False
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return True

@@ -1,0 +1,76 @@
+"""The train and eval commands end to end, on synthetic IDX files (the MNIST layout)."""
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ofa_edge.cli import main
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 400), ("t10k", 100)):
+        labels = rng.integers(0, 10, n)
+        images = (rng.random((n, 28, 28)) * 80 + labels[:, None, None] * 17).astype(np.uint8)
+        (directory / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
+        (directory / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    return directory
+
+
+@pytest.mark.slow
+def test_train_then_eval(capsys, tmp_path, idx_dir):
+    out = tmp_path / "run"
+    code = main(["train", "--schedule", "quick", "--data", "mnist", "--data-dir", str(idx_dir),
+                 "--out", str(out), "--threads", "1", "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary["steps"] == 24 and not summary["resumed"]
+    assert set(summary["test_top1"]) == {"28", "20"} and len(summary["test_top1"]["28"]) == 8
+    for name in ("supernet.safetensors", "teacher.safetensors", "checkpoint.safetensors", "log.jsonl",
+                 "config.json", "report.json"):  # fmt: skip
+        assert (out / name).exists(), name
+    assert len((out / "log.jsonl").read_text().splitlines()) == 6  # one line per epoch
+    # the same command again finds the finished run and does no more steps
+    code = main(["train", "--schedule", "quick", "--data", "mnist", "--data-dir", str(idx_dir),
+                 "--out", str(out), "--threads", "1", "--json", "--no-report"])  # fmt: skip
+    again = json.loads(capsys.readouterr().out)
+    assert code == 0 and again["resumed"] and again["steps"] == 24
+
+    arch = tmp_path / "arch.json"
+    main(["arch", "sample", "--seed", "1", "--out", str(arch)])
+    capsys.readouterr()
+    code = main(["eval", "--supernet", str(out / "supernet.safetensors"), "--arch", str(arch), "--data", "mnist",
+                 "--data-dir", str(idx_dir), "--calibration-images", "64", "--json"])  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["split"] == "val" and result["images"] == 80 and 0 <= result["top1"] <= 100
+    code = main(["eval", "--supernet", str(out / "supernet.safetensors"), "--arch", str(arch), "--data", "mnist",
+                 "--data-dir", str(idx_dir), "--split", "test", "--json"])  # fmt: skip
+    assert code == 0 and json.loads(capsys.readouterr().out)["images"] == 100
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--out", "{tmp}/r", "--data", "fashion-mnist", "--data-dir", "{tmp}"], "pass --data-dir DIR"),
+        (["train", "--out", "{tmp}/r", "--data", "mnist"], "MNIST needs --data-dir"),
+        (["train", "--out", "{tmp}/r", "--schedule", "fast"], "unknown schedule 'fast'"),
+        (["train"], "Missing option '--out'"),
+        (["eval", "--supernet", "{tmp}/none.safetensors", "--arch", "{tmp}/a.json"], "checkpoint not found"),
+    ],
+)
+def test_train_and_eval_bad_input(capsys, tmp_path, args, fragment):
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in args])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and fragment in err
+    assert not (tmp_path / "r").exists()

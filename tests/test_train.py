@@ -1,0 +1,216 @@
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ofa_edge import OFAEdgeError, get_space
+from ofa_edge.checkpoint import load_supernet, read_metadata
+from ofa_edge.data import ImageDataset
+from ofa_edge.schedule import SCHEDULE_NAMES, get_schedule
+from ofa_edge.train import (
+    TrainConfig,
+    TrainData,
+    Trainer,
+    distillation_loss,
+    learning_rate,
+    make_optimizer,
+    soft_cross_entropy,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_dataset(n: int = 96, seed: int = 0) -> ImageDataset:
+    """Class-dependent blobs, so that a few steps of training already move the accuracy."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    base = torch.rand(10, 1, 28, 28, generator=g)
+    noise = torch.rand(n, 1, 28, 28, generator=g) * 0.5
+    images = ((base[labels] * 0.7 + noise) * 255).clamp(0, 255).to(torch.uint8)
+    return ImageDataset("synthetic", images, labels, tuple(str(i) for i in range(10)))
+
+
+def make_trainer(out: Path, schedule: str = "quick", space: str = "mbv3-fmnist", **kwargs) -> Trainer:
+    sched = get_schedule(schedule)
+    data = TrainData.from_dataset(synthetic_dataset(), sched, seed=0, flip=True)
+    config = TrainConfig(get_space(space), sched, out, data_name="synthetic", seed=0,
+                         checkpoint_every=kwargs.pop("checkpoint_every", 3), validate_every_epoch=False)  # fmt: skip
+    return Trainer(config, data, **kwargs)
+
+
+# ------------------------------------------------------------------ schedules
+def test_fmnist_schedule_phases_enable_the_right_choices():
+    space = get_space("mbv3-fmnist")
+    phases = {p.name: p for p in get_schedule("fmnist").phases}
+    assert list(phases) == ["full", "kernel", "depth-1", "depth-2", "expand-1", "expand-2"]
+
+    def choices(name):
+        s = phases[name].sampling_space(space)
+        return s.kernel_choices, s.expand_choices, s.depth_choices
+
+    assert choices("full") == ((7,), (6,), (4,))
+    assert choices("kernel") == ((3, 5, 7), (6,), (4,))
+    assert choices("depth-1") == ((3, 5, 7), (6,), (3, 4))
+    assert choices("depth-2") == ((3, 5, 7), (6,), (2, 3, 4))
+    assert choices("expand-1") == ((3, 5, 7), (4, 6), (2, 3, 4))
+    assert choices("expand-2") == ((3, 5, 7), (3, 4, 6), (2, 3, 4))
+    assert [p.subnets_per_step for p in phases.values()] == [1, 1, 2, 2, 4, 4]
+    assert phases["expand-1"].sort_channels and phases["expand-1"].trained_expands == (6,)
+    assert phases["expand-2"].sort_channels and phases["expand-2"].trained_expands == (4, 6)
+    assert not any(p.sort_channels for p in list(phases.values())[:4])
+
+
+def test_no_ps_differs_from_fmnist_only_in_choices():
+    space = get_space("mbv3-fmnist")
+    ps, no_ps = get_schedule("fmnist"), get_schedule("no-ps")
+    assert ps.total_epochs == no_ps.total_epochs
+    for a, b in zip(ps.phases, no_ps.phases, strict=True):
+        assert (a.epochs, a.lr, a.subnets_per_step, a.full_net) == (b.epochs, b.lr, b.subnets_per_step, b.full_net)
+        if not b.full_net:
+            assert b.sampling_space(space) == space and not b.sort_channels
+
+
+def test_reference_schedule_matches_the_paper():
+    phases = get_schedule("reference").phases
+    assert [p.epochs for p in phases] == [180, 120, 25, 120, 25, 120]
+    assert "quick" in SCHEDULE_NAMES and "no-ps" in SCHEDULE_NAMES
+
+
+def test_unknown_schedule():
+    with pytest.raises(OFAEdgeError, match="unknown schedule 'fast'"):
+        get_schedule("fast")
+
+
+# --------------------------------------------------------------- loss and lr
+def test_kd_loss_pulls_toward_the_teacher():
+    torch.manual_seed(0)
+    teacher_logits = torch.randn(8, 10)
+    soft = torch.softmax(teacher_logits, dim=1)
+    labels = torch.randint(0, 10, (8,))
+    one_hot = torch.nn.functional.one_hot(labels, 10).float()
+    logits = torch.randn(8, 10)
+    # against one-hot targets the soft CE is the ordinary CE
+    torch.testing.assert_close(soft_cross_entropy(logits, one_hot), torch.nn.functional.cross_entropy(logits, labels))
+    # matching the teacher minimises the KD term (Gibbs' inequality)
+    assert soft_cross_entropy(teacher_logits, soft) < soft_cross_entropy(logits, soft)
+    plain = distillation_loss(logits, labels, None, 0.1, 1.0)
+    torch.testing.assert_close(plain, torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1))
+    with_kd = distillation_loss(logits, labels, soft, 0.1, 0.5)
+    torch.testing.assert_close(with_kd, plain + 0.5 * soft_cross_entropy(logits, soft))
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine():
+    phase = get_schedule("fmnist").phases[0]  # lr 0.1, warm-up 0.5 epoch
+    steps = 100
+    assert learning_rate(phase, 0, steps) == pytest.approx(0.1 / 50)
+    assert learning_rate(phase, 49, steps) == pytest.approx(0.1)
+    assert learning_rate(phase, 50, steps) == pytest.approx(0.1)
+    total = phase.epochs * steps
+    middle = 50 + (total - 50) // 2
+    assert learning_rate(phase, middle, steps) == pytest.approx(0.05, rel=0.01)
+    assert learning_rate(phase, total - 1, steps) < 1e-4
+    values = [learning_rate(phase, s, steps) for s in range(50, total)]
+    assert all(a >= b for a, b in itertools.pairwise(values))
+    assert not any(math.isnan(v) for v in values)
+
+
+def test_no_weight_decay_on_bn_and_bias():
+    from ofa_edge import OFAMobileNetV3
+
+    net = OFAMobileNetV3("mbv3-fmnist")
+    optimizer = make_optimizer(net, get_schedule("fmnist"))
+    decay, no_decay = optimizer.param_groups
+    names = {id(p): n for n, p in net.named_parameters()}
+    assert decay["weight_decay"] > 0 and no_decay["weight_decay"] == 0
+    assert all(names[id(p)].endswith("bias") or ".bn." in names[id(p)] for p in no_decay["params"])
+    assert any(names[id(p)].endswith("7to5_matrix") for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(net.parameters()))
+
+
+# ----------------------------------------------------------- training runs
+class Stop(Exception):
+    pass
+
+
+def stop_at(step: int):
+    def on_event(kind, info):
+        if kind == "step" and trainer_steps[0] >= step:
+            raise Stop
+        if kind == "step":
+            trainer_steps[0] += 1
+
+    trainer_steps = [0]
+    return on_event
+
+
+def final_weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_supernet(out / "supernet.safetensors").state_dict()
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    make_trainer(tmp_path / "straight").run()
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(Stop):
+        make_trainer(interrupted, on_event=stop_at(10)).run()  # dies between checkpoints (every 3 steps)
+    position = json.loads(read_metadata(interrupted / "checkpoint.safetensors")["position"])
+    assert position["step"] == 9 and position["phase"] == 2  # full and kernel phases (4 steps each) done
+    with pytest.raises(Stop):
+        make_trainer(interrupted, on_event=stop_at(7)).run()  # and again, in the width phases
+    summary = make_trainer(interrupted).run()
+    assert summary["resumed"]
+    a, b = final_weights(tmp_path / "straight"), final_weights(interrupted)
+    assert a.keys() == b.keys()
+    mismatched = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not mismatched, f"differs after resume: {mismatched[:3]}"
+    # training moved the weights away from initialisation
+    fresh = make_trainer(tmp_path / "fresh").net.state_dict()
+    assert not torch.equal(fresh["first_conv.conv.weight"], a["first_conv.conv.weight"])
+
+
+def test_resume_with_another_schedule_or_space_is_refused(tmp_path):
+    with pytest.raises(Stop):
+        make_trainer(tmp_path, on_event=stop_at(4)).run()
+    with pytest.raises(OFAEdgeError, match="different schedule"):
+        make_trainer(tmp_path, schedule="quick-no-ps").run()
+    torch.save({}, tmp_path / "unrelated.pth")  # other files in the folder do not matter
+    before = (tmp_path / "checkpoint.safetensors").read_bytes()
+    with pytest.raises(OFAEdgeError, match="different seed"):
+        sched = get_schedule("quick")
+        data = TrainData.from_dataset(synthetic_dataset(), sched, seed=0, flip=True)
+        Trainer(TrainConfig(get_space("mbv3-fmnist"), sched, tmp_path, "synthetic", seed=5), data).run()
+    assert (tmp_path / "checkpoint.safetensors").read_bytes() == before  # nothing lost
+
+
+def test_all_ranks_sample_the_same_archs():
+    trainer = make_trainer(Path("/nonexistent-not-written"))
+    from ofa_edge.train import random as train_random  # the module's RNG source
+
+    phase = get_schedule("quick").phases[4]
+    sampling = phase.sampling_space(trainer.config.space)
+    one = [sampling.sample(train_random.Random(f"0-{s}")) for s in range(5)]
+    two = [sampling.sample(train_random.Random(f"0-{s}")) for s in range(5)]
+    assert one == two and len(set(one)) == 5
+
+
+@pytest.mark.slow
+def test_two_rank_ddp_stays_in_sync(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+         str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    assert ranks[0]["steps"] == ranks[1]["steps"] > 0
+    assert ranks[0]["checksums"] == ranks[1]["checksums"], "ranks diverged"
+    assert ranks[0]["shard_labels"] != ranks[1]["shard_labels"], "each rank reads its own shard"
+    assert (tmp_path / "run" / "supernet.safetensors").exists()
