@@ -74,3 +74,43 @@ def test_train_and_eval_bad_input(capsys, tmp_path, args, fragment):
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and err.count("\n") == 1 and fragment in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_then_the_same_command_resumes(tmp_path, idx_dir):
+    """A real SIGKILL of the CLI process mid-run; the rerun ends with the uninterrupted weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from ofa_edge.checkpoint import load_supernet, read_metadata
+
+    def command(out):
+        return [sys.executable, "-m", "ofa_edge.cli", "train", "--schedule", "quick", "--data", "mnist",
+                "--data-dir", str(idx_dir), "--out", str(out), "--threads", "1", "--checkpoint-every", "2",
+                "--no-report", "--json"]  # fmt: skip
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(command(tmp_path / "straight"), check=True, capture_output=True, env=env, timeout=600)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    checkpoint = killed / "checkpoint.safetensors"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        position = json.loads(read_metadata(checkpoint).get("position", '{"step": 0}'))
+        if position["step"] >= 9:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (killed / "supernet.safetensors").exists(), "killed before the end"
+    resumed = subprocess.run(command(killed), check=True, capture_output=True, text=True, env=env, timeout=600)
+    assert json.loads(resumed.stdout)["resumed"]
+    a = load_supernet(tmp_path / "straight" / "supernet.safetensors").state_dict()
+    b = load_supernet(killed / "supernet.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

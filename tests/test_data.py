@@ -139,3 +139,25 @@ def test_real_fashion_mnist():
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
     assert torch.bincount(train.labels).tolist() == [6000] * 10
     assert train.classes[9] == "ankle boot"
+
+
+def test_image_folders(tmp_path):
+    pil = pytest.importorskip("PIL.Image")
+    for split, per_class in (("train", 3), ("test", 2)):
+        for cls, shade in (("cat", 40), ("dog", 200)):
+            folder = tmp_path / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pil.new("RGB", (40, 30), (shade, shade + i, 0)).save(folder / f"{i}.png")
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
+    train = load_dataset(str(tmp_path), "train", size=28, channels=1)
+    assert train.images.shape == (6, 1, 28, 28) and train.classes == ("cat", "dog")
+    assert train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert train.images[0].float().mean() < train.images[5].float().mean()
+    rgb = load_dataset(str(tmp_path), "test", size=20, channels=3)
+    assert rgb.images.shape == (4, 3, 20, 20)
+    (tmp_path / "train" / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match="cannot decode image"):
+        load_dataset(str(tmp_path), "train", size=28, channels=1)
+    with pytest.raises(DataError, match="has no test/ folder"):
+        load_dataset(str(tmp_path / "train"), "test")
