@@ -13,7 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .space import BlockSpec
+from .space import BlockSpec, SearchSpace
 
 
 def build_activation(name: str) -> nn.Module:
@@ -106,6 +106,33 @@ class ResidualBlock(nn.Module):
 
 def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
     return x.mean((2, 3), keepdim=True)
+
+
+class MobileNetV3Frame(nn.Module):
+    """The fixed stem and head shared by the supernet and its static subnets.
+
+    Stem: 3x3 conv-BN-hswish. Head: 1x1 final expand (BN, hswish) on the last stage's output,
+    global pooling, 1x1 feature mix (no BN, hswish), dropout, linear classifier. Subclasses add
+    ``self.blocks`` and run them between :meth:`stem` and :meth:`head`.
+    """
+
+    def __init__(self, space: SearchSpace, linear: type[nn.Linear] = nn.Linear) -> None:
+        super().__init__()
+        self.first_conv = ConvBNAct(space.in_channels, space.stem_width, 3, space.stem_stride, act="hswish")
+        self.final_expand_layer = ConvBNAct(space.stages[-1].width, space.final_expand_width, act="hswish")
+        self.feature_mix_layer = ConvBNAct(
+            space.final_expand_width, space.feature_mix_width, act="hswish", use_bn=False
+        )
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                dropout=nn.Dropout(space.dropout, inplace=True),
+                linear=linear(space.feature_mix_width, space.num_classes),
+            )
+        )
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.feature_mix_layer(global_avg_pool(self.final_expand_layer(x)))
+        return self.classifier(torch.flatten(x, 1))
 
 
 def init_weights(module: nn.Module) -> None:

@@ -22,7 +22,7 @@ from .dynamic_ops import (
     DynamicPointwiseConv2d,
     DynamicSE,
 )
-from .layers import ConvBNAct, MBConv, ResidualBlock, build_activation, global_avg_pool, init_weights
+from .layers import MBConv, MobileNetV3Frame, ResidualBlock, build_activation, init_weights
 from .space import BlockSpec, SearchSpace, get_space, make_divisible
 from .subnet import MobileNetV3Subnet
 
@@ -151,14 +151,13 @@ def _permute_bn(bn: nn.BatchNorm2d, order: torch.Tensor) -> None:
         tensor.copy_(tensor[order])
 
 
-class OFAMobileNetV3(nn.Module):
+class OFAMobileNetV3(MobileNetV3Frame):
     """The elastic supernet of a :class:`SearchSpace` (a preset name or a space object)."""
 
     def __init__(self, space: SearchSpace | str) -> None:
-        super().__init__()
-        self.space = get_space(space) if isinstance(space, str) else space
-        space = self.space
-        self.first_conv = ConvBNAct(space.in_channels, space.stem_width, 3, space.stem_stride, act="hswish")
+        space = get_space(space) if isinstance(space, str) else space
+        super().__init__(space, linear=DynamicLinear)
+        self.space = space
         first = space.first_block_spec(input_size=0)
         blocks: list[nn.Module] = [ResidualBlock(MBConv(first), first.shortcut)]
         # stage_blocks[s] lists the indices into self.blocks of stage s's block slots.
@@ -176,16 +175,6 @@ class OFAMobileNetV3(nn.Module):
                 channels = stage.width
             self.stage_blocks.append(indices)
         self.blocks = nn.ModuleList(blocks)
-        self.final_expand_layer = ConvBNAct(channels, space.final_expand_width, act="hswish")
-        self.feature_mix_layer = ConvBNAct(
-            space.final_expand_width, space.feature_mix_width, act="hswish", use_bn=False
-        )
-        self.classifier = nn.Sequential(
-            OrderedDict(
-                dropout=nn.Dropout(space.dropout, inplace=True),
-                linear=DynamicLinear(space.feature_mix_width, space.num_classes),
-            )
-        )
         init_weights(self)
         self.active_arch = space.max_arch()
         self.set_active(self.active_arch)
@@ -208,9 +197,7 @@ class OFAMobileNetV3(nn.Module):
         for stage, indices in enumerate(self.stage_blocks):
             for block_index in indices[: self.active_arch.d[stage]]:
                 x = self.blocks[block_index](x)
-        x = self.final_expand_layer(x)
-        x = self.feature_mix_layer(global_avg_pool(x))
-        return self.classifier(torch.flatten(x, 1))
+        return self.head(x)
 
     @torch.no_grad()
     def get_subnet(self, arch: Arch | dict | None = None) -> MobileNetV3Subnet:
