@@ -17,8 +17,6 @@ OFA_VERSION = "0.1.0.post202307202001"
 
 
 def _install_import_stand_ins() -> None:
-    if "torchvision" in sys.modules and getattr(sys.modules["torchvision"], "_ofa_edge_stand_in", False):
-        return
     pil = types.ModuleType("PIL")
     image = types.ModuleType("PIL.Image")
     for code, name in enumerate(("NEAREST", "BILINEAR", "BICUBIC", "LANCZOS", "HAMMING", "BOX")):
@@ -46,6 +44,16 @@ def reference_ofa_mbv3() -> Any | None:
     """The reference ``OFAMobileNetV3`` class, or None when the ``ofa`` package is not installed."""
     if importlib.util.find_spec("ofa") is None:
         return None
+    before = set(sys.modules)
     _install_import_stand_ins()
-    module = importlib.import_module("ofa.imagenet_classification.elastic_nn.networks.ofa_mbv3")
+    try:
+        module = importlib.import_module("ofa.imagenet_classification.elastic_nn.networks.ofa_mbv3")
+    finally:
+        # Take the stand-ins out again so that other tests importing the real PIL get it.
+        for name in ("PIL", "PIL.Image", "torchvision", "torchvision.transforms",
+                     "torchvision.transforms.functional", "torchvision.datasets"):  # fmt: skip
+            if name not in before and getattr(sys.modules.get(name), "__name__", None) is not None:
+                module_obj = sys.modules.get(name)
+                if module_obj is not None and getattr(module_obj, "__file__", None) is None:
+                    del sys.modules[name]
     return module.OFAMobileNetV3
