@@ -108,6 +108,10 @@ def _without_progression(schedule: Schedule, name: str) -> Schedule:
     return replace(schedule, name=name, phases=phases)
 
 
+# Learning rates of the small-data schedules (batch 128; fmnist and quick share them).
+_SMALL_DATA_LRS = {"full": 0.1, "kernel": 0.03, "depth-1": 0.01, "depth-2": 0.02, "expand-1": 0.01, "expand-2": 0.02}
+
+
 def _presets() -> dict[str, Schedule]:
     reference = Schedule(
         "reference",
@@ -124,7 +128,7 @@ def _presets() -> dict[str, Schedule]:
         "fmnist",
         _progressive(
             {"full": 8, "kernel": 3, "depth-1": 1, "depth-2": 2, "expand-1": 1, "expand-2": 3},
-            {"full": 0.1, "kernel": 0.03, "depth-1": 0.01, "depth-2": 0.02, "expand-1": 0.01, "expand-2": 0.02},
+            _SMALL_DATA_LRS,
             warmup=0.5,
         ),
     )  # fmt: skip
@@ -132,7 +136,7 @@ def _presets() -> dict[str, Schedule]:
         "quick",
         _progressive(
             {"full": 1, "kernel": 1, "depth-1": 1, "depth-2": 1, "expand-1": 1, "expand-2": 1},
-            {"full": 0.1, "kernel": 0.03, "depth-1": 0.01, "depth-2": 0.02, "expand-1": 0.01, "expand-2": 0.02},
+            _SMALL_DATA_LRS,
             warmup=0.0,
         ),
         batch_size=16,
