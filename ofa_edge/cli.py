@@ -20,6 +20,8 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from .arch import Arch, load_arch, save_arch
 from .checkpoint import load_supernet, read_metadata
+from .cli_common import JsonOpt, SpaceOpt, emit_json, err
+from .cli_latency import register_latency_commands
 from .data import ImageDataset, Normalization, load_dataset, split_train_val
 from .errors import OFAEdgeError
 from .evaluate import EvalData, evaluate_arch
@@ -41,15 +43,7 @@ space_app = typer.Typer(
 arch_app = typer.Typer(help="Sample and inspect subnet architectures (arch JSON: ks, e, d, r).", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(arch_app, name="arch")
-
-err = Console(stderr=True, soft_wrap=True)
-
-SpaceOpt = Annotated[str, typer.Option("--space", "-s", help=f"Search space preset: {', '.join(SPACE_NAMES)}.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of tables.")]
-
-
-def _emit_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload) + "\n")
+register_latency_commands(app)
 
 
 def _fmt_count(n: int) -> str:
@@ -62,7 +56,7 @@ def space_list(as_json: JsonOpt = False) -> None:
     """List the preset search spaces."""
     spaces = [get_space(name) for name in SPACE_NAMES]
     if as_json:
-        _emit_json({"spaces": [{"name": s.name, "description": s.description} for s in spaces]})
+        emit_json({"spaces": [{"name": s.name, "description": s.description} for s in spaces]})
         return
     table = Table("space", "input", "classes", "resolutions", "description")
     for s in spaces:
@@ -78,7 +72,7 @@ def space_show(
     space = get_space(name)
     info = space.to_dict()
     if as_json:
-        _emit_json(info)
+        emit_json(info)
         return
     console = Console()
     console.print(f"[bold]{space.name}[/bold]: {space.description}")
@@ -142,7 +136,7 @@ def arch_sample(
             f"params {_fmt_count(sp.params(arch))}"
         )
     # The arch JSON is the product of this command, in both modes, so it can be piped to a file.
-    _emit_json(arch.to_dict())
+    emit_json(arch.to_dict())
 
 
 @arch_app.command("info")
@@ -156,7 +150,7 @@ def arch_info(
     arch = sp.validate(load_arch(arch_file))
     info = describe_arch(sp, arch)
     if as_json:
-        _emit_json(info)
+        emit_json(info)
         return
     console = Console()
     console.print(
@@ -264,7 +258,7 @@ def train(
     if rank != 0:
         return
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
         return
     err.print(f"done: {out / 'supernet.safetensors'} ({summary['steps']} steps, {summary['wall_s']:.0f} s)")
     for resolution, accs in summary.get("test_top1", {}).items():
@@ -304,7 +298,7 @@ def evaluate(
     result = {"arch": arch.to_dict(), "split": split, "images": len(scored), "top1": round(top1, 2),
               "macs": net.space.macs(arch), "params": net.space.params(arch)}  # fmt: skip
     if as_json:
-        _emit_json(result)
+        emit_json(result)
     else:
         err.print(f"top-1 on {split} ({len(scored)} images): {top1:.2f}%  (MACs {_fmt_count(result['macs'])})")
 

@@ -1,0 +1,326 @@
+"""Latency lookup tables: the JSON schema, loading with validation, prediction and calibration.
+
+A table holds one latency per unit (see :mod:`ofa_edge.lut_units`) measured on one backend
+configuration, plus a calibration fitted on whole-subnet measurements. A subnet's predicted
+latency is ``a * (sum of its units) + b``: standalone units run with hot caches and miss the
+overheads between layers, so the raw sum is biased low, but closely proportional to the truth.
+
+File layout (``schema_version`` 1)::
+
+    {"schema": "ofa-edge/latency-table", "schema_version": 1,
+     "space": {"name": ..., "config": {...}}, "backend": {BackendInfo}, "resolutions": [...],
+     "created": ISO date, "command": "ofa-edge profile ...", "measure": {"warmup": .., "runs": ..},
+     "complete": true, "entries": {key: {"median_ms", "p10_ms", "p90_ms", "samples", "statistic"}},
+     "calibration": {"model": "linear", "a", "b", "points": [{"arch", "sum_ms", "measured_ms"}]} | null,
+     "validation": {metrics..., "points": [...]} | null}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .arch import Arch
+from .errors import OFAEdgeError
+from .fileio import atomic_write_text
+from .lut_units import arch_units
+from .profilers.base import BackendInfo, Measurement
+from .space import SearchSpace, get_space
+
+SCHEMA = "ofa-edge/latency-table"
+SCHEMA_VERSION = 1
+# Fields of the backend description that a table must match to answer a request.
+MATCHED_FIELDS = ("backend", "device", "precision", "threads")
+
+
+class TableError(OFAEdgeError):
+    """A latency table that is unreadable, malformed, or measured for something else."""
+
+
+@dataclass
+class Calibration:
+    """measured ~= a * unit_sum + c * unit_count + b, least squares over whole subnets (``points``).
+
+    ``a`` corrects the scale (standalone units run with hot caches); ``c`` removes the per-call
+    overhead that every standalone unit measurement carries once but a whole subnet pays only once
+    in total (it dominates at small inputs); ``b`` is the subnet's own fixed cost.
+    """
+
+    a: float = 1.0
+    b: float = 0.0
+    c: float = 0.0
+    points: list[dict[str, Any]] = field(default_factory=list)
+
+    def apply(self, unit_sum_ms: float, unit_count: int) -> float:
+        return self.a * unit_sum_ms + self.c * unit_count + self.b
+
+    def refit(self) -> None:
+        if len(self.points) < 2:
+            return
+        sums = np.array([p["sum_ms"] for p in self.points])
+        counts = np.array([p["units"] for p in self.points], float)
+        measured = np.array([p["measured_ms"] for p in self.points])
+        if len(self.points) >= 6 and np.ptp(counts) > 0:
+            design = np.stack([sums, counts, np.ones_like(sums)], axis=1)
+            self.a, self.c, self.b = (float(v) for v in np.linalg.lstsq(design, measured, rcond=None)[0])
+        else:  # too few points to separate the count term from the scale
+            self.a, self.b = (float(v) for v in np.polyfit(sums, measured, 1))
+            self.c = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": "a*sum+c*units+b", "a": self.a, "b": self.b, "c": self.c, "points": self.points}
+
+
+@dataclass
+class LatencyTable:
+    space_name: str
+    space_config: dict[str, Any]
+    backend: dict[str, Any]
+    resolutions: list[int]
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    command: str = ""
+    measure: dict[str, Any] = field(default_factory=dict)
+    complete: bool = False
+    calibration: Calibration | None = None
+    validation: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def new(
+        cls,
+        space: SearchSpace,
+        info: BackendInfo,
+        resolutions: list[int],
+        command: str = "",
+        measure: dict[str, Any] | None = None,
+    ) -> LatencyTable:
+        return cls(
+            space.name, space.config_dict(), info.to_dict(), sorted(resolutions), command=command, measure=measure or {}
+        )
+
+    def add(self, key: str, measurement: Measurement) -> None:
+        self.entries[key] = measurement.to_dict()
+
+    # ----------------------------------------------------------------- predicting
+    @property
+    def label(self) -> str:
+        b = self.backend
+        threads = f", {b['threads']} threads" if b.get("threads") else ""
+        return f"{self.space_name} on {b['backend']} {b['device']} {b['precision']}{threads}"
+
+    def unit_sum(self, space: SearchSpace, arch: Arch) -> float:
+        """Sum of the table's entries for the units ``arch`` runs (ms)."""
+        total = 0.0
+        for unit in arch_units(space, arch):
+            entry = self.entries.get(unit.key)
+            if entry is None:
+                raise TableError(
+                    f"table ({self.label}) has no entry for {unit.key} (resolution {arch.r}; table covers "
+                    f"{', '.join(map(str, self.resolutions))}{'' if self.complete else ', profile incomplete'})"
+                )
+            total += entry["median_ms"]
+        return total
+
+    def predict(self, space: SearchSpace, arch: Arch, calibrated: bool = True) -> float:
+        total = self.unit_sum(space, arch)
+        if calibrated and self.calibration is not None:
+            return self.calibration.apply(total, len(arch_units(space, arch)))
+        return total
+
+    # ------------------------------------------------------------------ checking
+    def space(self) -> SearchSpace:
+        from .space import SearchSpace as _Space
+
+        return _Space.from_config_dict(self.space_config)
+
+    def check_space(self, space: SearchSpace) -> None:
+        mine = self.space()
+        diff = mine.differences(space)
+        if diff:
+            raise TableError(
+                f"table is for space '{self.space_name}', not '{space.name}' (differs in: {', '.join(diff)})"
+            )
+
+    def check_request(self, **wanted: Any) -> None:
+        """Refuse a table whose backend, device, precision or threads differ from ``wanted``."""
+        diffs = [
+            f"{name} {self.backend.get(name)!r} (requested {value!r})"
+            for name, value in wanted.items()
+            if value is not None and name in MATCHED_FIELDS and _norm(self.backend.get(name)) != _norm(value)
+        ]
+        if diffs:
+            raise TableError(f"table ({self.label}) does not match the request: it has " + "; ".join(diffs))
+
+    # ------------------------------------------------------------------- storage
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "space": {"name": self.space_name, "config": self.space_config},
+            "backend": self.backend,
+            "resolutions": self.resolutions,
+            "created": self.created,
+            "command": self.command,
+            "measure": self.measure,
+            "complete": self.complete,
+            "entries": self.entries,
+            "calibration": self.calibration.to_dict() if self.calibration else None,
+            "validation": self.validation,
+        }
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "table") -> LatencyTable:
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise TableError(f'{source} is not an ofa-edge latency table (no "schema": "{SCHEMA}")')
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise TableError(
+                f"{source} has schema version {data.get('schema_version')}; this ofa-edge reads "
+                f"version {SCHEMA_VERSION}"
+            )
+        try:
+            entries = data["entries"]
+            for key, entry in entries.items():
+                value = entry["median_ms"]
+                if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                    raise TableError(f"{source}: entry {key} has an invalid median_ms {value!r}")
+            cal = data.get("calibration")
+            calibration = (
+                Calibration(float(cal["a"]), float(cal["b"]), float(cal.get("c", 0.0)), list(cal.get("points", [])))
+                if cal
+                else None
+            )
+            backend = data["backend"]
+            missing = [f for f in MATCHED_FIELDS if f not in backend]
+            if missing:
+                raise TableError(f"{source}: backend description lacks {', '.join(missing)}")
+            return cls(
+                space_name=data["space"]["name"],
+                space_config=data["space"]["config"],
+                backend=backend,
+                resolutions=[int(r) for r in data["resolutions"]],
+                entries=entries,
+                created=data.get("created", ""),
+                command=data.get("command", ""),
+                measure=data.get("measure", {}),
+                complete=bool(data.get("complete", False)),
+                calibration=calibration,
+                validation=data.get("validation"),
+            )
+        except TableError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise TableError(f"{source}: malformed latency table ({type(exc).__name__}: {exc})") from None
+
+
+def _norm(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def tables_dir() -> Path:
+    """The ``latency_tables/`` folder shipped beside the package."""
+    return Path(__file__).resolve().parent.parent / "latency_tables"
+
+
+def resolve_table_path(name_or_path: str | Path) -> Path:
+    """A path, or the name of a shipped table (``onnxruntime-cpu-fp32-mbv3-fmnist``, no suffix)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix == ".json" or "/" in str(name_or_path):
+        return path
+    shipped = tables_dir() / f"{name_or_path}.json"
+    if shipped.exists():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in tables_dir().glob("*.json"))) or "none"
+    raise TableError(f"no latency table '{name_or_path}' (shipped tables: {known})")
+
+
+def load_table(name_or_path: str | Path) -> LatencyTable:
+    path = resolve_table_path(name_or_path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise TableError(f"latency table not found: {path}") from None
+    except OSError as exc:
+        raise TableError(f"cannot read latency table {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TableError(
+            f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); re-run the profile or restore it"
+        ) from None
+    return LatencyTable.from_dict(data, str(path))
+
+
+# --------------------------------------------------------------------- fidelity
+def fidelity(predicted: list[float], measured: list[float]) -> dict[str, float]:
+    """Share within +-10 %, Kendall's tau and mean absolute percentage error of predictions."""
+    from scipy.stats import kendalltau
+
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    if len(p) < 2:
+        raise OFAEdgeError("need at least 2 measured subnets to judge a latency model")
+    rel = np.abs(p - m) / m
+    tau = kendalltau(p, m).statistic
+    return {
+        "within_10pct": float(np.mean(rel <= 0.10)),
+        "kendall_tau": float(tau),
+        "mape": float(np.mean(rel)),
+        "mean_bias": float(np.mean((p - m) / m)),
+    }
+
+
+# ------------------------------------------------------------ official YAML tables
+_YAML_NAME = re.compile(r"(\d+)_lookup_table\.ya?ml$")
+
+
+def import_official_tables(paths: list[Path], space_name: str, device: str) -> LatencyTable:
+    """Official OFA lookup tables (``{res}_lookup_table.yaml``, entries with count/mean/var, in ms)."""
+    import yaml
+
+    space = get_space(space_name)
+    entries: dict[str, dict[str, Any]] = {}
+    resolutions: list[int] = []
+    for path in paths:
+        match = _YAML_NAME.search(Path(path).name)
+        if not match:
+            raise TableError(f"{path}: expected a file named like 160_lookup_table.yaml (resolution first)")
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise TableError(f"lookup table not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise TableError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict) or not data:
+            raise TableError(f"{path}: expected a mapping of layer keys to {{count, mean, var}}")
+        for key, value in data.items():
+            if not isinstance(value, dict) or "mean" not in value:
+                raise TableError(f"{path}: entry {key!r} has no 'mean'")
+            var = value.get("var")
+            std = math.sqrt(var) if isinstance(var, (int, float)) and var >= 0 else None
+            entries[str(key)] = Measurement(
+                float(value["mean"]), None, None, int(value.get("count", 0)), "mean", std
+            ).to_dict()
+        resolutions.append(int(match.group(1)))
+    info = BackendInfo(
+        "imported",
+        "official-ofa-yaml",
+        device,
+        "imported from official OFA lookup tables",
+        None,
+        "fp32",
+        extra={"files": [Path(p).name for p in paths]},
+    )
+    table = LatencyTable.new(space, info, resolutions)
+    table.entries = entries
+    table.complete = True
+    return table

@@ -1,0 +1,160 @@
+"""The units a latency lookup table is keyed by: stem, each MBConv block, and the four head parts.
+
+Keys use the official OFA table format (``ofa/nas/efficiency_predictor/latency_lookup_table.py``),
+so tables imported from the reference's YAML files and tables we measure ourselves are read by one
+predictor::
+
+    Conv-input:28x28x1-output:28x28x16
+    expanded_conv-input:14x14x24-output:14x14x24-expand:72-kernel:3-stride:1-idskip:1-se:0-hs:0
+    Conv_1-input:2x2x120-output:2x2x720      AvgPool2D-input:2x2x720-output:1x1x720
+    Conv_2-input:1x1x720-output:1x1x960      Logits-input:1x1x960-output:10
+
+``expand`` is the block's middle (expanded) channel count, as in the reference, not the ratio.
+A subnet's units depend only on its arch; the space's distinct units are what profiling measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .arch import Arch
+from .layers import ConvBNAct, MBConv, ResidualBlock, global_avg_pool
+from .space import BlockSpec, SearchSpace, conv_output_size
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One separately measured piece of a subnet."""
+
+    kind: str  # Conv, expanded_conv, Conv_1, AvgPool2D, Conv_2, Logits
+    in_size: int
+    in_channels: int
+    out_size: int
+    out_channels: int
+    block: BlockSpec | None = None  # set for expanded_conv
+
+    @property
+    def key(self) -> str:
+        inp = f"input:{self.in_size}x{self.in_size}x{self.in_channels}"
+        out = (
+            f"{self.out_channels}" if self.kind == "Logits" else f"{self.out_size}x{self.out_size}x{self.out_channels}"
+        )
+        parts = [self.kind, inp, f"output:{out}"]
+        if self.block is not None:
+            b = self.block
+            parts += [
+                f"expand:{b.expanded_channels}",
+                f"kernel:{b.kernel}",
+                f"stride:{b.stride}",
+                f"idskip:{int(b.shortcut)}",
+                f"se:{int(b.se_channels is not None)}",
+                f"hs:{int(b.act == 'hswish')}",
+            ]
+        return "-".join(parts)
+
+    def example_input(self) -> torch.Tensor:
+        """A batch-1 NCHW input of this unit's shape (fixed seed: profiling is reproducible)."""
+        generator = torch.Generator().manual_seed(0)
+        return torch.randn(1, self.in_channels, self.in_size, self.in_size, generator=generator)
+
+
+class _GlobalPool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return global_avg_pool(x)
+
+
+class _Logits(nn.Module):
+    def __init__(self, in_features: int, classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.flatten(x, 1))
+
+
+def build_unit(space: SearchSpace, unit: Unit) -> nn.Module:
+    """A standalone eval-mode module computing ``unit`` exactly as it runs inside a subnet."""
+    if unit.kind == "Conv":
+        module: nn.Module = ConvBNAct(space.in_channels, space.stem_width, 3, space.stem_stride, act="hswish")
+    elif unit.kind == "expanded_conv":
+        assert unit.block is not None
+        module = ResidualBlock(MBConv(unit.block), unit.block.shortcut)
+    elif unit.kind == "Conv_1":
+        module = ConvBNAct(unit.in_channels, unit.out_channels, act="hswish")
+    elif unit.kind == "AvgPool2D":
+        module = _GlobalPool()
+    elif unit.kind == "Conv_2":
+        module = ConvBNAct(unit.in_channels, unit.out_channels, act="hswish", use_bn=False)
+    elif unit.kind == "Logits":
+        module = _Logits(unit.in_channels, unit.out_channels)
+    else:
+        raise ValueError(f"unknown unit kind '{unit.kind}'")
+    return module.eval()
+
+
+def _block_unit(spec: BlockSpec) -> Unit:
+    return Unit("expanded_conv", spec.input_size, spec.in_channels, spec.output_size, spec.out_channels, spec)
+
+
+def _stem_unit(space: SearchSpace, resolution: int) -> Unit:
+    return Unit("Conv", resolution, space.in_channels, space.stem_output_size(resolution), space.stem_width)
+
+
+def _head_units(space: SearchSpace, resolution: int) -> list[Unit]:
+    size = space.final_feature_size(resolution)
+    last, expand, mix = space.stages[-1].width, space.final_expand_width, space.feature_mix_width
+    return [
+        Unit("Conv_1", size, last, size, expand),
+        Unit("AvgPool2D", size, expand, 1, expand),
+        Unit("Conv_2", 1, expand, 1, mix),
+        Unit("Logits", 1, mix, 1, space.num_classes),
+    ]
+
+
+def arch_units(space: SearchSpace, arch: Arch) -> list[Unit]:
+    """The units ``arch`` runs, in forward order (its predicted latency is their sum)."""
+    arch = space.validate(arch)
+    blocks = [_block_unit(spec) for spec in space.block_specs(arch)]
+    return [_stem_unit(space, arch.r), *blocks, *_head_units(space, arch.r)]
+
+
+def space_units(space: SearchSpace, resolutions: tuple[int, ...] | None = None) -> list[Unit]:
+    """Every distinct unit any subnet of ``space`` can run at ``resolutions``, without repeats.
+
+    Within a stage, the first block differs from the rest (stride, input channels); the later
+    blocks of a stage share one shape, so each (kernel, expand) pair is one unit per position kind.
+    """
+    units: dict[str, Unit] = {}
+    for resolution in resolutions or space.resolutions:
+        size = space.stem_output_size(resolution)
+        found = [_stem_unit(space, resolution), _block_unit(space.first_block_spec(size))]
+        channels = space.first_block_width
+        for stage in space.stages:
+            for position in ("first", "rest"):
+                stride = stage.stride if position == "first" else 1
+                in_channels = channels if position == "first" else stage.width
+                in_size = size if position == "first" else conv_output_size(size, stage.stride)
+                for kernel in space.kernel_choices:
+                    for expand in space.expand_choices:
+                        mid = space.mid_channels(in_channels, expand)
+                        spec = BlockSpec(
+                            in_channels=in_channels,
+                            out_channels=stage.width,
+                            kernel=kernel,
+                            mid_channels=mid,
+                            stride=stride,
+                            act=stage.act,
+                            se_channels=space.se_channels(mid) if stage.se else None,
+                            shortcut=stride == 1 and in_channels == stage.width,
+                            input_size=in_size,
+                        )
+                        found.append(_block_unit(spec))
+            size = conv_output_size(size, stage.stride)
+            channels = stage.width
+        found += _head_units(space, resolution)
+        for unit in found:
+            units.setdefault(unit.key, unit)
+    return list(units.values())

@@ -1,0 +1,74 @@
+"""Latency backends, found through the ``ofa_edge.backends`` entry-point group.
+
+Built-in backends register there in ofa-edge's own ``pyproject.toml``; a third-party package adds
+one the same way, without forking::
+
+    [project.entry-points."ofa_edge.backends"]
+    mynpu = "my_package.npu:NpuBackend"
+
+A backend class implements :class:`~ofa_edge.profilers.base.Backend` and is constructed with
+``(device=..., threads=..., precision=..., **options)``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+from ..errors import OFAEdgeError
+from .base import Backend, BackendInfo, BackendUnavailable, Measurement
+
+ENTRY_POINT_GROUP = "ofa_edge.backends"
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Backend",
+    "BackendInfo",
+    "BackendUnavailable",
+    "Measurement",
+    "backend_names",
+    "load_backend_class",
+    "make_backend",
+]
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def backend_names() -> list[str]:
+    return sorted(_entry_points())
+
+
+def load_backend_class(name: str) -> type:
+    eps = _entry_points()
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none (is ofa-edge installed? pip install -e .)"
+        raise OFAEdgeError(f"unknown backend '{name}' (known: {known})")
+    try:
+        return eps[name].load()
+    except Exception as exc:  # a broken third-party plugin must not take the CLI down with a traceback
+        raise OFAEdgeError(f"backend '{name}' failed to load from {eps[name].value}: {exc}") from None
+
+
+def make_backend(
+    name: str, device: str | None = None, threads: int = 1, precision: str = "fp32", **options: Any
+) -> Backend:
+    """Construct backend ``name``; bad precision or options give one clear line."""
+    cls = load_backend_class(name)
+    precisions = getattr(cls, "precisions", ())
+    if precision not in precisions:
+        raise OFAEdgeError(
+            f"backend '{name}' does not support precision '{precision}' (supported: {', '.join(precisions)})"
+        )
+    if threads < 1:
+        raise OFAEdgeError(f"threads must be at least 1, got {threads}")
+    kwargs: dict[str, Any] = {"threads": threads, "precision": precision, **options}
+    if device is not None:
+        kwargs["device"] = device
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise OFAEdgeError(f"backend '{name}': {exc}") from None
+    except ValueError as exc:
+        raise OFAEdgeError(f"backend '{name}': {exc}") from None

@@ -1,0 +1,128 @@
+"""The one small protocol every latency backend implements, and the numbers it returns.
+
+A backend turns a torch module into its own model format (:meth:`Backend.prepare`), times that
+model (:meth:`Backend.measure`), and says what it is (:meth:`Backend.describe`) and whether it can
+run here (:meth:`Backend.availability`). Everything that changes a latency number (runtime version,
+device, threads, precision, CPU affinity) belongs in :class:`BackendInfo`: it becomes the table's
+provenance and decides whether a table fits a request.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Latency of one model: a central value and its spread, in milliseconds."""
+
+    median_ms: float
+    p10_ms: float | None
+    p90_ms: float | None
+    samples: int
+    # 'median' when we timed each run ourselves; 'mean' when a tool reports only an average
+    # (TFLite's benchmark_model), whose spread is then the standard deviation in ``std_ms``.
+    statistic: str = "median"
+    std_ms: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        return cls(
+            **{k: data.get(k) for k in ("median_ms", "p10_ms", "p90_ms", "samples", "std_ms")},
+            statistic=data.get("statistic", "median"),
+        )
+
+
+def summarize(times_ms: list[float]) -> Measurement:
+    """Median and 10th/90th percentiles of per-run times."""
+    if not times_ms:
+        raise ValueError("no timed runs")
+    ordered = sorted(times_ms)
+    if len(ordered) >= 2:
+        deciles = statistics.quantiles(ordered, n=10, method="inclusive")
+        p10, p90 = deciles[0], deciles[-1]
+    else:
+        p10 = p90 = ordered[0]
+    return Measurement(statistics.median(ordered), p10, p90, len(ordered))
+
+
+def time_runs(run: Callable[[], Any], warmup: int, runs: int, min_seconds: float = 0.0) -> Measurement:
+    """Call ``run`` ``warmup`` times untimed, then at least ``runs`` times (and ``min_seconds``) timed."""
+    for _ in range(warmup):
+        run()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < runs or time.perf_counter() - started < min_seconds:
+        t0 = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return summarize(times)
+
+
+def host_cpu() -> str:
+    """The host CPU's model name (what a CPU table is only valid for)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a measurement is valid for: recorded in each table and compared on load."""
+
+    backend: str
+    version: str
+    device: str  # a device name: CPU, GPU.0, pixel1...
+    device_detail: str  # host CPU model, adb serial and phone model, GPU name
+    threads: int | None
+    precision: str
+    input_layout: str = "NCHW"
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. CPU affinity, transport
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A latency backend. Construct it with ``(device, threads, precision, **options)``."""
+
+    name: str
+    precisions: tuple[str, ...]
+    model_suffix: str  # file suffix of the backend's model format, e.g. '.onnx'
+
+    def availability(self) -> tuple[bool, str]:
+        """(usable here?, why not / which version)."""
+        ...
+
+    def describe(self) -> BackendInfo: ...
+
+    def prepare(self, module: nn.Module, example: torch.Tensor, path: Path) -> Path:
+        """Convert ``module`` (eval mode, fed ``example``) into the backend's format at ``path``."""
+        ...
+
+    def measure(self, model: Path, warmup: int, runs: int) -> Measurement:
+        """Time ``model`` (a file from :meth:`prepare`) on the device with batch 1."""
+        ...
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend's runtime or device is missing here."""

@@ -1,0 +1,123 @@
+"""OpenVINO: CPU (or a named GPU/NPU device), f32 or bf16 inference precision, int8 QDQ models.
+
+OpenVINO reads the ONNX files directly; an int8 model is the same QDQ ONNX that the onnxruntime
+backend times, which OpenVINO's CPU plugin executes with int8 kernels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import BackendInfo, BackendUnavailable, Measurement, host_cpu, time_runs
+from .onnx_models import export_onnx, quantize_qdq
+
+
+class OpenVinoBackend:
+    name = "openvino"
+    precisions = ("fp32", "bf16", "int8")
+    model_suffix = ".onnx"
+
+    def __init__(self, device: str = "CPU", threads: int = 1, precision: str = "fp32") -> None:
+        self.device = device.upper()
+        self.threads = threads
+        self.precision = precision
+
+    def availability(self) -> tuple[bool, str]:
+        try:
+            import openvino
+        except ImportError:
+            return False, "openvino is not installed (pip install openvino)"
+        devices = openvino.Core().available_devices
+        if not any(d.split(".")[0] == self.device.split(".")[0] for d in devices):
+            return False, f"openvino {openvino.__version__} sees no {self.device} (devices: {', '.join(devices)})"
+        return True, openvino.__version__.split("-")[0]
+
+    def _core(self):
+        try:
+            import openvino
+        except ImportError as exc:
+            raise BackendUnavailable(self.availability()[1]) from exc
+        return openvino.Core()
+
+    def config(self) -> dict[str, Any]:
+        # This CPU defaults to bf16 where it can; f32 must be asked for (int8 models keep their
+        # int8 ops either way, with f32 between them).
+        hint = "bf16" if self.precision == "bf16" else "f32"
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": "1",
+            "INFERENCE_PRECISION_HINT": hint,
+        }
+        if self.device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = str(self.threads)
+        return config
+
+    def describe(self) -> BackendInfo:
+        ok, version = self.availability()
+        detail = host_cpu()
+        if ok and self.device != "CPU":
+            detail = str(self._core().get_property(self.device, "FULL_DEVICE_NAME"))
+        return BackendInfo(
+            self.name,
+            version if ok else "missing",
+            self.device,
+            detail,
+            self.threads if self.device == "CPU" else None,
+            self.precision,
+            extra={"inference_precision_hint": self.config()["INFERENCE_PRECISION_HINT"]},
+        )
+
+    def prepare(self, module: nn.Module, example: torch.Tensor, path: Path) -> Path:
+        path = Path(path)
+        if self.precision != "int8":
+            return export_onnx(module, example, path)
+        fp32 = export_onnx(module, example, path.with_name(f"{path.stem}.fp32.onnx"))
+        try:
+            return quantize_qdq(fp32, path, tuple(example.shape))
+        finally:
+            fp32.unlink(missing_ok=True)
+
+    def compile(self, model: Path, profiling: bool = False):
+        config = self.config()
+        if profiling:
+            config["PERF_COUNT"] = "YES"
+        return self._core().compile_model(str(model), self.device, config)
+
+    def measure(self, model: Path, warmup: int, runs: int) -> Measurement:
+        compiled = self.compile(model)
+        request = compiled.create_infer_request()
+        shape = tuple(compiled.input(0).shape)
+        request.set_input_tensor(_tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32)))
+        return time_runs(request.infer, warmup, runs)
+
+    def layer_counters(self, model: Path, runs: int = 20) -> list[dict[str, Any]]:
+        """Per-layer times (ms, averaged over ``runs``) from OpenVINO's performance counters.
+
+        The layers are the compiled (fused) graph's; their sum can exceed the model's wall time.
+        """
+        compiled = self.compile(model, profiling=True)
+        request = compiled.create_infer_request()
+        shape = tuple(compiled.input(0).shape)
+        request.set_input_tensor(_tensor(np.zeros(shape, np.float32)))
+        totals: dict[str, dict[str, Any]] = {}
+        for _ in range(runs):
+            request.infer()
+            for info in request.get_profiling_info():
+                if info.status.name == "EXECUTED":
+                    row = totals.setdefault(
+                        info.node_name,
+                        {"layer": info.node_name, "type": info.node_type, "exec_type": info.exec_type, "real_ms": 0.0},
+                    )
+                    row["real_ms"] += info.real_time.total_seconds() * 1e3 / runs
+        return sorted(totals.values(), key=lambda r: -r["real_ms"])
+
+
+def _tensor(array: np.ndarray):
+    import openvino
+
+    return openvino.Tensor(array)

@@ -1,0 +1,77 @@
+"""ONNX Runtime on the CPU execution provider: fp32 and static int8 (QDQ) models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import BackendInfo, BackendUnavailable, Measurement, host_cpu, time_runs
+from .onnx_models import export_onnx, quantize_qdq
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+    precisions = ("fp32", "int8")
+    model_suffix = ".onnx"
+
+    def __init__(self, device: str = "CPU", threads: int = 1, precision: str = "fp32") -> None:
+        if device.upper() != "CPU":
+            raise ValueError(f"onnxruntime backend runs on the CPU execution provider only, not '{device}'")
+        self.device = "CPU"
+        self.threads = threads
+        self.precision = precision
+
+    def availability(self) -> tuple[bool, str]:
+        try:
+            import onnxruntime
+        except ImportError:
+            return False, "onnxruntime is not installed (pip install onnxruntime)"
+        return True, onnxruntime.__version__
+
+    def _runtime(self):
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise BackendUnavailable(self.availability()[1]) from exc
+        return onnxruntime
+
+    def describe(self) -> BackendInfo:
+        ok, version = self.availability()
+        return BackendInfo(
+            self.name,
+            version if ok else "missing",
+            self.device,
+            host_cpu(),
+            self.threads,
+            self.precision,
+            extra={"execution_provider": "CPUExecutionProvider"},
+        )
+
+    def prepare(self, module: nn.Module, example: torch.Tensor, path: Path) -> Path:
+        path = Path(path)
+        if self.precision == "fp32":
+            return export_onnx(module, example, path)
+        fp32 = export_onnx(module, example, path.with_name(f"{path.stem}.fp32.onnx"))
+        try:
+            return quantize_qdq(fp32, path, tuple(example.shape))
+        finally:
+            fp32.unlink(missing_ok=True)
+
+    def session(self, model: Path):
+        ort = self._runtime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+    def measure(self, model: Path, warmup: int, runs: int) -> Measurement:
+        session = self.session(model)
+        inp = session.get_inputs()[0]
+        feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)}
+        return time_runs(lambda: session.run(None, feed), warmup, runs)

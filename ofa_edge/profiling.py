@@ -1,0 +1,214 @@
+"""Profiling runs: measure every unit of a space into a table, then whole subnets to calibrate and
+validate it. Each run saves the table (atomically) after every measurement, so a killed run
+started again with the same command picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .arch import Arch
+from .errors import OFAEdgeError
+from .latency_table import Calibration, LatencyTable, TableError, fidelity, load_table
+from .lut_units import arch_units, build_unit, space_units
+from .profilers.base import Backend, Measurement
+from .space import SearchSpace
+from .subnet import MobileNetV3Subnet
+
+# progress(done, total, label): called after each measurement
+Progress = Callable[[int, int, str], None]
+
+
+def _no_progress(done: int, total: int, label: str) -> None:
+    pass
+
+
+def open_table(
+    path: Path, space: SearchSpace, backend: Backend, resolutions: list[int], command: str, measure: dict[str, Any]
+) -> tuple[LatencyTable, bool]:
+    """The partial table at ``path`` to resume (checked against this request), or a new one."""
+    info = backend.describe()
+    if Path(path).exists():
+        table = load_table(path)
+        table.check_space(space)
+        table.check_request(**{k: getattr(info, k) for k in ("backend", "device", "precision", "threads")})
+        if table.backend.get("version") != info.version:
+            raise TableError(
+                f"{path} was measured with {info.backend} {table.backend.get('version')}, this is "
+                f"{info.version}; profile into a new file"
+            )
+        table.resolutions = sorted(set(table.resolutions) | set(resolutions))
+        return table, True
+    return LatencyTable.new(space, info, resolutions, command, measure), False
+
+
+def measure_module(
+    backend: Backend, module: torch.nn.Module, example: torch.Tensor, workdir: Path, name: str, warmup: int, runs: int
+) -> Measurement:
+    model = backend.prepare(module, example, workdir / f"{name}{backend.model_suffix}")
+    try:
+        return backend.measure(model, warmup, runs)
+    finally:
+        model.unlink(missing_ok=True)
+
+
+def profile_units(
+    backend: Backend,
+    space: SearchSpace,
+    out: Path,
+    resolutions: list[int] | None = None,
+    warmup: int = 10,
+    runs: int = 50,
+    command: str = "",
+    progress: Progress = _no_progress,
+) -> LatencyTable:
+    """Measure every distinct unit of ``space`` at ``resolutions`` into the table at ``out``."""
+    resolutions = sorted(resolutions or space.resolutions)
+    bad = [r for r in resolutions if r not in space.resolutions]
+    if bad:
+        raise OFAEdgeError(
+            f"resolution {bad[0]} is not in space '{space.name}' (choices: {', '.join(map(str, space.resolutions))})"
+        )
+    table, _ = open_table(out, space, backend, resolutions, command, {"warmup": warmup, "runs": runs})
+    units = space_units(space, tuple(resolutions))
+    todo = [u for u in units if u.key not in table.entries]
+    done = len(units) - len(todo)
+    progress(done, len(units), "")
+    with tempfile.TemporaryDirectory(prefix="ofa-edge-profile-") as tmp:
+        for index, unit in enumerate(todo):
+            module = build_unit(space, unit)
+            table.add(
+                unit.key, measure_module(backend, module, unit.example_input(), Path(tmp), f"unit{index}", warmup, runs)
+            )
+            table.save(out)
+            progress(done + index + 1, len(units), unit.key)
+    table.complete = True
+    table.save(out)
+    return table
+
+
+def sample_archs(space: SearchSpace, resolutions: list[int], count: int, seed: int) -> list[Arch]:
+    """``count`` random archs (uniform choices, resolution from ``resolutions``), fixed by ``seed``."""
+    rng = random.Random(seed)
+    archs = []
+    for _ in range(count):
+        arch = space.sample(rng)
+        archs.append(Arch(arch.ks, arch.e, arch.d, rng.choice(resolutions)))
+    return archs
+
+
+def measure_subnet(
+    backend: Backend, space: SearchSpace, arch: Arch, workdir: Path, warmup: int = 10, runs: int = 50
+) -> Measurement:
+    net = MobileNetV3Subnet.from_arch(space, arch).eval()
+    example = torch.randn(1, space.in_channels, arch.r, arch.r, generator=torch.Generator().manual_seed(0))
+    return measure_module(backend, net, example, workdir, "subnet", warmup, runs)
+
+
+def _measure_points(
+    table: LatencyTable,
+    backend: Backend,
+    space: SearchSpace,
+    archs: list[Arch],
+    points: list[dict[str, Any]],
+    save: Callable[[], None],
+    progress: Progress,
+    warmup: int,
+    runs: int,
+) -> None:
+    """Measure ``archs`` not yet in ``points`` (matched by arch), appending and saving after each."""
+    seen = {json.dumps(p["arch"], sort_keys=True) for p in points}
+    progress(len(points), len(archs), "")
+    with tempfile.TemporaryDirectory(prefix="ofa-edge-subnets-") as tmp:
+        for arch in archs:
+            if json.dumps(arch.to_dict(), sort_keys=True) in seen:
+                continue
+            measured = measure_subnet(backend, space, arch, Path(tmp), warmup, runs)
+            points.append(
+                {
+                    "arch": arch.to_dict(),
+                    "sum_ms": table.unit_sum(space, arch),
+                    "units": len(arch_units(space, arch)),
+                    "measured_ms": measured.median_ms,
+                }
+            )
+            save()
+            progress(len(points), len(archs), f"r{arch.r}")
+
+
+def calibrate(
+    table: LatencyTable,
+    backend: Backend,
+    space: SearchSpace,
+    out: Path,
+    samples: int = 30,
+    seed: int = 1,
+    warmup: int = 10,
+    runs: int = 50,
+    progress: Progress = _no_progress,
+) -> Calibration:
+    """Fit the table's linear calibration on ``samples`` random subnets measured end to end."""
+    if table.calibration is None:
+        table.calibration = Calibration()
+    archs = sample_archs(space, table.resolutions, samples, seed)
+    calibration = table.calibration
+
+    def save() -> None:
+        calibration.refit()
+        table.save(out)
+
+    _measure_points(table, backend, space, archs, calibration.points, save, progress, warmup, runs)
+    save()
+    return calibration
+
+
+def validate(
+    table: LatencyTable,
+    backend: Backend,
+    space: SearchSpace,
+    out: Path | None,
+    samples: int = 100,
+    seed: int = 2,
+    warmup: int = 10,
+    runs: int = 50,
+    progress: Progress = _no_progress,
+) -> dict[str, Any]:
+    """Measure ``samples`` held-out random subnets; compare the raw sum and the calibrated prediction.
+
+    The result (metrics plus every point) is stored in the table's ``validation`` field when ``out``
+    is given; a validation with the same seed resumes from the points already there.
+    """
+    previous = table.validation or {}
+    points: list[dict[str, Any]] = list(previous.get("points", [])) if previous.get("seed") == seed else []
+    archs = sample_archs(space, table.resolutions, samples, seed)
+
+    def save() -> None:
+        if out is not None:
+            table.validation = {"seed": seed, "samples": samples, "complete": False, "points": points}
+            table.save(out)
+
+    _measure_points(table, backend, space, archs, points, save, progress, warmup, runs)
+    measured = [p["measured_ms"] for p in points]
+    raw = [p["sum_ms"] for p in points]
+    result: dict[str, Any] = {
+        "seed": seed,
+        "samples": len(points),
+        "complete": True,
+        "uncalibrated": fidelity(raw, measured),
+    }
+    if table.calibration is not None:
+        cal = table.calibration
+        result["calibrated"] = fidelity([cal.apply(p["sum_ms"], p["units"]) for p in points], measured)
+        result["calibration"] = {"a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)}
+    result["points"] = points
+    if out is not None:
+        table.validation = result
+        table.save(out)
+    return result

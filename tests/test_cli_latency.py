@@ -1,0 +1,147 @@
+"""`ofa-edge backends | profile | tables | latency` end to end, with real onnxruntime measurements."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ofa_edge.cli import main
+from ofa_edge.latency_table import load_table
+
+RES = "20"  # the smallest demo resolution keeps these runs to seconds
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _profile(capsys, out: Path, *extra: str) -> tuple[int, str, str]:
+    return run(capsys, "profile", "--resolutions", RES, "--out", str(out), "--runs", "5", "--warmup", "1",
+               "--calibration-samples", "6", "--json", *extra)  # fmt: skip
+
+
+def test_backends_lists_the_builtins(capsys):
+    code, out, _ = run(capsys, "backends", "--json")
+    rows = {r["backend"]: r for r in json.loads(out)["backends"]}
+    assert code == 0
+    assert rows["onnxruntime"]["available"] and rows["openvino"]["available"] and rows["tflite"]["available"]
+    assert "int8" in rows["onnxruntime"]["precisions"]
+    assert set(rows) >= {"onnxruntime", "openvino", "tflite", "tensorrt"}
+
+
+def test_profile_predict_validate(capsys, tmp_path):
+    table_path = tmp_path / "ort.json"
+    code, out, err = _profile(capsys, table_path)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["entries"] == 96 and summary["resolutions"] == [20]
+    assert summary["calibration"]["points"] == 6
+    table = load_table(table_path)
+    assert table.complete and table.backend["backend"] == "onnxruntime" and table.backend["threads"] == 1
+    assert "ofa-edge" in table.command and table.measure == {"warmup": 1, "runs": 5}
+
+    arch = tmp_path / "a.json"
+    assert run(capsys, "arch", "sample", "--seed", "1", "-r", RES, "--out", str(arch))[0] == 0
+    code, out, _ = run(capsys, "latency", "predict", "--table", str(table_path), "--arch", str(arch), "--json",
+                       "--breakdown")  # fmt: skip
+    predicted = json.loads(out)
+    assert code == 0 and predicted["calibrated"] and predicted["predicted_ms"] > 0
+    assert sum(u["ms"] for u in predicted["units"]) == pytest.approx(predicted["sum_ms"])
+
+    code, out, err = run(capsys, "latency", "validate", "--table", str(table_path), "--samples", "4", "--runs", "5",
+                         "--json")  # fmt: skip
+    result = json.loads(out)
+    assert code == 0, err
+    assert result["samples"] == 4 and {"uncalibrated", "calibrated"} <= set(result)
+    assert 0 <= result["calibrated"]["within_10pct"] <= 1
+    assert load_table(table_path).validation["samples"] == 4
+
+
+def test_profile_refuses_a_table_measured_differently(capsys, tmp_path):
+    table_path = tmp_path / "ort.json"
+    assert _profile(capsys, table_path)[0] == 0
+    code, _, err = _profile(capsys, table_path, "--precision", "int8")
+    assert code == 2
+    assert err.count("\n") == 1 and "precision 'fp32' (requested 'int8')" in err
+    code, _, err = _profile(capsys, table_path, "--space", "mbv3-w1.0", "--resolutions", "224")
+    assert code == 2 and "not 'mbv3-w1.0'" in err
+
+
+def test_bad_inputs_give_one_line(capsys, tmp_path):
+    corrupt = tmp_path / "t.json"
+    corrupt.write_text("{ not json")
+    arch = tmp_path / "a.json"
+    run(capsys, "arch", "sample", "--seed", "1", "--out", str(arch))
+    for args, expected in [
+        (("latency", "predict", "--table", str(corrupt), "--arch", str(arch)), "not valid JSON"),
+        (("latency", "predict", "--table", "no-such-table", "--arch", str(arch)), "no latency table 'no-such-table'"),
+        (("profile", "--backend", "nope"), "unknown backend 'nope'"),
+        (("profile", "--resolutions", "21"), "resolution 21 is not in space"),
+        (("profile", "--option", "novalue"), "--option expects KEY=VALUE"),
+        (("profile", "--backend", "tensorrt"), "not available here"),
+        (
+            ("profile", "--backend", "tflite", "--device", "pixel9", "-o", f"devices_file={tmp_path}/none"),
+            "device 'pixel9' is not named in",
+        ),
+    ]:
+        code, _, err = run(capsys, *args)
+        assert code == 2 and err.count("\n") == 1 and expected in err, (args, err)
+
+
+def test_tables_import_cli(capsys, tmp_path):
+    from ofa_edge import get_space
+    from ofa_edge.lut_units import space_units
+
+    yaml_path = tmp_path / "224_lookup_table.yaml"
+    yaml_path.write_text("".join(f"{u.key}:\n  count: 5\n  mean: 0.25\n  var: 0.01\n"
+                                 for u in space_units(get_space("mbv3-w1.0"), (224,))))  # fmt: skip
+    out = tmp_path / "imported.json"
+    code, stdout, err = run(capsys, "tables", "import", str(yaml_path), "--device", "note10", "--out", str(out),
+                            "--json")  # fmt: skip
+    assert code == 0, err and json.loads(stdout)["resolutions"] == [224]
+    arch = tmp_path / "a.json"
+    run(capsys, "arch", "sample", "--space", "mbv3-w1.0", "--max", "-r", "224", "--out", str(arch))
+    code, stdout, _ = run(capsys, "latency", "predict", "--table", str(out), "--arch", str(arch), "--json")
+    assert code == 0 and json.loads(stdout)["sum_ms"] == pytest.approx(0.25 * (1 + 1 + 20 + 4))
+
+
+def test_killed_profile_resumes_where_it_stopped(tmp_path):
+    """kill -9 during a real profile; the same command then measures only what is missing."""
+    from ofa_edge import get_space
+    from ofa_edge.lut_units import space_units
+
+    total = len(space_units(get_space("mbv3-fmnist"), (20, 24)))
+    out = tmp_path / "t.json"
+    command = [sys.executable, "-m", "ofa_edge.cli", "profile", "--resolutions", "20,24", "--out", str(out),
+               "--runs", "30", "--warmup", "2", "--calibration-samples", "0"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    partial = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        if out.exists():
+            partial = len(json.loads(out.read_text())["entries"])  # atomic writes: always whole JSON
+            if partial >= 20:
+                break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 20 <= partial < total, "the profile finished before it could be killed"
+    before = json.loads(out.read_text())
+    assert before["complete"] is False
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming, {len(before['entries'])} of {total} already measured" in done.stderr
+    after = json.loads(out.read_text())
+    assert after["complete"] and len(after["entries"]) == total
+    for key, entry in before["entries"].items():  # measured before the kill, kept as they were
+        assert after["entries"][key] == entry

@@ -1,0 +1,212 @@
+"""Backends: real measurements with onnxruntime, OpenVINO and LiteRT; parsers against the documented
+tool outputs; the adb transport against a stand-in adb (no phone exists here); TensorRT skips
+without a GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ofa_edge import get_space
+from ofa_edge.errors import OFAEdgeError
+from ofa_edge.lut_units import build_unit, space_units
+from ofa_edge.profilers import backend_names, make_backend
+from ofa_edge.profilers.adb import AdbDevice, AdbError, BenchmarkModelRunner, parse_devices_file, resolve_serial
+from ofa_edge.profilers.base import Backend
+from ofa_edge.profilers.benchmark_model_output import BenchmarkOutputError, parse_op_tables, parse_timings
+from ofa_edge.profilers.tensorrt_backend import TrtexecOutputError, parse_trtexec_output
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tflite-benchmark-model"
+STANDIN_ADB = Path(__file__).parent / "standin" / "adb"
+SPACE = get_space("mbv3-fmnist")
+# A mid-sized block of the demo space (stage 2 first block, k5 e4 at 28 px).
+UNIT = next(u for u in space_units(SPACE, (28,)) if "kernel:5" in u.key and "input:14x14x24-output:7x7x32" in u.key)
+
+
+def test_builtin_backends_are_found_through_entry_points():
+    assert {"onnxruntime", "openvino", "tflite", "tensorrt"} <= set(backend_names())
+    for name in ("onnxruntime", "openvino", "tflite", "tensorrt"):
+        assert isinstance(make_backend(name), Backend)
+
+
+def test_bad_backend_requests_are_one_line_errors():
+    with pytest.raises(OFAEdgeError, match="unknown backend 'nope'"):
+        make_backend("nope")
+    with pytest.raises(OFAEdgeError, match="does not support precision 'fp16'"):
+        make_backend("onnxruntime", precision="fp16")
+    with pytest.raises(OFAEdgeError, match="unexpected keyword"):
+        make_backend("onnxruntime", colour="blue")
+
+
+@pytest.mark.parametrize(
+    ("backend", "precision"),
+    [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8"), ("tflite", "fp32")],
+)
+def test_real_runtime_measures_a_block(backend, precision, tmp_path):
+    be = make_backend(backend, threads=1, precision=precision)
+    ok, why = be.availability()
+    assert ok, why
+    model = be.prepare(build_unit(SPACE, UNIT), UNIT.example_input(), tmp_path / f"unit{be.model_suffix}")
+    assert model.exists() and model.stat().st_size > 0
+    m = be.measure(model, warmup=3, runs=15)
+    assert m.samples >= 15
+    assert 0 < m.p10_ms <= m.median_ms <= m.p90_ms < 1000
+    info = be.describe()
+    assert (info.backend, info.precision, info.threads) == (backend, precision, 1)
+    assert info.version and info.device_detail
+
+
+def test_tensorrt_reports_itself_unavailable_without_a_gpu():
+    be = make_backend("tensorrt")
+    ok, why = be.availability()
+    if ok:
+        pytest.skip("a TensorRT GPU is present: covered by the device validation script")
+    assert "trtexec" in why or "GPU" in why
+
+
+def test_trtexec_summary_parser():
+    # The performance-summary line format printed by trtexec 8.6 and later.
+    text = (
+        "[I] TensorRT version: 10.3.0\n[I] Selected Device: NVIDIA H100\n[I] === Performance summary ===\n"
+        "[I] GPU Compute Time: min = 0.101 ms, max = 0.2 ms, mean = 0.11 ms, median = 0.105 ms, "
+        "percentile(90%) = 0.12 ms, percentile(95%) = 0.13 ms, percentile(99%) = 0.15 ms\n"
+    )
+    s = parse_trtexec_output(text)
+    assert (s.median_ms, s.mean_ms, s.min_ms, s.percentiles[90.0]) == (0.105, 0.11, 0.101, 0.12)
+    assert (s.version, s.device) == ("10.3.0", "NVIDIA H100")
+    with pytest.raises(TrtexecOutputError):
+        parse_trtexec_output("[E] Engine deserialization failed\n")
+
+
+# ------------------------------------------------------------- benchmark_model
+def test_parser_reads_the_newer_inference_timings_line():
+    t = parse_timings((FIXTURES / "tf2x-plain.txt").read_text())
+    assert (t.inference_avg_us, t.init_us, t.first_us, t.warmup_avg_us) == (1039.66, 17851, 2104, 1041.15)
+    assert (t.runs, t.inference_std_us) == (1000, 22)
+    t = parse_timings((FIXTURES / "tf2x-op-profiling-header.txt").read_text())
+    assert (t.inference_avg_us, t.runs, t.inference_std_us) == (33209.4, 50, 450)
+
+
+def test_parser_falls_back_to_the_count_line_of_old_versions():
+    t = parse_timings((FIXTURES / "tf1x-run-order.txt").read_text())
+    assert (t.inference_avg_us, t.inference_std_us, t.runs, t.source) == (880688, 12426, 50, "count= line")
+
+
+def test_parser_reads_the_older_average_line():
+    text = (
+        "count=50 first=1 curr=1 min=1 max=2 avg=1.5 std=0\n"
+        "Average inference timings in us: Warmup: 40.5, Init: 900, Inference: 35.25\n"
+    )
+    t = parse_timings(text)
+    assert (t.inference_avg_us, t.warmup_avg_us, t.init_us) == (35.25, 40.5, 900)
+
+
+def test_parser_reads_op_tables():
+    tables = parse_op_tables((FIXTURES / "tf1x-mobilenetv2-run-order-tail.txt").read_text())
+    run_order = tables[0]
+    assert run_order.title == "Run Order" and len(run_order.rows) == 8
+    assert run_order.rows[0]["Name"] == "MobilenetV2/expanded_conv_16/expand/Relu6"
+    assert run_order.rows[0]["avg ms"] == "2.096"
+    summary = parse_op_tables((FIXTURES / "summary-by-node-type.txt").read_text())[0]
+    assert summary.title == "Summary by node type"
+    assert [r["Node type"] for r in summary.rows] == ["CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D"]
+    init = parse_op_tables((FIXTURES / "tf2x-op-profiling-header.txt").read_text())[0]
+    assert init.context == "init" and init.rows == []
+
+
+def test_parser_fails_clearly_on_other_output():
+    with pytest.raises(BenchmarkOutputError, match="no inference timings"):
+        parse_timings("Failed to load model /data/local/tmp/x.tflite\n")
+    with pytest.raises(BenchmarkOutputError, match="no inference timings"):
+        parse_timings((FIXTURES / "tf1x-mobilenetv2-run-order-tail.txt").read_text())
+
+
+# -------------------------------------------------------------- adb transport
+def test_devices_file_parsing():
+    devices = parse_devices_file("# phones\npixel1 = FA6A10301234\nlab-s21 = 'R5CR1'  # quoted\n")
+    assert devices == {"pixel1": "FA6A10301234", "lab-s21": "R5CR1"}
+    with pytest.raises(AdbError, match=r"devices file:2: expected 'name = SERIAL'"):
+        parse_devices_file("ok = A\nbroken line\n")
+
+
+def test_unknown_device_names_the_file_and_what_to_add(tmp_path):
+    path = tmp_path / "devices.conf"
+    path.write_text("pixel1 = A1\n")
+    assert resolve_serial("pixel1", path) == "A1"
+    with pytest.raises(AdbError, match=r"'pixel4' is not in .*named there: pixel1.*add 'pixel4 = SERIAL'"):
+        resolve_serial("pixel4", path)
+
+
+@pytest.fixture
+def standin_adb(tmp_path, monkeypatch):
+    log = tmp_path / "adb.log"
+    monkeypatch.setenv("STANDIN_ADB_LOG", str(log))
+    monkeypatch.setenv("STANDIN_ADB_OUTPUT", str(FIXTURES / "tf2x-op-profiling-header.txt"))
+    # A serial full of shell metacharacters: it must reach adb as one argument, untouched.
+    serial = "R5C;touch${IFS}pwned|x`id`"
+    monkeypatch.setenv("STANDIN_ADB_SERIALS", serial)
+    return serial, log
+
+
+def _calls(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_adb_transport_with_standin_adb_pushes_pins_and_parses(standin_adb, tmp_path):
+    serial, log = standin_adb
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"\x7fELF stand-in")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"model bytes")
+    runner = BenchmarkModelRunner(AdbDevice(serial, str(STANDIN_ADB)), binary, threads=1, affinity="f0")
+    timings = runner.benchmark(model, warmup=5, runs=50)
+    assert timings.inference_avg_us == 33209.4  # replayed fixture text, not a measurement
+    calls = _calls(log)
+    assert all(call[:2] == ["-s", serial] for call in calls)
+    pushes = [c for c in calls if c[2] == "push"]
+    assert [Path(p[3]).name for p in pushes] == ["m.tflite", "benchmark_model"]
+    run = next(c for c in calls if c[2] == "shell" and "--graph=" in c[3])
+    assert run[3].startswith("taskset f0 /data/local/tmp/ofa_edge/benchmark_model --graph=/data/local/tmp/ofa_edge/")
+    assert "--num_threads=1 --warmup_runs=5 --num_runs=50 --use_xnnpack=true" in run[3]
+    assert not (Path.cwd() / "pwned").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_tflite_backend_on_a_named_phone_uses_the_standin(standin_adb, tmp_path):
+    serial, _ = standin_adb
+    devices = tmp_path / "devices.conf"
+    devices.write_text(f"pixel1 = {serial}\n")
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"stand-in")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"x")
+    be = make_backend("tflite", device="pixel1", benchmark_model=str(binary), devices_file=str(devices),
+                      adb=str(STANDIN_ADB))  # fmt: skip
+    m = be.measure(model, warmup=2, runs=50)
+    assert (m.median_ms, m.statistic, m.std_ms) == (pytest.approx(33.2094), "mean", pytest.approx(0.45))
+    info = be.describe()
+    assert info.extra["transport"] == "adb" and serial in info.device_detail and "stand-in phone" in info.device_detail
+
+
+def test_adb_failures_are_one_line(standin_adb, tmp_path):
+    device = AdbDevice("unknown-serial", str(STANDIN_ADB))
+    with pytest.raises(AdbError, match="adb shell on unknown-serial failed: adb: device 'unknown-serial' not found"):
+        device.shell("true")
+    with pytest.raises(AdbError, match="not found: install adb"):
+        AdbDevice("x", str(tmp_path / "no-adb")).shell("true")
+    with pytest.raises(AdbError, match="must be hex"):
+        BenchmarkModelRunner(device, tmp_path / "bm", affinity="f0; reboot")
+    with pytest.raises(AdbError, match="benchmark_model binary not found"):
+        BenchmarkModelRunner(AdbDevice(standin_adb[0], str(STANDIN_ADB)), tmp_path / "missing").remote_binary()
+
+
+@pytest.mark.skipif(shutil.which("adb") is None or not os.environ.get("OFA_EDGE_TEST_PHONE"),
+                    reason="needs a real phone: set OFA_EDGE_TEST_PHONE=name in the devices file")  # fmt: skip
+def test_real_phone(tmp_path):
+    be = make_backend("tflite", device=os.environ["OFA_EDGE_TEST_PHONE"],
+                      benchmark_model=os.environ.get("OFA_EDGE_BENCHMARK_MODEL"))  # fmt: skip
+    model = be.prepare(build_unit(SPACE, UNIT), UNIT.example_input(), tmp_path / "u.tflite")
+    assert be.measure(model, 3, 20).median_ms > 0
