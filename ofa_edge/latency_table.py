@@ -67,7 +67,7 @@ class Calibration:
         sums = np.array([p["sum_ms"] for p in self.points])
         counts = np.array([p["units"] for p in self.points], float)
         measured = np.array([p["measured_ms"] for p in self.points])
-        if len(self.points) >= 6 and np.ptp(counts) > 0:
+        if len(self.points) >= 10 and np.ptp(counts) > 0:
             design = np.stack([sums, counts, np.ones_like(sums)], axis=1)
             self.a, self.c, self.b = (float(v) for v in np.linalg.lstsq(design, measured, rcond=None)[0])
         else:  # too few points to separate the count term from the scale

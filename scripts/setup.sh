@@ -24,7 +24,7 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 "${pip[@]}" "torch==2.13.0"
-"${pip[@]}" -e ".[test]"
+"${pip[@]}" -e ".[test]" "torch==2.13.0"
 # The reference implementation (pip 'ofa') is only a test oracle. Its declared dependencies
 # include torchvision, which does not import beside the CPU torch, so install it alone; the
 # tests give it stand-ins for the torchvision/PIL names it imports.

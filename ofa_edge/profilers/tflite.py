@@ -99,8 +99,9 @@ class TFLiteBackend:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise BackendUnavailable(self.availability()[1]) from exc
-        interpreter = Interpreter(model_path=str(model), num_threads=self.threads)
-        interpreter.allocate_tensors()
+        with _quiet():  # the runtime logs "Created TensorFlow Lite XNNPACK delegate" on every load
+            interpreter = Interpreter(model_path=str(model), num_threads=self.threads)
+            interpreter.allocate_tensors()
         detail = interpreter.get_input_details()[0]
         data = np.random.default_rng(0).standard_normal(detail["shape"]).astype(np.float32)
         interpreter.set_tensor(detail["index"], data)
