@@ -59,7 +59,7 @@ def main() -> None:
             console.print(f"{name}: skipped ({why})")
             continue
         suffix = "" if args.threads == 1 else f"-t{args.threads}"
-        out = args.out_dir / f"{name}-cpu-{args.precision}{suffix}-{args.space}.json"
+        out = args.out_dir / f"{name}-{backend.device.lower()}-{args.precision}{suffix}-{args.space}.json"
         if args.fresh:
             out.unlink(missing_ok=True)
         console.print(f"{name}: profiling {args.space} at {resolutions} into {out} ...")

@@ -39,11 +39,12 @@ def open_table(
         table = load_table(path)
         table.check_space(space)
         table.check_request(**{k: getattr(info, k) for k in ("backend", "device", "precision", "threads")})
-        if table.backend.get("version") != info.version:
-            raise TableError(
-                f"{path} was measured with {info.backend} {table.backend.get('version')}, this is "
-                f"{info.version}; profile into a new file"
-            )
+        for field, name in (("version", f"{info.backend} version"), ("device_detail", "device")):
+            if table.backend.get(field) != getattr(info, field):
+                raise TableError(
+                    f"{path} was measured with {name} {table.backend.get(field)!r}, this is "
+                    f"{getattr(info, field)!r}; profile into a new file (--out)"
+                )
         table.resolutions = sorted(set(table.resolutions) | set(resolutions))
         return table, True
     return LatencyTable.new(space, info, resolutions, command, measure), False

@@ -74,6 +74,12 @@ def test_profile_refuses_a_table_measured_differently(capsys, tmp_path):
     assert err.count("\n") == 1 and "precision 'fp32' (requested 'int8')" in err
     code, _, err = _profile(capsys, table_path, "--space", "mbv3-w1.0", "--resolutions", "224")
     assert code == 2 and "not 'mbv3-w1.0'" in err
+    # A table from another machine is not silently "resumed" (its entries would be kept as is).
+    data = json.loads(table_path.read_text())
+    data["backend"]["device_detail"] = "Some Other CPU"
+    table_path.write_text(json.dumps(data))
+    code, _, err = _profile(capsys, table_path)
+    assert code == 2 and "measured with device 'Some Other CPU'" in err
 
 
 def test_bad_inputs_give_one_line(capsys, tmp_path):

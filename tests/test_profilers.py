@@ -210,3 +210,11 @@ def test_real_phone(tmp_path):
                       benchmark_model=os.environ.get("OFA_EDGE_BENCHMARK_MODEL"))  # fmt: skip
     model = be.prepare(build_unit(SPACE, UNIT), UNIT.example_input(), tmp_path / "u.tflite")
     assert be.measure(model, 3, 20).median_ms > 0
+
+
+def test_openvino_layer_counters(tmp_path):
+    be = make_backend("openvino", threads=1)
+    model = be.prepare(build_unit(SPACE, UNIT), UNIT.example_input(), tmp_path / "unit.onnx")
+    layers = be.layer_counters(model, runs=5)
+    assert layers and all(row["real_ms"] >= 0 for row in layers)
+    assert any("Convolution" in row["type"] or "Conv" in row["type"] for row in layers)
