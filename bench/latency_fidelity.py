@@ -29,6 +29,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ofa_edge import get_space
 from ofa_edge.profilers import make_backend
+from ofa_edge.profilers.base import Timing
 from ofa_edge.profiling import calibrate, profile_units, validate
 
 
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing passes per group of models")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/latency-fidelity"))
     parser.add_argument("--fresh", action="store_true", help="delete existing tables first")
     args = parser.parse_args()
@@ -51,6 +53,7 @@ def main() -> None:
     resolutions = [int(r) for r in args.resolutions.split(",")] if args.resolutions else list(space.resolutions)
     command = shlex.join(["python", "bench/latency_fidelity.py", *sys.argv[1:]])
 
+    timing = Timing(args.warmup, args.runs, args.rounds)
     results = []
     for name in args.backends.split(","):
         backend = make_backend(name, threads=args.threads, precision=args.precision)
@@ -64,13 +67,13 @@ def main() -> None:
             out.unlink(missing_ok=True)
         console.print(f"{name}: profiling {args.space} at {resolutions} into {out} ...")
         started = time.perf_counter()
-        table = profile_units(backend, space, out, resolutions, args.warmup, args.runs, command)
+        table = profile_units(backend, space, out, resolutions, timing, command)
         profile_s = time.perf_counter() - started
         started = time.perf_counter()
-        calibrate(table, backend, space, out, args.calibration, warmup=args.warmup, runs=args.runs)
+        calibrate(table, backend, space, out, args.calibration, timing=timing)
         calibrate_s = time.perf_counter() - started
         started = time.perf_counter()
-        result = validate(table, backend, space, out, args.samples, warmup=args.warmup, runs=args.runs)
+        result = validate(table, backend, space, out, args.samples, timing=timing)
         validate_s = time.perf_counter() - started
         measured = [p["measured_ms"] for p in result["points"]]
         results.append({

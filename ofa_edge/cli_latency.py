@@ -23,7 +23,7 @@ from .latency_table import (
     tables_dir,
 )
 from .profilers import backend_names, load_backend_class, make_backend
-from .profilers.base import Backend
+from .profilers.base import Backend, Timing
 from .profiling import calibrate, profile_units, validate
 from .space import get_space
 
@@ -44,7 +44,10 @@ OptionsOpt = Annotated[
     ),
 ]
 WarmupOpt = Annotated[int, typer.Option(help="Untimed runs before timing each model.")]
-RunsOpt = Annotated[int, typer.Option(help="Timed runs per model (the median is kept).")]
+RunsOpt = Annotated[int, typer.Option(help="Timed runs per model in each pass (the median is kept).")]
+RoundsOpt = Annotated[
+    int, typer.Option(help="Interleaved timing passes over each group of models; the median over passes is kept.")
+]
 
 
 def register_latency_commands(app: typer.Typer) -> None:
@@ -131,6 +134,13 @@ def _default_out(backend: str, device: str, precision: str, threads: int, space:
     return Path("latency_tables") / f"{backend}-{device.lower()}-{precision}{suffix}-{space}.json"
 
 
+def _timing(warmup: int, runs: int, rounds: int) -> Timing:
+    try:
+        return Timing(warmup, runs, rounds)
+    except ValueError as exc:
+        raise OFAEdgeError(str(exc)) from None
+
+
 def _parse_resolutions(text: str | None) -> list[int] | None:
     if not text:
         return None
@@ -175,6 +185,7 @@ def profile(
     ] = 30,
     warmup: WarmupOpt = 10,
     runs: RunsOpt = 50,
+    rounds: RoundsOpt = 5,
     option: OptionsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -191,12 +202,13 @@ def profile(
     be = make_backend(backend, device=device, threads=threads, precision=precision, **_options(option))
     _available(be, backend)
     out = out or _default_out(backend, device, precision, threads, space)
+    timing = _timing(warmup, runs, rounds)
     command = shlex.join(["ofa-edge", *sys.argv[1:]]) if sys.argv else "ofa-edge profile"
     with _Bar(f"profile {backend} {precision}", enabled=True) as bar:
-        table = profile_units(be, sp, out, _parse_resolutions(resolutions), warmup, runs, command, bar)
+        table = profile_units(be, sp, out, _parse_resolutions(resolutions), timing, command, bar)
     if calibration_samples > 0:
         with _Bar("calibrate", enabled=True) as bar:
-            calibrate(table, be, sp, out, calibration_samples, warmup=warmup, runs=runs, progress=bar)
+            calibrate(table, be, sp, out, calibration_samples, timing=timing, progress=bar)
     summary = {
         "table": str(out),
         "entries": len(table.entries),
@@ -352,6 +364,7 @@ def latency_validate(
     record: Annotated[bool, typer.Option(help="Store the results in the table file.")] = True,
     warmup: WarmupOpt = 10,
     runs: RunsOpt = 50,
+    rounds: RoundsOpt = 5,
     option: OptionsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -365,7 +378,7 @@ def latency_validate(
     be = _backend_for(t, option)
     out = resolve_table_path(table) if record else None
     with _Bar("validate", enabled=True) as bar:
-        result = validate(t, be, sp, out, samples, seed, warmup, runs, bar)
+        result = validate(t, be, sp, out, samples, seed, _timing(warmup, runs, rounds), bar)
     summary = {k: v for k, v in result.items() if k != "points"}
     if as_json:
         emit_json({"table": t.label, **summary})
@@ -395,6 +408,7 @@ def latency_calibrate(
     ] = False,
     warmup: WarmupOpt = 10,
     runs: RunsOpt = 50,
+    rounds: RoundsOpt = 5,
     option: OptionsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -406,7 +420,7 @@ def latency_calibrate(
         t.calibration = None
     out = resolve_table_path(table)
     with _Bar("calibrate", enabled=True) as bar:
-        cal = calibrate(t, be, sp, out, samples, seed, warmup, runs, bar)
+        cal = calibrate(t, be, sp, out, samples, seed, _timing(warmup, runs, rounds), bar)
     if as_json:
         emit_json({"table": str(out), "a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)})
     else:

@@ -1,6 +1,6 @@
 """Profiling runs: measure every unit of a space into a table, then whole subnets to calibrate and
-validate it. Each run saves the table (atomically) after every measurement, so a killed run
-started again with the same command picks up where it stopped.
+validate it. Each run saves the table (atomically) after every group of measurements, so a killed
+run started again with the same command picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -18,12 +18,18 @@ from .arch import Arch
 from .errors import OFAEdgeError
 from .latency_table import Calibration, LatencyTable, TableError, fidelity, load_table
 from .lut_units import arch_units, build_unit, space_units
-from .profilers.base import Backend, Measurement
+from .profilers.base import Backend, Measurement, Timing, combine_rounds
 from .space import SearchSpace
 from .subnet import MobileNetV3Subnet
 
 # progress(done, total, label): called after each measurement
 Progress = Callable[[int, int, str], None]
+
+
+# Models converted, then timed interleaved, between two saves of the table: a killed run loses at
+# most one group's measurements.
+GROUP_SIZE = 16
+DEFAULT_TIMING = Timing()  # frozen: safe to share as a default
 
 
 def _no_progress(done: int, total: int, label: str) -> None:
@@ -50,14 +56,31 @@ def open_table(
     return LatencyTable.new(space, info, resolutions, command, measure), False
 
 
-def measure_module(
-    backend: Backend, module: torch.nn.Module, example: torch.Tensor, workdir: Path, name: str, warmup: int, runs: int
-) -> Measurement:
-    model = backend.prepare(module, example, workdir / f"{name}{backend.model_suffix}")
+def measure_group(
+    backend: Backend, models: list[tuple[torch.nn.Module, torch.Tensor]], workdir: Path, timing: Timing
+) -> list[Measurement]:
+    """Convert each (module, example input) for ``backend``, then time them all, interleaved.
+
+    Each of ``timing.rounds`` passes times every model once; a model's latency is the median over
+    passes (see :class:`Timing`).
+    """
+    paths = [
+        backend.prepare(module, example, workdir / f"model{index}{backend.model_suffix}")
+        for index, (module, example) in enumerate(models)
+    ]
     try:
-        return backend.measure(model, warmup, runs)
+        passes: list[list[Measurement]] = [[] for _ in paths]
+        for _ in range(timing.rounds):
+            for path, measured in zip(paths, passes):
+                measured.append(backend.measure(path, timing.warmup, timing.runs))
+        return [combine_rounds(measured) for measured in passes]
     finally:
-        model.unlink(missing_ok=True)
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
+def _groups(items: list, size: int = GROUP_SIZE) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def profile_units(
@@ -65,8 +88,7 @@ def profile_units(
     space: SearchSpace,
     out: Path,
     resolutions: list[int] | None = None,
-    warmup: int = 10,
-    runs: int = 50,
+    timing: Timing = DEFAULT_TIMING,
     command: str = "",
     progress: Progress = _no_progress,
 ) -> LatencyTable:
@@ -77,19 +99,19 @@ def profile_units(
         raise OFAEdgeError(
             f"resolution {bad[0]} is not in space '{space.name}' (choices: {', '.join(map(str, space.resolutions))})"
         )
-    table, _ = open_table(out, space, backend, resolutions, command, {"warmup": warmup, "runs": runs})
+    table, _ = open_table(out, space, backend, resolutions, command, timing.to_dict())
     units = space_units(space, tuple(resolutions))
     todo = [u for u in units if u.key not in table.entries]
     done = len(units) - len(todo)
     progress(done, len(units), "")
     with tempfile.TemporaryDirectory(prefix="ofa-edge-profile-") as tmp:
-        for index, unit in enumerate(todo):
-            module = build_unit(space, unit)
-            table.add(
-                unit.key, measure_module(backend, module, unit.example_input(), Path(tmp), f"unit{index}", warmup, runs)
-            )
+        for group in _groups(todo):
+            models = [(build_unit(space, unit), unit.example_input()) for unit in group]
+            for unit, measured in zip(group, measure_group(backend, models, Path(tmp), timing)):
+                table.add(unit.key, measured)
             table.save(out)
-            progress(done + index + 1, len(units), unit.key)
+            done += len(group)
+            progress(done, len(units), group[-1].key)
     table.complete = True
     table.save(out)
     return table
@@ -105,12 +127,11 @@ def sample_archs(space: SearchSpace, resolutions: list[int], count: int, seed: i
     return archs
 
 
-def measure_subnet(
-    backend: Backend, space: SearchSpace, arch: Arch, workdir: Path, warmup: int = 10, runs: int = 50
-) -> Measurement:
+def subnet_model(space: SearchSpace, arch: Arch) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The static subnet of ``arch`` (eval mode) and a fixed example input for it."""
     net = MobileNetV3Subnet.from_arch(space, arch).eval()
     example = torch.randn(1, space.in_channels, arch.r, arch.r, generator=torch.Generator().manual_seed(0))
-    return measure_module(backend, net, example, workdir, "subnet", warmup, runs)
+    return net, example
 
 
 def _measure_points(
@@ -121,27 +142,26 @@ def _measure_points(
     points: list[dict[str, Any]],
     save: Callable[[], None],
     progress: Progress,
-    warmup: int,
-    runs: int,
+    timing: Timing,
 ) -> None:
-    """Measure ``archs`` not yet in ``points`` (matched by arch), appending and saving after each."""
+    """Measure ``archs`` not yet in ``points`` (matched by arch), appending and saving after each group."""
     seen = {json.dumps(p["arch"], sort_keys=True) for p in points}
+    todo = [arch for arch in archs if json.dumps(arch.to_dict(), sort_keys=True) not in seen]
     progress(len(points), len(archs), "")
     with tempfile.TemporaryDirectory(prefix="ofa-edge-subnets-") as tmp:
-        for arch in archs:
-            if json.dumps(arch.to_dict(), sort_keys=True) in seen:
-                continue
-            measured = measure_subnet(backend, space, arch, Path(tmp), warmup, runs)
-            points.append(
-                {
-                    "arch": arch.to_dict(),
-                    "sum_ms": table.unit_sum(space, arch),
-                    "units": len(arch_units(space, arch)),
-                    "measured_ms": measured.median_ms,
-                }
-            )
+        for group in _groups(todo):
+            models = [subnet_model(space, arch) for arch in group]
+            for arch, measured in zip(group, measure_group(backend, models, Path(tmp), timing)):
+                points.append(
+                    {
+                        "arch": arch.to_dict(),
+                        "sum_ms": table.unit_sum(space, arch),
+                        "units": len(arch_units(space, arch)),
+                        "measured_ms": measured.median_ms,
+                    }
+                )
             save()
-            progress(len(points), len(archs), f"r{arch.r}")
+            progress(len(points), len(archs), f"r{group[-1].r}")
 
 
 def calibrate(
@@ -151,8 +171,7 @@ def calibrate(
     out: Path,
     samples: int = 30,
     seed: int = 1,
-    warmup: int = 10,
-    runs: int = 50,
+    timing: Timing = DEFAULT_TIMING,
     progress: Progress = _no_progress,
 ) -> Calibration:
     """Fit the table's linear calibration on ``samples`` random subnets measured end to end."""
@@ -165,7 +184,7 @@ def calibrate(
         calibration.refit()
         table.save(out)
 
-    _measure_points(table, backend, space, archs, calibration.points, save, progress, warmup, runs)
+    _measure_points(table, backend, space, archs, calibration.points, save, progress, timing)
     save()
     return calibration
 
@@ -177,8 +196,7 @@ def validate(
     out: Path | None,
     samples: int = 100,
     seed: int = 2,
-    warmup: int = 10,
-    runs: int = 50,
+    timing: Timing = DEFAULT_TIMING,
     progress: Progress = _no_progress,
 ) -> dict[str, Any]:
     """Measure ``samples`` held-out random subnets; compare the raw sum and the calibrated prediction.
@@ -195,7 +213,7 @@ def validate(
             table.validation = {"seed": seed, "samples": samples, "complete": False, "points": points}
             table.save(out)
 
-    _measure_points(table, backend, space, archs, points, save, progress, warmup, runs)
+    _measure_points(table, backend, space, archs, points, save, progress, timing)
     measured = [p["measured_ms"] for p in points]
     raw = [p["sum_ms"] for p in points]
     result: dict[str, Any] = {

@@ -26,7 +26,7 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 def _profile(capsys, out: Path, *extra: str) -> tuple[int, str, str]:
     return run(capsys, "profile", "--resolutions", RES, "--out", str(out), "--runs", "5", "--warmup", "1",
-               "--calibration-samples", "6", "--json", *extra)  # fmt: skip
+               "--rounds", "2", "--calibration-samples", "6", "--json", *extra)  # fmt: skip
 
 
 def test_backends_lists_the_builtins(capsys):
@@ -47,7 +47,7 @@ def test_profile_predict_validate(capsys, tmp_path):
     assert summary["calibration"]["points"] == 6
     table = load_table(table_path)
     assert table.complete and table.backend["backend"] == "onnxruntime" and table.backend["threads"] == 1
-    assert "ofa-edge" in table.command and table.measure == {"warmup": 1, "runs": 5}
+    assert "ofa-edge" in table.command and table.measure == {"warmup": 1, "runs": 5, "rounds": 2}
 
     arch = tmp_path / "a.json"
     assert run(capsys, "arch", "sample", "--seed", "1", "-r", RES, "--out", str(arch))[0] == 0

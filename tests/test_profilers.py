@@ -16,7 +16,8 @@ from ofa_edge.errors import OFAEdgeError
 from ofa_edge.lut_units import build_unit, space_units
 from ofa_edge.profilers import backend_names, make_backend
 from ofa_edge.profilers.adb import AdbDevice, AdbError, BenchmarkModelRunner, parse_devices_file, resolve_serial
-from ofa_edge.profilers.base import Backend
+from ofa_edge.profilers.base import Backend, Measurement, Timing, combine_rounds
+from ofa_edge.profiling import measure_group
 from ofa_edge.profilers.benchmark_model_output import BenchmarkOutputError, parse_op_tables, parse_timings
 from ofa_edge.profilers.tensorrt_backend import TrtexecOutputError, parse_trtexec_output
 
@@ -58,6 +59,41 @@ def test_real_runtime_measures_a_block(backend, precision, tmp_path):
     info = be.describe()
     assert (info.backend, info.precision, info.threads) == (backend, precision, 1)
     assert info.version and info.device_detail
+
+
+def test_combine_rounds_takes_the_median_of_each_statistic():
+    rounds = [Measurement(1.0, 0.9, 1.2, 50), Measurement(3.0, 2.0, 4.0, 50), Measurement(1.2, 1.0, 1.3, 50)]
+    combined = combine_rounds(rounds)
+    assert (combined.median_ms, combined.p10_ms, combined.p90_ms, combined.samples) == (1.2, 1.0, 1.3, 150)
+    with pytest.raises(ValueError):
+        Timing(runs=0)
+
+
+class _RecordingBackend:
+    """Not a latency source: records the order in which models are timed (each 'takes' its index)."""
+
+    name, precisions, model_suffix = "recording", ("fp32",), ".txt"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def prepare(self, module, example, path: Path) -> Path:
+        path.write_text(path.stem)
+        return path
+
+    def measure(self, model: Path, warmup: int, runs: int) -> Measurement:
+        self.calls.append(model.read_text())
+        value = float(model.read_text().removeprefix("model"))
+        return Measurement(value, value, value, runs)
+
+
+def test_measure_group_interleaves_passes_over_the_models(tmp_path):
+    backend = _RecordingBackend()
+    models = [(None, None)] * 3
+    measured = measure_group(backend, models, tmp_path, Timing(warmup=0, runs=4, rounds=2))
+    assert backend.calls == ["model0", "model1", "model2"] * 2  # pass after pass, not model after model
+    assert [m.median_ms for m in measured] == [0.0, 1.0, 2.0] and measured[0].samples == 8
+    assert not list(tmp_path.iterdir())  # converted models are removed
 
 
 def test_tensorrt_reports_itself_unavailable_without_a_gpu():

@@ -60,6 +60,43 @@ def summarize(times_ms: list[float]) -> Measurement:
     return Measurement(statistics.median(ordered), p10, p90, len(ordered))
 
 
+def combine_rounds(rounds: list[Measurement]) -> Measurement:
+    """One model's latency from several timing passes: the median of each statistic over passes."""
+    if not rounds:
+        raise ValueError("no timing passes")
+
+    def median_of(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return statistics.median(present) if present else None
+
+    return Measurement(
+        statistics.median(m.median_ms for m in rounds),
+        median_of([m.p10_ms for m in rounds]),
+        median_of([m.p90_ms for m in rounds]),
+        sum(m.samples for m in rounds),
+        statistic=rounds[0].statistic,
+        std_ms=median_of([m.std_ms for m in rounds]),
+    )
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How models are timed: ``rounds`` passes over a group of models, each pass ``warmup``
+    untimed then ``runs`` timed calls per model. Spreading a model's runs over passes means a burst
+    of load on a shared machine spoils one pass of many models, not all the runs of one."""
+
+    warmup: int = 10
+    runs: int = 50
+    rounds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0 or self.runs < 1 or self.rounds < 1:
+            raise ValueError(f"timing needs warmup >= 0, runs >= 1 and rounds >= 1, got {self}")
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
 def time_runs(run: Callable[[], Any], warmup: int, runs: int, min_seconds: float = 0.0) -> Measurement:
     """Call ``run`` ``warmup`` times untimed, then at least ``runs`` times (and ``min_seconds``) timed."""
     for _ in range(warmup):

@@ -1,0 +1,33 @@
+"""The latency tables shipped in latency_tables/ load, cover their space and carry their validation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ofa_edge.latency_table import load_table, tables_dir
+
+EXPECTED = [
+    "onnxruntime-cpu-fp32-mbv3-fmnist",
+    "onnxruntime-cpu-int8-mbv3-fmnist",
+    "openvino-cpu-fp32-mbv3-fmnist",
+    "openvino-cpu-int8-mbv3-fmnist",
+    "tflite-cpu-fp32-mbv3-fmnist",
+    "onnxruntime-cpu-fp32-mbv3-w1.0",
+]
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_shipped_table(name):
+    assert (tables_dir() / f"{name}.json").exists(), f"latency_tables/{name}.json is missing"
+    table = load_table(name)  # by name, as users pass it
+    space = table.space()
+    assert table.complete and table.command and table.backend["version"] and table.backend["device_detail"]
+    assert table.calibration is not None and len(table.calibration.points) >= 20
+    assert table.validation and table.validation["complete"] and table.validation["samples"] >= 40
+    rng = random.Random(0)
+    for _ in range(50):
+        arch = space.sample(rng)
+        arch = type(arch)(arch.ks, arch.e, arch.d, rng.choice(table.resolutions))
+        assert table.predict(space, arch) > 0
