@@ -3,7 +3,9 @@
 For each backend: profile every block of the space into a table (timed), fit the calibration on
 ``--calibration`` random subnets, then measure ``--samples`` held-out random subnets end to end and
 compare them with the raw block sum and the calibrated prediction (share within +-10 %, Kendall's
-tau, MAPE). The tables written are the ones shipped in latency_tables/ when ``--out-dir`` is that.
+tau, MAPE). The two sets are measured in alternating slices (``--slices``) so that slow drift of
+the machine's speed does not turn into a calibration bias. The tables written are the ones
+shipped in latency_tables/ when ``--out-dir`` is that.
 
     python bench/latency_fidelity.py                                    # onnxruntime + openvino, demo space
     python bench/latency_fidelity.py --backends onnxruntime --precision int8
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing passes per group of models")
+    parser.add_argument("--slices", type=int, default=5, help="alternate calibration and validation this many times")
     parser.add_argument("--out-dir", type=Path, default=Path("runs/latency-fidelity"))
     parser.add_argument("--fresh", action="store_true", help="delete existing tables first")
     args = parser.parse_args()
@@ -69,12 +72,17 @@ def main() -> None:
         started = time.perf_counter()
         table = profile_units(backend, space, out, resolutions, timing, command)
         profile_s = time.perf_counter() - started
-        started = time.perf_counter()
-        calibrate(table, backend, space, out, args.calibration, timing=timing)
-        calibrate_s = time.perf_counter() - started
-        started = time.perf_counter()
-        result = validate(table, backend, space, out, args.samples, timing=timing)
-        validate_s = time.perf_counter() - started
+        # Calibration and held-out subnets are measured in alternating slices: this VM's speed
+        # drifts by a few percent over minutes, and measuring all of one set, then all of the
+        # other, would show that drift as a calibration bias.
+        calibrate_s = validate_s = 0.0
+        for piece in range(1, args.slices + 1):
+            started = time.perf_counter()
+            calibrate(table, backend, space, out, round(args.calibration * piece / args.slices), timing=timing)
+            calibrate_s += time.perf_counter() - started
+            started = time.perf_counter()
+            result = validate(table, backend, space, out, round(args.samples * piece / args.slices), timing=timing)
+            validate_s += time.perf_counter() - started
         measured = [p["measured_ms"] for p in result["points"]]
         results.append({
             "backend": name,

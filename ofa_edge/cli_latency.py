@@ -191,7 +191,7 @@ def profile(
 ) -> None:
     """Measure every distinct block of a space on a backend into a latency lookup table, then calibrate it.
 
-    Killed mid-run, the same command resumes where it stopped (the table is saved after every block).
+    Killed mid-run, the same command resumes where it stopped (the table is saved after every group of 16 blocks).
 
     Examples:\n
       ofa-edge profile                                   # demo space, onnxruntime, this CPU, 1 thread\n

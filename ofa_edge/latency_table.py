@@ -2,8 +2,9 @@
 
 A table holds one latency per unit (see :mod:`ofa_edge.lut_units`) measured on one backend
 configuration, plus a calibration fitted on whole-subnet measurements. A subnet's predicted
-latency is ``a * (sum of its units) + b``: standalone units run with hot caches and miss the
-overheads between layers, so the raw sum is biased low, but closely proportional to the truth.
+latency is ``a * (sum of its units) + c * (number of units) + b`` (see :class:`Calibration`):
+standalone units run with hot caches and each pays a per-call overhead that a whole network pays
+once, so the raw sum is biased, but closely proportional to the truth.
 
 File layout (``schema_version`` 1)::
 
@@ -11,7 +12,8 @@ File layout (``schema_version`` 1)::
      "space": {"name": ..., "config": {...}}, "backend": {BackendInfo}, "resolutions": [...],
      "created": ISO date, "command": "ofa-edge profile ...", "measure": {"warmup": .., "runs": ..},
      "complete": true, "entries": {key: {"median_ms", "p10_ms", "p90_ms", "samples", "statistic"}},
-     "calibration": {"model": "linear", "a", "b", "points": [{"arch", "sum_ms", "measured_ms"}]} | null,
+     "calibration": {"model": "a*sum+b", "a", "b", "c", "loo_mape": {model: error},
+                     "points": [{"arch", "sum_ms", "units", "measured_ms"}]} | null,
      "validation": {metrics..., "points": [...]} | null}
 """
 
@@ -46,36 +48,68 @@ class TableError(OFAEdgeError):
 
 @dataclass
 class Calibration:
-    """measured ~= a * unit_sum + c * unit_count + b, least squares over whole subnets (``points``).
+    """measured ~= a * unit_sum + c * unit_count + b, fitted on whole subnets (``points``).
 
     ``a`` corrects the scale (standalone units run with hot caches); ``c`` removes the per-call
-    overhead that every standalone unit measurement carries once but a whole subnet pays only once
-    in total (it dominates at small inputs); ``b`` is the subnet's own fixed cost.
+    overhead that every standalone unit measurement carries but a whole subnet pays only once (it
+    dominates at small inputs); ``b`` is the subnet's own fixed cost. Each term is only kept when
+    it earns its place: of the nested models ``a*sum``, ``a*sum+b`` and ``a*sum+c*units+b`` the
+    fit keeps the one with the lowest leave-one-out relative error on the points (a 3-term fit
+    to 20 noisy points can do worse than the raw sum). Fits minimise relative, not absolute,
+    error: a 10 % miss matters as much on a 0.2 ms subnet as on a 2 ms one.
     """
 
     a: float = 1.0
     b: float = 0.0
     c: float = 0.0
     points: list[dict[str, Any]] = field(default_factory=list)
+    model: str = "a*sum+c*units+b"
+    loo_mape: dict[str, float] = field(default_factory=dict)  # leave-one-out error of each candidate
+
+    MODELS = ("a*sum", "a*sum+b", "a*sum+c*units+b")
 
     def apply(self, unit_sum_ms: float, unit_count: int) -> float:
         return self.a * unit_sum_ms + self.c * unit_count + self.b
 
+    @staticmethod
+    def _design(model: str, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        columns = {"a*sum": [sums], "a*sum+b": [sums, np.ones_like(sums)],
+                   "a*sum+c*units+b": [sums, np.ones_like(sums), counts]}[model]  # fmt: skip
+        return np.stack(columns, axis=1)
+
+    @staticmethod
+    def _fit(design: np.ndarray, measured: np.ndarray) -> np.ndarray:
+        # Rows divided by the measurement: least squares on relative error.
+        return np.linalg.lstsq(design / measured[:, None], np.ones_like(measured), rcond=None)[0]
+
     def refit(self) -> None:
-        if len(self.points) < 2:
+        if not self.points:
             return
-        sums = np.array([p["sum_ms"] for p in self.points])
+        sums = np.array([p["sum_ms"] for p in self.points], float)
         counts = np.array([p["units"] for p in self.points], float)
-        measured = np.array([p["measured_ms"] for p in self.points])
-        if len(self.points) >= 10 and np.ptp(counts) > 0:
-            design = np.stack([sums, counts, np.ones_like(sums)], axis=1)
-            self.a, self.c, self.b = (float(v) for v in np.linalg.lstsq(design, measured, rcond=None)[0])
-        else:  # too few points to separate the count term from the scale
-            self.a, self.b = (float(v) for v in np.polyfit(sums, measured, 1))
-            self.c = 0.0
+        measured = np.array([p["measured_ms"] for p in self.points], float)
+        candidates = [m for m, terms in zip(self.MODELS, (1, 2, 3)) if len(self.points) >= 3 * terms]
+        candidates = candidates or ["a*sum"]
+        if np.ptp(counts) == 0 and "a*sum+c*units+b" in candidates:
+            candidates.remove("a*sum+c*units+b")  # the count term is not identifiable
+        self.loo_mape = {}
+        for model in candidates:
+            design = self._design(model, sums, counts)
+            errors = []
+            for held_out in range(len(measured)):
+                keep = np.arange(len(measured)) != held_out
+                coef = self._fit(design[keep], measured[keep])
+                errors.append(abs(design[held_out] @ coef - measured[held_out]) / measured[held_out])
+            self.loo_mape[model] = float(np.mean(errors))
+        # Simplest model within 1 % (relative) of the best: ties go to fewer terms.
+        best = min(self.loo_mape.values())
+        self.model = next(m for m in candidates if self.loo_mape[m] <= best * 1.01)
+        coef = [float(v) for v in self._fit(self._design(self.model, sums, counts), measured)] + [0.0, 0.0]
+        self.a, self.b, self.c = coef[0], coef[1], coef[2]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": "a*sum+c*units+b", "a": self.a, "b": self.b, "c": self.c, "points": self.points}
+        return {"model": self.model, "a": self.a, "b": self.b, "c": self.c,
+                "loo_mape": self.loo_mape, "points": self.points}  # fmt: skip
 
 
 @dataclass
@@ -196,7 +230,14 @@ class LatencyTable:
                     raise TableError(f"{source}: entry {key} has an invalid median_ms {value!r}")
             cal = data.get("calibration")
             calibration = (
-                Calibration(float(cal["a"]), float(cal["b"]), float(cal.get("c", 0.0)), list(cal.get("points", [])))
+                Calibration(
+                    float(cal["a"]),
+                    float(cal["b"]),
+                    float(cal.get("c", 0.0)),
+                    list(cal.get("points", [])),
+                    str(cal.get("model", "a*sum+c*units+b")),
+                    dict(cal.get("loo_mape", {})),
+                )
                 if cal
                 else None
             )

@@ -225,7 +225,7 @@ def validate(
     if table.calibration is not None:
         cal = table.calibration
         result["calibrated"] = fidelity([cal.apply(p["sum_ms"], p["units"]) for p in points], measured)
-        result["calibration"] = {"a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)}
+        result["calibration"] = {"model": cal.model, "a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)}
     result["points"] = points
     if out is not None:
         table.validation = result

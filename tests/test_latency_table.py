@@ -136,7 +136,23 @@ def test_calibration_recovers_a_known_linear_model():
         s, n = float(rng.uniform(1, 5)), int(rng.integers(16, 27))
         cal.points.append({"sum_ms": s, "units": n, "measured_ms": 1.3 * s - 0.02 * n + 0.4})
     cal.refit()
+    assert cal.model == "a*sum+c*units+b"
     assert (cal.a, cal.c, cal.b) == pytest.approx((1.3, -0.02, 0.4), abs=1e-9)
+
+
+def test_calibration_keeps_only_the_terms_that_predict_held_out_points():
+    """Proportional data with 3 % noise: extra terms only fit the noise, so the scale alone is kept."""
+    rng = np.random.default_rng(1)
+    cal = Calibration()
+    for _ in range(20):
+        s, n = float(rng.uniform(0.2, 1.2)), int(rng.integers(16, 27))
+        cal.points.append({"sum_ms": s, "units": n, "measured_ms": 0.9 * s * float(rng.normal(1, 0.03))})
+    cal.refit()
+    assert cal.model == "a*sum" and (cal.b, cal.c) == (0.0, 0.0)
+    assert cal.a == pytest.approx(0.9, abs=0.02)
+    assert cal.loo_mape["a*sum"] <= min(cal.loo_mape.values()) * 1.01
+    restored = Calibration(cal.a, cal.b, cal.c, cal.points, **{"model": cal.to_dict()["model"]})
+    assert restored.apply(1.0, 20) == pytest.approx(cal.apply(1.0, 20))
 
 
 def test_fidelity_metrics():

@@ -56,8 +56,13 @@ def quantize_qdq(fp32_model: Path, path: Path, input_shape: tuple[int, ...]) -> 
 
     (int8 activations ran about 4x slower on this machine's onnxruntime CPU kernels.)
     """
+    import onnxruntime
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    # The quantiser's own calibration sessions warn about every initializer they drop; those
+    # sessions take no options, so only the default logger's level silences them (errors still show).
+    onnxruntime.set_default_logger_severity(3)
 
     path = Path(path)
     pre = path.with_name(f".{path.name}.pre.onnx")
