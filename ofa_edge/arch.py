@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchError
+from .errors import ArchError, read_user_json
 from .fileio import atomic_write_text
 
 
@@ -59,17 +59,7 @@ def _is_int(value: Any) -> bool:
 
 def load_arch(path: str | os.PathLike[str]) -> Arch:
     """Read an arch JSON file; any problem is one :class:`ArchError` line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ArchError(f"arch file not found: {path}") from None
-    except OSError as exc:
-        raise ArchError(f"cannot read arch file {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ArchError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    data = read_user_json(Path(path), "arch file", ArchError)
     return Arch.from_dict(data)
 
 

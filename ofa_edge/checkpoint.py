@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from .errors import CheckpointError, OFAEdgeError
+from .errors import CheckpointError, OFAEdgeError, read_user_file
 from .fileio import atomic_write_bytes
 from .space import SPACE_NAMES, SearchSpace, get_space
 from .supernet import OFAMobileNetV3
@@ -99,12 +99,7 @@ def load_supernet(path: str | os.PathLike[str], space: SearchSpace | str | None 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], SearchSpace | None]:
     """Tensors of a checkpoint file, and the space it records (None for official files)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    data = read_user_file(path, "checkpoint", CheckpointError)
     if data[:4] == b"PK\x03\x04" or data[:2] == b"\x80\x02":  # torch.save zip or legacy pickle
         return _read_torch_file(path), None
     try:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .arch import Arch
-from .errors import OFAEdgeError
+from .errors import OFAEdgeError, read_user_json
 from .fileio import atomic_write_text
 from .lut_units import arch_units
 from .profilers.base import BackendInfo, Measurement
@@ -287,18 +287,7 @@ def resolve_table_path(name_or_path: str | Path) -> Path:
 
 def load_table(name_or_path: str | Path) -> LatencyTable:
     path = resolve_table_path(name_or_path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise TableError(f"latency table not found: {path}") from None
-    except OSError as exc:
-        raise TableError(f"cannot read latency table {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TableError(
-            f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); re-run the profile or restore it"
-        ) from None
+    data = read_user_json(path, "latency table", TableError, hint="re-run the profile or restore it")
     return LatencyTable.from_dict(data, str(path))
 
 

@@ -139,18 +139,7 @@ def space_units(space: SearchSpace, resolutions: tuple[int, ...] | None = None) 
                 in_size = size if position == "first" else conv_output_size(size, stage.stride)
                 for kernel in space.kernel_choices:
                     for expand in space.expand_choices:
-                        mid = space.mid_channels(in_channels, expand)
-                        spec = BlockSpec(
-                            in_channels=in_channels,
-                            out_channels=stage.width,
-                            kernel=kernel,
-                            mid_channels=mid,
-                            stride=stride,
-                            act=stage.act,
-                            se_channels=space.se_channels(mid) if stage.se else None,
-                            shortcut=stride == 1 and in_channels == stage.width,
-                            input_size=in_size,
-                        )
+                        spec = space.mbconv_spec(stage, in_channels, kernel, expand, stride, in_size)
                         found.append(_block_unit(spec))
             size = conv_output_size(size, stage.stride)
             channels = stage.width

@@ -326,23 +326,27 @@ class SearchSpace:
         for stage, index, slot in self.active_slots(arch):
             spec = self.stages[stage]
             stride = spec.stride if index == 0 else 1
-            mid = self.mid_channels(channels, arch.e[slot])
-            specs.append(
-                BlockSpec(
-                    in_channels=channels,
-                    out_channels=spec.width,
-                    kernel=arch.ks[slot],
-                    mid_channels=mid,
-                    stride=stride,
-                    act=spec.act,
-                    se_channels=self.se_channels(mid) if spec.se else None,
-                    shortcut=stride == 1 and channels == spec.width,
-                    input_size=size,
-                )
-            )
+            specs.append(self.mbconv_spec(spec, channels, arch.ks[slot], arch.e[slot], stride, size))
             size = conv_output_size(size, stride)
             channels = spec.width
         return specs
+
+    def mbconv_spec(
+        self, stage: StageSpec, in_channels: int, kernel: int, expand: int, stride: int, input_size: int
+    ) -> BlockSpec:
+        """The MBConv block a slot of ``stage`` becomes with this kernel and expand ratio."""
+        mid = self.mid_channels(in_channels, expand)
+        return BlockSpec(
+            in_channels=in_channels,
+            out_channels=stage.width,
+            kernel=kernel,
+            mid_channels=mid,
+            stride=stride,
+            act=stage.act,
+            se_channels=self.se_channels(mid) if stage.se else None,
+            shortcut=stride == 1 and in_channels == stage.width,
+            input_size=input_size,
+        )
 
     def final_feature_size(self, resolution: int) -> int:
         size = self.stem_output_size(resolution)
