@@ -271,6 +271,7 @@ def tables_list(as_json: JsonOpt = False) -> None:
             {
                 "name": path.stem,
                 "label": t.label,
+                "threads": t.backend.get("threads"),
                 "entries": len(t.entries),
                 "resolutions": t.resolutions,
                 "within_10pct": v.get("within_10pct"),
@@ -280,15 +281,22 @@ def tables_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"tables": rows})
         return
-    table = Table("name", "measured for", "entries", "within ±10%", "tau")
+    table = Table()
+    # Names are what users pass to --table: never shortened (they already say backend, device,
+    # precision and space); the other columns give what the name does not.
+    table.add_column("name", no_wrap=True, min_width=max((len(r["name"]) for r in rows), default=4))
+    table.add_column("px", overflow="fold")
+    for column in ("thr", "blocks", "±10%", "tau"):
+        table.add_column(column)
     for r in rows:
         if "error" in r:
-            table.add_row(r["name"], r["error"], "", "", "")
+            table.add_row(r["name"], r["error"])
             continue
         w, tau = r["within_10pct"], r["kendall_tau"]
         table.add_row(
             r["name"],
-            r["label"],
+            ",".join(map(str, r["resolutions"])),
+            str(r["threads"] or "-"),
             str(r["entries"]),
             f"{w:.0%}" if w is not None else "-",
             f"{tau:.3f}" if tau is not None else "-",

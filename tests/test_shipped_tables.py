@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -31,3 +32,14 @@ def test_shipped_table(name):
         arch = space.sample(rng)
         arch = type(arch)(arch.ks, arch.e, arch.d, rng.choice(table.resolutions))
         assert table.predict(space, arch) > 0
+
+
+def test_tables_list_shows_every_shipped_name_whole(capsys):
+    from ofa_edge.cli import main
+
+    assert main(["tables", "list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["tables"]}
+    assert set(EXPECTED) <= set(rows) and all("error" not in rows[n] for n in EXPECTED)
+    assert main(["tables", "list"]) == 0
+    listing = capsys.readouterr().err
+    assert all(name in listing for name in EXPECTED)  # names are what --table takes: never cut short
