@@ -27,8 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from .errors import CheckpointError, OFAEdgeError, read_user_file
-from .fileio import atomic_write_bytes
+from .errors import CheckpointError, OFAEdgeError
+from .fileio import atomic_write_bytes, read_user_file
 from .space import SPACE_NAMES, SearchSpace, get_space
 from .supernet import OFAMobileNetV3
 

@@ -134,13 +134,6 @@ def _default_out(backend: str, device: str, precision: str, threads: int, space:
     return Path("latency_tables") / f"{backend}-{device.lower()}-{precision}{suffix}-{space}.json"
 
 
-def _timing(warmup: int, runs: int, rounds: int) -> Timing:
-    try:
-        return Timing(warmup, runs, rounds)
-    except ValueError as exc:
-        raise OFAEdgeError(str(exc)) from None
-
-
 def _parse_resolutions(text: str | None) -> list[int] | None:
     if not text:
         return None
@@ -202,7 +195,7 @@ def profile(
     be = make_backend(backend, device=device, threads=threads, precision=precision, **_options(option))
     _available(be, backend)
     out = out or _default_out(backend, device, precision, threads, space)
-    timing = _timing(warmup, runs, rounds)
+    timing = Timing(warmup, runs, rounds)
     command = shlex.join(["ofa-edge", *sys.argv[1:]]) if sys.argv else "ofa-edge profile"
     with _Bar(f"profile {backend} {precision}", enabled=True) as bar:
         table = profile_units(be, sp, out, _parse_resolutions(resolutions), timing, command, bar)
@@ -386,7 +379,7 @@ def latency_validate(
     be = _backend_for(t, option)
     out = resolve_table_path(table) if record else None
     with _Bar("validate", enabled=True) as bar:
-        result = validate(t, be, sp, out, samples, seed, _timing(warmup, runs, rounds), bar)
+        result = validate(t, be, sp, out, samples, seed, Timing(warmup, runs, rounds), bar)
     summary = {k: v for k, v in result.items() if k != "points"}
     if as_json:
         emit_json({"table": t.label, **summary})
@@ -428,7 +421,7 @@ def latency_calibrate(
         t.calibration = None
     out = resolve_table_path(table)
     with _Bar("calibrate", enabled=True) as bar:
-        cal = calibrate(t, be, sp, out, samples, seed, _timing(warmup, runs, rounds), bar)
+        cal = calibrate(t, be, sp, out, samples, seed, Timing(warmup, runs, rounds), bar)
     if as_json:
         emit_json({"table": str(out), "a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)})
     else:

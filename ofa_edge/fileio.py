@@ -1,10 +1,15 @@
-"""Atomic file writes: a reader (or a killed run) never sees a half-written file."""
+"""File I/O shared by every stage: atomic writes (a reader, or a killed run, never sees a
+half-written file) and reads of user-named files whose every failure is one clear error line."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from .errors import OFAEdgeError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -33,3 +38,25 @@ def _current_umask() -> int:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def read_user_file(path: Path, what: str, error: type[OFAEdgeError]) -> bytes:
+    """The bytes of a file the user named; a missing or unreadable file is one ``error`` line."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def read_user_json(path: Path, what: str, error: type[OFAEdgeError], hint: str = "") -> Any:
+    """A JSON file the user named, parsed; every problem is one ``error`` line (``hint`` appended)."""
+    text = read_user_file(path, what, error)
+    suffix = f"; {hint}" if hint else ""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}){suffix}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path} is not valid JSON (not UTF-8 text){suffix}") from None

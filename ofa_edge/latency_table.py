@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from .arch import Arch
-from .errors import OFAEdgeError, read_user_json
-from .fileio import atomic_write_text
+from .errors import OFAEdgeError
+from .fileio import atomic_write_text, read_user_json
 from .lut_units import arch_units
 from .profilers.base import BackendInfo, Measurement
 from .space import SearchSpace, get_space
@@ -66,16 +66,11 @@ class Calibration:
     model: str = "a*sum+c*units+b"
     loo_mape: dict[str, float] = field(default_factory=dict)  # leave-one-out error of each candidate
 
+    # Nested candidates: each adds one column of [sum, 1, units] to the one before.
     MODELS = ("a*sum", "a*sum+b", "a*sum+c*units+b")
 
     def apply(self, unit_sum_ms: float, unit_count: int) -> float:
         return self.a * unit_sum_ms + self.c * unit_count + self.b
-
-    @staticmethod
-    def _design(model: str, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        columns = {"a*sum": [sums], "a*sum+b": [sums, np.ones_like(sums)],
-                   "a*sum+c*units+b": [sums, np.ones_like(sums), counts]}[model]  # fmt: skip
-        return np.stack(columns, axis=1)
 
     @staticmethod
     def _fit(design: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -88,13 +83,14 @@ class Calibration:
         sums = np.array([p["sum_ms"] for p in self.points], float)
         counts = np.array([p["units"] for p in self.points], float)
         measured = np.array([p["measured_ms"] for p in self.points], float)
-        candidates = [m for m, terms in zip(self.MODELS, (1, 2, 3)) if len(self.points) >= 3 * terms]
-        candidates = candidates or ["a*sum"]
-        if np.ptp(counts) == 0 and "a*sum+c*units+b" in candidates:
-            candidates.remove("a*sum+c*units+b")  # the count term is not identifiable
+        columns = np.stack([sums, np.ones_like(sums), counts], axis=1)
+        # At least 3 points per coefficient; the count term only where the counts differ.
+        usable = 3 if np.ptp(counts) > 0 else 2
+        candidates = [m for terms, m in enumerate(self.MODELS, 1) if terms <= usable and len(measured) >= 3 * terms]
+        candidates = candidates or [self.MODELS[0]]
         self.loo_mape = {}
-        for model in candidates:
-            design = self._design(model, sums, counts)
+        for terms, model in enumerate(candidates, 1):
+            design = columns[:, :terms]
             errors = []
             for held_out in range(len(measured)):
                 keep = np.arange(len(measured)) != held_out
@@ -103,9 +99,11 @@ class Calibration:
             self.loo_mape[model] = float(np.mean(errors))
         # Simplest model within 1 % (relative) of the best: ties go to fewer terms.
         best = min(self.loo_mape.values())
-        self.model = next(m for m in candidates if self.loo_mape[m] <= best * 1.01)
-        coef = [float(v) for v in self._fit(self._design(self.model, sums, counts), measured)] + [0.0, 0.0]
-        self.a, self.b, self.c = coef[0], coef[1], coef[2]
+        terms = next(t for t, m in enumerate(candidates, 1) if self.loo_mape[m] <= best * 1.01)
+        self.model = candidates[terms - 1]
+        coef = np.zeros(3)  # terms left out stay 0
+        coef[:terms] = self._fit(columns[:, :terms], measured)
+        self.a, self.b, self.c = (float(v) for v in coef)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "a": self.a, "b": self.b, "c": self.c,

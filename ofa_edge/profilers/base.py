@@ -20,6 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from ..errors import OFAEdgeError
+
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -91,7 +93,9 @@ class Timing:
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.runs < 1 or self.rounds < 1:
-            raise ValueError(f"timing needs warmup >= 0, runs >= 1 and rounds >= 1, got {self}")
+            raise OFAEdgeError(
+                f"timing needs warmup >= 0, runs >= 1 and rounds >= 1 (got {self.warmup}, {self.runs}, {self.rounds})"
+            )
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
