@@ -81,7 +81,8 @@ def main() -> None:
             calibrate(table, backend, space, out, round(args.calibration * piece / args.slices), timing=timing)
             calibrate_s += time.perf_counter() - started
             started = time.perf_counter()
-            result = validate(table, backend, space, out, round(args.samples * piece / args.slices), timing=timing)
+            count = round(args.samples * piece / args.slices)
+            result = validate(table, backend, space, out, count, timing=timing, extend=True)
             validate_s += time.perf_counter() - started
         measured = [p["measured_ms"] for p in result["points"]]
         results.append({

@@ -198,14 +198,21 @@ def validate(
     seed: int = 2,
     timing: Timing = DEFAULT_TIMING,
     progress: Progress = _no_progress,
+    extend: bool = False,
 ) -> dict[str, Any]:
     """Measure ``samples`` held-out random subnets; compare the raw sum and the calibrated prediction.
 
     The result (metrics plus every point) is stored in the table's ``validation`` field when ``out``
-    is given; a validation with the same seed resumes from the points already there.
+    is given. A killed validation (same seed, not complete) resumes from its points; a complete one
+    is measured anew, so a validation always reports this machine now, never the stored numbers of
+    the machine that made the table. ``extend`` adds subnets to a complete one instead (the
+    fidelity bench grows it in slices).
     """
+    if samples < 2:
+        raise OFAEdgeError(f"validation needs at least 2 subnets (Kendall's tau compares pairs), got {samples}")
     previous = table.validation or {}
-    points: list[dict[str, Any]] = list(previous.get("points", [])) if previous.get("seed") == seed else []
+    resumable = previous.get("seed") == seed and (extend or not previous.get("complete", False))
+    points: list[dict[str, Any]] = list(previous.get("points", [])) if resumable else []
     archs = sample_archs(space, table.resolutions, samples, seed)
 
     def save() -> None:

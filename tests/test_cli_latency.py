@@ -66,6 +66,24 @@ def test_profile_predict_validate(capsys, tmp_path):
     assert load_table(table_path).validation["samples"] == 4
 
 
+def test_validate_measures_now_instead_of_reporting_stored_points(capsys, tmp_path):
+    """A table's stored validation (e.g. a shipped one, made elsewhere) is never reported as this run's."""
+    table_path = tmp_path / "ort.json"
+    assert _profile(capsys, table_path)[0] == 0
+    validate = ("latency", "validate", "--table", str(table_path), "--samples", "3", "--runs", "3", "--rounds", "1")
+    assert run(capsys, *validate, "--json")[0] == 0
+    data = json.loads(table_path.read_text())
+    for point in data["validation"]["points"]:
+        point["measured_ms"] = 1000.0  # what another machine might have stored
+    table_path.write_text(json.dumps(data))
+    code, out, err = run(capsys, *validate, "--json")
+    assert code == 0, err
+    assert json.loads(out)["uncalibrated"]["mean_bias"] > -0.9  # measured now, not against the 1000 ms
+    assert all(p["measured_ms"] < 1000.0 for p in load_table(table_path).validation["points"])
+    code, _, err = run(capsys, "latency", "validate", "--table", str(table_path), "--samples", "1")
+    assert code == 2 and err.count("\n") == 1 and "at least 2 subnets" in err
+
+
 def test_profile_refuses_a_table_measured_differently(capsys, tmp_path):
     table_path = tmp_path / "ort.json"
     assert _profile(capsys, table_path)[0] == 0
