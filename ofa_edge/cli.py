@@ -221,6 +221,14 @@ def train(
     data_dir: DataDirOpt = None,
     schedule: Annotated[str, typer.Option(help=f"Schedule: {', '.join(SCHEDULE_NAMES)}.")] = "fmnist",
     seed: Annotated[int, typer.Option(help="Seed of the split, data order, archs and dropout.")] = 0,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            "--init-from",
+            help="Start from a trained supernet ('demo', an ofa-edge or an official OFA file) instead of "
+            "random weights, e.g. --schedule fmnist-extend --init-from demo to train the demo further.",
+        ),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all cores).")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps.")] = 50,
     report: Annotated[bool, typer.Option(help="Score the 8 corner subnets on the test split at the end.")] = True,
@@ -240,7 +248,9 @@ def train(
     if dataset.channels != sp.in_channels:
         raise OFAEdgeError(f"{data} has {dataset.channels}-channel images; space {sp.name} takes {sp.in_channels}")
     train_data = TrainData.from_dataset(dataset, sched, seed, flip=data != "mnist")
-    config = TrainConfig(sp, sched, out, data_name=data, seed=seed, checkpoint_every=checkpoint_every)
+    config = TrainConfig(
+        sp, sched, out, data_name=data, seed=seed, init_from=init_from, checkpoint_every=checkpoint_every
+    )
     started = time.perf_counter()
     with TrainingProgress(enabled=rank == 0) as progress:
         trainer = Trainer(config, train_data, on_event=progress.event)

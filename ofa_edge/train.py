@@ -20,6 +20,7 @@ batch. Rank 0 alone writes checkpoints and logs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -39,7 +40,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from .arch import Arch
-from .checkpoint import load_supernet, save_supernet
+from .checkpoint import load_supernet, read_metadata, save_supernet
 from .data import BatchLoader, ImageDataset, Normalization, split_train_val
 from .errors import OFAEdgeError
 from .evaluate import EvalData, corner_archs, evaluate_arch
@@ -148,6 +149,9 @@ class TrainConfig:
     out: Path
     data_name: str
     seed: int = 0
+    # Start from these weights instead of a random init ('demo', an ofa-edge or official file);
+    # the schedule's full-net phase then refreshes the teacher from them.
+    init_from: str | None = None
     checkpoint_every: int = 50  # steps
     channels_last: bool = True
     validate_every_epoch: bool = True
@@ -193,6 +197,14 @@ class Trainer:
                 "use more data or a smaller batch"
             )
         schedule = config.schedule
+        # Read --init-from now, so that a bad file fails before anything is written.
+        self.init_weights: OFAMobileNetV3 | None = None
+        self.init_fingerprint = ""
+        self.init_schedule = ""
+        if config.init_from is not None:
+            self.init_weights = load_supernet(config.init_from, space=config.space)
+            self.init_fingerprint = _tensors_fingerprint(self.init_weights)
+            self.init_schedule = read_metadata(config.init_from).get("schedule", "unknown")
         self.epoch_eval = EvalData(
             calibration=data.train.subset(torch.arange(min(schedule.epoch_calibration_images, len(data.train)))),
             scored=data.val.subset(torch.arange(min(schedule.epoch_val_images, len(data.val)))),
@@ -208,6 +220,7 @@ class Trainer:
             "schedule_fingerprint": self.config.schedule.fingerprint(),
             "seed": str(self.config.seed),
             "data": self.config.data_name,
+            "init": self.init_fingerprint,
         }
 
     def save_checkpoint(self, optimizer: torch.optim.Optimizer) -> None:
@@ -243,8 +256,9 @@ class Trainer:
             ("schedule_fingerprint", "schedule"),
             ("seed", "seed"),
             ("data", "data"),
+            ("init", "--init-from weights"),
         ):
-            if metadata.get(key) != mine[key]:
+            if metadata.get(key, "") != mine[key]:
                 theirs = metadata.get("schedule") if key == "schedule_fingerprint" else metadata.get(key)
                 if key == "space":
                     theirs = json.loads(metadata.get("space", "{}")).get("name", "?")
@@ -265,6 +279,11 @@ class Trainer:
         buffers = {k[len("optim/") :]: v for k, v in tensors.items() if k.startswith("optim/")}
         return buffers, True
 
+    def _start_from_init_weights(self) -> None:
+        assert self.init_weights is not None
+        self.net.load_state_dict(self.init_weights.state_dict())
+        self.init_weights = None  # copied; free the memory
+
     def _load_teacher(self) -> None:
         if self.teacher_path.exists():
             self.teacher = load_supernet(self.teacher_path, space=self.config.space)
@@ -279,8 +298,11 @@ class Trainer:
         momentum, resumed = self.try_resume()
         if resumed:
             self.on_event("resumed", self.position.to_dict())
-        elif self.rank == 0:
-            atomic_write_text(self.out / "config.json", json.dumps(self._config_record(), indent=2) + "\n")
+        else:
+            if self.init_weights is not None:
+                self._start_from_init_weights()
+            if self.rank == 0:
+                atomic_write_text(self.out / "config.json", json.dumps(self._config_record(), indent=2) + "\n")
         schedule = self.config.schedule
         while self.position.phase < len(schedule.phases):
             phase = schedule.phases[self.position.phase]
@@ -407,24 +429,41 @@ class Trainer:
     def _weights_metadata(self) -> dict[str, str]:
         """What evaluating these weights later needs: the input normalization, and provenance."""
         norm = self.data.normalization
+        # A run started from other weights names both: "fmnist+fmnist-extend".
+        schedule = self.config.schedule.name
+        if self.config.init_from is not None:
+            schedule = f"{self.init_schedule}+{schedule}"
         return {
-            "schedule": self.config.schedule.name,
+            "schedule": schedule,
             "data": self.config.data_name,
             "normalization": json.dumps({"mean": list(norm.mean), "std": list(norm.std)}),
             "split": json.dumps({"seed": self.config.seed, "val_images": len(self.data.val)}),
         }
 
     def _config_record(self) -> dict[str, Any]:
+        init = None
+        if self.config.init_from is not None:
+            init = {"path": self.config.init_from, "schedule": self.init_schedule, "fingerprint": self.init_fingerprint}
         return {
             "space": self.config.space.config_dict(),
             "schedule": self.config.schedule.to_dict(),
             "seed": self.config.seed,
             "data": self.config.data_name,
+            "init_from": init,
             "train_images": len(self.data.train),
             "val_images": len(self.data.val),
             "world_size": self.world_size,
             **self.config.extra,
         }
+
+
+def _tensors_fingerprint(net: nn.Module) -> str:
+    """A short hash of a network's weights, so a resume can tell which init a run started from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def final_report(

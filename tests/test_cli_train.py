@@ -66,6 +66,7 @@ def test_train_then_eval(capsys, tmp_path, idx_dir):
         (["train", "--out", "{tmp}/r", "--data", "mnist"], "MNIST needs --data-dir"),
         (["train", "--out", "{tmp}/r", "--schedule", "fast"], "unknown schedule 'fast'"),
         (["train"], "Missing option '--out'"),
+        (["train", "--out", "{tmp}/r", "--init-from", "{tmp}/none.safetensors"], "checkpoint not found"),
         (["eval", "--supernet", "{tmp}/none.safetensors", "--arch", "{tmp}/a.json"], "checkpoint not found"),
     ],
 )

@@ -40,6 +40,7 @@ def make_trainer(out: Path, schedule: str = "quick", space: str = "mbv3-fmnist",
     sched = get_schedule(schedule)
     data = TrainData.from_dataset(synthetic_dataset(), sched, seed=0, flip=True)
     config = TrainConfig(get_space(space), sched, out, data_name="synthetic", seed=0,
+                         init_from=kwargs.pop("init_from", None),
                          checkpoint_every=kwargs.pop("checkpoint_every", 3), validate_every_epoch=False)  # fmt: skip
     return Trainer(config, data, **kwargs)
 
@@ -186,6 +187,52 @@ def test_resume_with_another_schedule_or_space_is_refused(tmp_path):
         data = TrainData.from_dataset(synthetic_dataset(), sched, seed=0, flip=True)
         Trainer(TrainConfig(get_space("mbv3-fmnist"), sched, tmp_path, "synthetic", seed=5), data).run()
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == before  # nothing lost
+
+
+class StopBeforeFirstStep(Exception):
+    pass
+
+
+def stop_before_first_step(kind, info):
+    if kind == "epoch_start":
+        raise StopBeforeFirstStep
+
+
+@pytest.mark.slow
+def test_init_from_starts_there_names_both_schedules_and_resume_checks_it(tmp_path):
+    make_trainer(tmp_path / "base").run()
+    base = tmp_path / "base" / "supernet.safetensors"
+    base_weights = load_supernet(base).state_dict()
+
+    extended = tmp_path / "extended"
+    trainer = make_trainer(extended, schedule="quick-extend", init_from=str(base), on_event=stop_before_first_step)
+    with pytest.raises(StopBeforeFirstStep):
+        trainer.run()
+    assert all(torch.equal(v, base_weights[k]) for k, v in trainer.net.state_dict().items())
+
+    make_trainer(extended, schedule="quick-extend", init_from=str(base)).run()
+    final = read_metadata(extended / "supernet.safetensors")
+    assert final["schedule"] == "quick+quick-extend"
+    assert not torch.equal(load_supernet(extended / "supernet.safetensors").state_dict()["first_conv.conv.weight"],
+                           base_weights["first_conv.conv.weight"])  # fmt: skip
+
+    # The run folder remembers which weights it started from.
+    other = tmp_path / "base" / "phase-full.safetensors"
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(Stop):
+        make_trainer(interrupted, schedule="quick-extend", init_from=str(base), on_event=stop_at(3)).run()
+    with pytest.raises(OFAEdgeError, match="different --init-from weights"):
+        make_trainer(interrupted, schedule="quick-extend", init_from=str(other)).run()
+    with pytest.raises(OFAEdgeError, match="different --init-from weights"):
+        make_trainer(interrupted, schedule="quick-extend").run()
+
+
+def test_init_from_a_missing_or_mismatched_file_fails_before_writing(tmp_path):
+    with pytest.raises(OFAEdgeError, match="not found"):
+        make_trainer(tmp_path / "run", init_from=str(tmp_path / "none.safetensors"))
+    with pytest.raises(OFAEdgeError, match="was trained for space mbv3-fmnist"):
+        make_trainer(tmp_path / "run", space="mbv3-w1.0", init_from="demo")
+    assert not (tmp_path / "run").exists()
 
 
 def test_all_ranks_sample_the_same_archs():
