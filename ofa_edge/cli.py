@@ -252,8 +252,9 @@ def train(
         sp, sched, out, data_name=data, seed=seed, init_from=init_from, checkpoint_every=checkpoint_every
     )
     started = time.perf_counter()
-    with TrainingProgress(enabled=rank == 0) as progress:
-        trainer = Trainer(config, train_data, on_event=progress.event)
+    progress = TrainingProgress(enabled=rank == 0)
+    trainer = Trainer(config, train_data, on_event=progress.event)  # checks its input before the bars start
+    with progress:
         progress.plan(sched, trainer.loader.batches_per_epoch(), trainer.position)
         summary = trainer.run()
     summary["wall_s"] = round(time.perf_counter() - started, 1)
