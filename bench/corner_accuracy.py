@@ -25,7 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ofa_edge.checkpoint import load_supernet, read_metadata
+from ofa_edge import OFAEdgeError
+from ofa_edge.checkpoint import load_supernet, read_metadata, stored_normalization, stored_split
 from ofa_edge.data import Normalization, load_dataset, split_train_val
 from ofa_edge.train import final_report
 
@@ -40,20 +41,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     console = Console(stderr=True, width=140)
 
+    train_images = load_dataset("fashion-mnist", "train")
+    test = load_dataset("fashion-mnist", "test") if args.split == "test" else None
     results: dict[str, dict] = {}
     for name in args.supernet:
         started = time.perf_counter()
-        meta = read_metadata(name)
-        split = json.loads(meta.get("split", '{"seed": 0, "val_images": 10000}'))
-        stored = json.loads(meta["normalization"]) if "normalization" in meta else None
-        train, val = split_train_val(load_dataset("fashion-mnist", "train"), split["val_images"], seed=split["seed"])
-        normalization = (
-            Normalization(tuple(stored["mean"]), tuple(stored["std"])) if stored else Normalization.of(train)
-        )
-        scored = val if args.split == "val" else load_dataset("fashion-mnist", "test")
+        seed, val_images = stored_split(name)
+        train, val = split_train_val(train_images, val_images, seed=seed)
+        normalization = stored_normalization(name) or Normalization.of(train)
         calibration = train.subset(torch.arange(min(args.calibration_images, len(train))))
-        report = final_report(load_supernet(name), calibration, scored, normalization)
-        results[name] = {"schedule": meta.get("schedule", "?"), "top1": report,
+        report = final_report(load_supernet(name), calibration, val if test is None else test, normalization)
+        results[name] = {"schedule": read_metadata(name).get("schedule", "?"), "top1": report,
                          "mean": round(statistics.mean(v for r in report.values() for v in r.values()), 2),
                          "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
         console.print(f"{name}: scored in {results[name]['seconds']:.0f} s")
@@ -73,4 +71,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except OFAEdgeError as error:  # a missing or unreadable supernet, missing data: one line
+        sys.exit(f"error: {error}")

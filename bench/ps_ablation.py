@@ -76,15 +76,21 @@ def main() -> None:
     started = time.perf_counter()
     no_ps_dir = args.out / "no-ps"
     no_ps_dir.mkdir(parents=True, exist_ok=True)
-    no_ps_trainer = Trainer(TrainConfig(space, no_ps, no_ps_dir, "fashion-mnist", args.seed,
-                                        validate_every_epoch=False), data, on_event=log)  # fmt: skip
+
+    def build_no_ps_trainer() -> Trainer:  # reads the run folder's checkpoint when built
+        return Trainer(TrainConfig(space, no_ps, no_ps_dir, "fashion-mnist", args.seed,
+                                   validate_every_epoch=False), data, on_event=log)  # fmt: skip
+
     if not (no_ps_dir / "checkpoint.safetensors").exists():
+        # Seed the arm's run folder with a checkpoint at the end of the shared full-net phase.
+        seeding = build_no_ps_trainer()
         full = load_supernet(args.out / "ps" / "phase-full.safetensors")
-        no_ps_trainer.net.load_state_dict(full.state_dict())
+        seeding.net.load_state_dict(full.state_dict())
         shutil.copyfile(args.out / "ps" / "teacher.safetensors", no_ps_dir / "teacher.safetensors")
-        full_steps = ps.phases[0].epochs * no_ps_trainer.loader.batches_per_epoch()
-        no_ps_trainer.position = Position(phase=1, epoch=0, batch=0, step=full_steps)
-        no_ps_trainer.save_checkpoint(torch.optim.SGD(no_ps_trainer.net.parameters(), lr=0.0))
+        full_steps = ps.phases[0].epochs * seeding.loader.batches_per_epoch()
+        seeding.position = Position(phase=1, epoch=0, batch=0, step=full_steps)
+        seeding.save_checkpoint(torch.optim.SGD(seeding.net.parameters(), lr=0.0))
+    no_ps_trainer = build_no_ps_trainer()
     console.print("no-PS arm ...")
     no_ps_trainer.run()
     timings["no_ps_s"] = time.perf_counter() - started

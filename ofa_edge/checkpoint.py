@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from .data import Normalization
 from .errors import CheckpointError, OFAEdgeError
 from .fileio import atomic_write_bytes, read_user_file
 from .space import SPACE_NAMES, SearchSpace, get_space
@@ -128,6 +129,22 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         return json.loads(header).get("__metadata__", {}) or {}
     except (OSError, ValueError, json.JSONDecodeError, AttributeError, CheckpointError):
         return {}
+
+
+def stored_normalization(path: str | os.PathLike[str]) -> Normalization | None:
+    """The input normalization a supernet was trained with (None when the file does not say)."""
+    stored = read_metadata(path).get("normalization")
+    if not stored:
+        return None
+    values = json.loads(stored)
+    return Normalization(tuple(values["mean"]), tuple(values["std"]))
+
+
+def stored_split(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(seed, val_images) of the train/val split the training run held out; the defaults of
+    training when the file does not say."""
+    record = json.loads(read_metadata(path).get("split", "{}"))
+    return record.get("seed", 0), record.get("val_images", 10_000)
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:

@@ -19,7 +19,7 @@ from rich.table import Table
 from typer.exceptions import Abort, Exit, TyperException
 
 from .arch import Arch, load_arch, save_arch
-from .checkpoint import load_supernet, read_metadata
+from .checkpoint import load_supernet, stored_normalization, stored_split
 from .cli_common import JsonOpt, SpaceOpt, emit_json, err
 from .cli_latency import register_latency_commands
 from .data import ImageDataset, Normalization, load_dataset, split_train_val
@@ -298,11 +298,11 @@ def evaluate(
     net = load_supernet(supernet)
     arch = net.space.validate(load_arch(arch_file))
     dataset = _load_split(data, "train", data_dir, net.space)
-    split_record = json.loads(read_metadata(supernet).get("split", "{}"))
-    seed = split_record.get("seed", 0) if seed is None else seed
-    val_images = split_record.get("val_images", 10_000) if val_images is None else val_images
+    stored_seed, stored_val_images = stored_split(supernet)
+    seed = stored_seed if seed is None else seed
+    val_images = stored_val_images if val_images is None else val_images
     train_part, val_part = split_train_val(dataset, val_images, seed=seed)
-    normalization = _stored_normalization(supernet) or Normalization.of(train_part)
+    normalization = stored_normalization(supernet) or Normalization.of(train_part)
     scored = val_part if split == "val" else _load_split(data, "test", data_dir, net.space)
     calibration = train_part.subset(torch.arange(min(calibration_images, len(train_part))))
     top1 = evaluate_arch(net, arch, EvalData(calibration, scored, normalization), in_place=True)
@@ -312,14 +312,6 @@ def evaluate(
         emit_json(result)
     else:
         err.print(f"top-1 on {split} ({len(scored)} images): {top1:.2f}%  (MACs {_fmt_count(result['macs'])})")
-
-
-def _stored_normalization(path: str) -> Normalization | None:
-    stored = read_metadata(path).get("normalization")
-    if not stored:
-        return None
-    values = json.loads(stored)
-    return Normalization(tuple(values["mean"]), tuple(values["std"]))
 
 
 # ----------------------------------------------------------------------- main

@@ -198,12 +198,12 @@ class Trainer:
             )
         schedule = config.schedule
         # Read --init-from now, so that a bad file fails before anything is written.
-        self.init_weights: OFAMobileNetV3 | None = None
+        self.init_state: dict[str, torch.Tensor] | None = None
         self.init_fingerprint = ""
         self.init_schedule = ""
         if config.init_from is not None:
-            self.init_weights = load_supernet(config.init_from, space=config.space)
-            self.init_fingerprint = _tensors_fingerprint(self.init_weights)
+            self.init_state = load_supernet(config.init_from, space=config.space).state_dict()
+            self.init_fingerprint = _state_fingerprint(self.init_state)
             self.init_schedule = read_metadata(config.init_from).get("schedule", "unknown")
         self.epoch_eval = EvalData(
             calibration=data.train.subset(torch.arange(min(schedule.epoch_calibration_images, len(data.train)))),
@@ -211,6 +211,7 @@ class Trainer:
             normalization=data.normalization,
             channels_last=config.channels_last,
         )
+        self.checkpoint = self._read_checkpoint()
 
     # ------------------------------------------------------------ checkpoints
     def _identity(self) -> dict[str, str]:
@@ -237,10 +238,11 @@ class Trainer:
         metadata = {"format": TRAIN_FORMAT, "position": json.dumps(self.position.to_dict()), **self._identity()}
         atomic_write_bytes(self.checkpoint_path, save_safetensors_bytes(tensors, metadata=metadata))
 
-    def try_resume(self) -> tuple[dict[str, torch.Tensor], bool]:
-        """Load the run's checkpoint if there is one; returns momentum buffers to restore."""
+    def _read_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
+        """The run folder's checkpoint, checked against this run (None: a new run). Read when the
+        trainer is built, so a refusal comes before anything is drawn or written."""
         if not self.checkpoint_path.exists():
-            return {}, False
+            return None
         data = self.checkpoint_path.read_bytes()
         try:
             tensors = load_safetensors_bytes(data)
@@ -268,9 +270,17 @@ class Trainer:
                 else:
                     ours = mine[key]
                 raise OFAEdgeError(
-                    f"{self.out} holds a run with a different {label} ({theirs}, now {ours}); "
+                    f"{self.out} holds a run with a different {label} ({theirs or 'none'}, now {ours or 'none'}); "
                     "resume with the same command or choose another --out"
                 )
+        return tensors, metadata
+
+    def try_resume(self) -> tuple[dict[str, torch.Tensor], bool]:
+        """Continue from the run's checkpoint if there is one; returns momentum buffers to restore."""
+        if self.checkpoint is None:
+            return {}, False
+        tensors, metadata = self.checkpoint
+        self.checkpoint = None  # applied once; later checkpoints are this run's own
         self.net.load_state_dict({k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")})
         torch.set_rng_state(tensors["rng/torch"])
         self.position = Position(**json.loads(metadata["position"]))
@@ -278,11 +288,6 @@ class Trainer:
             self._load_teacher()
         buffers = {k[len("optim/") :]: v for k, v in tensors.items() if k.startswith("optim/")}
         return buffers, True
-
-    def _start_from_init_weights(self) -> None:
-        assert self.init_weights is not None
-        self.net.load_state_dict(self.init_weights.state_dict())
-        self.init_weights = None  # copied; free the memory
 
     def _load_teacher(self) -> None:
         if self.teacher_path.exists():
@@ -299,8 +304,8 @@ class Trainer:
         if resumed:
             self.on_event("resumed", self.position.to_dict())
         else:
-            if self.init_weights is not None:
-                self._start_from_init_weights()
+            if self.init_state is not None:
+                self.net.load_state_dict(self.init_state)
             if self.rank == 0:
                 atomic_write_text(self.out / "config.json", json.dumps(self._config_record(), indent=2) + "\n")
         schedule = self.config.schedule
@@ -457,10 +462,10 @@ class Trainer:
         }
 
 
-def _tensors_fingerprint(net: nn.Module) -> str:
+def _state_fingerprint(state: dict[str, torch.Tensor]) -> str:
     """A short hash of a network's weights, so a resume can tell which init a run started from."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(net.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
