@@ -212,6 +212,8 @@ class Trainer:
             channels_last=config.channels_last,
         )
         self.checkpoint = self._read_checkpoint()
+        if self.checkpoint is not None:  # where a resume will start, for progress bars and ETAs
+            self.position = Position(**json.loads(self.checkpoint[1]["position"]))
 
     # ------------------------------------------------------------ checkpoints
     def _identity(self) -> dict[str, str]:
