@@ -339,10 +339,8 @@ class Trainer:
 
     def _run_phase(self, phase: Phase, momentum: dict[str, torch.Tensor]) -> None:
         schedule = self.config.schedule
-        space = self.config.space
         if phase.sort_channels and self.position.epoch == 0 and self.position.batch == 0:
             self.net.sort_channels(phase.trained_expands)
-        sampling = phase.sampling_space(space)
         optimizer = make_optimizer(self.net, schedule)
         if momentum:
             for name, param in self.net.named_parameters():
@@ -365,7 +363,7 @@ class Trainer:
                 lr = learning_rate(phase, epoch * steps_per_epoch + self.position.batch, steps_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss = self._step(step_module, optimizer, sampling, images, labels, phase)
+                loss = self._step(step_module, optimizer, images, labels, phase)
                 losses.append(loss)
                 images_seen += labels.numel() * self.world_size
                 self.position.batch += 1
@@ -400,7 +398,6 @@ class Trainer:
         self,
         step_module: nn.Module,
         optimizer: torch.optim.Optimizer,
-        sampling: SearchSpace,
         images: torch.Tensor,
         labels: torch.Tensor,
         phase: Phase,
@@ -409,11 +406,7 @@ class Trainer:
         # Every rank derives the same archs from the step; dropout from the step and rank.
         torch.manual_seed(self.config.seed * 1_000_003 + step * 97 + self.rank)
         rng = random.Random(f"{self.config.seed}-{step}")
-        resolution = images.shape[-1]
-        archs = []
-        for _ in range(1 if phase.full_net else phase.subnets_per_step):
-            arch = sampling.sample(rng)
-            archs.append(Arch(arch.ks, arch.e, arch.d, resolution))
+        archs = phase.step_archs(self.config.space, rng, resolution=images.shape[-1])
         soft = None
         if not phase.full_net:
             if self.teacher is None:

@@ -2,6 +2,7 @@ import itertools
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,29 @@ def test_no_ps_differs_from_fmnist_only_in_choices():
         assert (a.epochs, a.lr, a.subnets_per_step, a.full_net) == (b.epochs, b.lr, b.subnets_per_step, b.full_net)
         if not b.full_net:
             assert b.sampling_space(space) == space and not b.sort_channels
+
+
+def test_sandwich_phase_trains_the_largest_and_smallest_subnet_at_every_step():
+    space = get_space("mbv3-fmnist")
+    full, last = get_schedule("fmnist-sandwich").phases
+    assert last.sandwich and last.subnets_per_step == 4
+    for step in range(3):
+        archs = last.step_archs(space, random.Random(step), resolution=20)
+        assert archs[:2] == [space.max_arch(20), space.min_arch(20)]
+        assert len(archs) == 4 and all(a.r == 20 for a in archs)
+        assert all(a not in (space.max_arch(20), space.min_arch(20)) for a in archs[2:])
+    assert full.step_archs(space, random.Random(0), resolution=24) == [space.max_arch(24)]
+    # Without the rule every subnet of the step is drawn at random.
+    plain = get_schedule("fmnist-extend").phases[1]
+    drawn = plain.step_archs(space, random.Random(0), resolution=28)
+    assert len(drawn) == 4 and space.max_arch(28) not in drawn and space.min_arch(28) not in drawn
+
+
+def test_fingerprints_of_existing_schedules_are_stable():
+    # Run folders store these; a change would refuse to resume runs started by earlier versions.
+    assert get_schedule("fmnist").fingerprint() == "3feab030082f402a"
+    assert get_schedule("fmnist-extend").fingerprint() == "78eac50d4e8cd455"
+    assert get_schedule("fmnist-sandwich").fingerprint() != get_schedule("fmnist-extend").fingerprint()
 
 
 def test_reference_schedule_matches_the_paper():
