@@ -226,7 +226,7 @@ def train(
         typer.Option(
             "--init-from",
             help="Start from a trained supernet ('demo', an ofa-edge or an official OFA file) instead of "
-            "random weights, e.g. --schedule fmnist-extend --init-from demo to train the demo further.",
+            "random weights, e.g. --schedule fmnist-sandwich --init-from demo to train the demo further.",
         ),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all cores).")] = None,
