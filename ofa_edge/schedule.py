@@ -18,7 +18,7 @@ Presets
 ``fmnist-sandwich``  ``fmnist-extend`` with 3 epochs of the last phase under the sandwich rule:
                every step trains the largest and smallest subnets plus 2 random ones (random
                sampling alone let the largest subnet drift below its teacher and trained the
-               smallest rarely). ``quick-sandwich`` is its CI-sized twin.
+               smallest rarely; about 1.7 h on the slow VM). ``quick-sandwich`` is its CI-sized twin.
 ``no-ps``      the ablation: ``fmnist`` with every phase after the full net sampling from the whole
                space (no progressive order, no channel re-sorting), same epochs, subnets per step,
                learning rates and distillation teacher.

@@ -1,7 +1,8 @@
 """Progressive-shrinking training of a supernet: the paper's core procedure.
 
 One optimizer step: draw a batch (its resolution sampled from the space), compute the teacher's
-soft labels (from phase 2 on), sample ``subnets_per_step`` archs from the phase's choices, add up
+soft labels (from phase 2 on), take ``subnets_per_step`` archs from the phase's choices (random,
+or the largest and smallest plus random ones under the sandwich rule, see ``Phase``), add up
 each subnet's loss (label-smoothed CE + KD soft-target CE) and take one SGD step on the sum, so
 their gradients are summed as in the reference. Learning rate: linear warm-up then cosine, per
 phase, a pure function of the step, so nothing about it needs saving.
