@@ -56,6 +56,10 @@ class Phase:
     # plus ``subnets_per_step - 2`` random ones, so the corners are trained at every step.
     sandwich: bool = False
 
+    def __post_init__(self) -> None:
+        if self.sandwich and self.subnets_per_step < 2:
+            raise ValueError(f"phase {self.name}: the sandwich rule needs at least 2 subnets per step")
+
     def sampling_space(self, space: SearchSpace) -> SearchSpace:
         if self.full_net:
             return space.restrict(

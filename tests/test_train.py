@@ -5,6 +5,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,8 @@ def test_sandwich_phase_trains_the_largest_and_smallest_subnet_at_every_step():
     plain = get_schedule("fmnist-extend").phases[1]
     drawn = plain.step_archs(space, random.Random(0), resolution=28)
     assert len(drawn) == 4 and space.max_arch(28) not in drawn and space.min_arch(28) not in drawn
+    with pytest.raises(ValueError, match="at least 2 subnets"):
+        replace(last, subnets_per_step=1)
 
 
 def test_fingerprints_of_existing_schedules_are_stable():
