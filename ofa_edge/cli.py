@@ -19,7 +19,7 @@ from rich.table import Table
 from typer.exceptions import Abort, Exit, TyperException
 
 from .arch import Arch, load_arch, save_arch
-from .checkpoint import load_supernet, stored_normalization, stored_split
+from .checkpoint import load_supernet, read_metadata, stored_normalization, stored_split
 from .cli_common import JsonOpt, SpaceOpt, emit_json, err
 from .cli_latency import register_latency_commands
 from .data import ImageDataset, Normalization, load_dataset, split_train_val
@@ -226,7 +226,8 @@ def train(
         typer.Option(
             "--init-from",
             help="Start from a trained supernet ('demo', an ofa-edge or an official OFA file) instead of "
-            "random weights, e.g. --schedule fmnist-sandwich --init-from demo to train the demo further.",
+            "random weights, e.g. --schedule fmnist-sandwich --init-from demo to train the demo further. "
+            "One trained for other classes gives all its weights but the classifier's.",
         ),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all cores).")] = None,
@@ -247,6 +248,10 @@ def train(
     dataset = _load_split(data, "train", data_dir, sp)
     if dataset.channels != sp.in_channels:
         raise OFAEdgeError(f"{data} has {dataset.channels}-channel images; space {sp.name} takes {sp.in_channels}")
+    if len(dataset.classes) != sp.num_classes:
+        sp = sp.with_classes(len(dataset.classes))
+        if rank == 0:
+            err.print(f"note: {data} has {sp.num_classes} classes, so the classifier gets {sp.num_classes} outputs")
     train_data = TrainData.from_dataset(dataset, sched, seed, flip=data != "mnist")
     config = TrainConfig(
         sp, sched, out, data_name=data, seed=seed, init_from=init_from, checkpoint_every=checkpoint_every
@@ -254,6 +259,8 @@ def train(
     started = time.perf_counter()
     progress = TrainingProgress(enabled=rank == 0)
     trainer = Trainer(config, train_data, on_event=progress.event)  # checks its input before the bars start
+    if trainer.init_new_classifier and rank == 0:
+        err.print(f"note: {init_from} was trained for other classes; all its weights but the classifier's are used")
     with progress:
         progress.plan(sched, trainer.loader.batches_per_epoch(), trainer.position)
         summary = trainer.run()
@@ -298,6 +305,14 @@ def evaluate(
     net = load_supernet(supernet)
     arch = net.space.validate(load_arch(arch_file))
     dataset = _load_split(data, "train", data_dir, net.space)
+    if len(dataset.classes) > net.space.num_classes:
+        raise OFAEdgeError(
+            f"{data} has {len(dataset.classes)} classes but this supernet's classifier has {net.space.num_classes}"
+        )
+    trained_on = read_metadata(supernet).get("data")
+    named = ("fashion-mnist", "mnist")  # folder paths may be spelt differently: only names are compared
+    if trained_on and trained_on != data and (trained_on in named or data in named):
+        err.print(f"warning: this supernet was trained on {trained_on}, not {data}: its accuracy here means little")
     stored_seed, stored_val_images = stored_split(supernet)
     seed = stored_seed if seed is None else seed
     val_images = stored_val_images if val_images is None else val_images

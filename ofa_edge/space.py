@@ -269,6 +269,13 @@ class SearchSpace:
             updates[name] = chosen
         return replace(self, **updates)
 
+    def with_classes(self, num_classes: int) -> SearchSpace:
+        """This space with a classifier of ``num_classes`` outputs (for a data set of that many
+        classes). Checkpoints record the whole space, so the head size travels with the weights."""
+        if num_classes < 1:
+            raise OFAEdgeError(f"a classifier needs at least 1 class, got {num_classes}")
+        return replace(self, num_classes=num_classes)
+
     # ------------------------------------------------------------ predictor input
     @property
     def encoding_size(self) -> int:

@@ -198,12 +198,19 @@ class Trainer:
                 "use more data or a smaller batch"
             )
         schedule = config.schedule
+        num_classes = len(data.train.classes)
+        if num_classes > config.space.num_classes:  # a label past the classifier's outputs fails mid-step
+            raise OFAEdgeError(
+                f"{data.train.name} has {num_classes} classes but space {config.space.name} has "
+                f"{config.space.num_classes} outputs; build the space with .with_classes({num_classes})"
+            )
         # Read --init-from now, so that a bad file fails before anything is written.
         self.init_state: dict[str, torch.Tensor] | None = None
         self.init_fingerprint = ""
         self.init_schedule = ""
+        self.init_new_classifier = False
         if config.init_from is not None:
-            self.init_state = load_supernet(config.init_from, space=config.space).state_dict()
+            self.init_state, self.init_new_classifier = self._initial_weights(config.init_from)
             self.init_fingerprint = _state_fingerprint(self.init_state)
             self.init_schedule = read_metadata(config.init_from).get("schedule", "unknown")
         self.epoch_eval = EvalData(
@@ -215,6 +222,25 @@ class Trainer:
         self.checkpoint = self._read_checkpoint()
         if self.checkpoint is not None:  # where a resume will start, for progress bars and ETAs
             self.position = Position(**json.loads(self.checkpoint[1]["position"]))
+
+    def _initial_weights(self, path: str) -> tuple[dict[str, torch.Tensor], bool]:
+        """The --init-from weights for this run's space, and whether the classifier was left new.
+
+        A supernet trained for other classes (an official ImageNet one, say) gives every weight
+        but the classifier's, whose outputs stand for the classes it was trained on; the
+        classifier keeps this run's seeded random init."""
+        source = load_supernet(path)
+        differences = source.space.differences(self.config.space)
+        if not differences:
+            return source.state_dict(), False
+        if differences != ["num_classes"]:
+            raise OFAEdgeError(
+                f"{path} was trained for space {source.space.name}, not {self.config.space.name} "
+                f"(they differ in: {', '.join(differences)})"
+            )
+        state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        state.update({k: v for k, v in source.state_dict().items() if not k.startswith("classifier.")})
+        return state, True
 
     # ------------------------------------------------------------ checkpoints
     def _identity(self) -> dict[str, str]:
@@ -444,7 +470,8 @@ class Trainer:
     def _config_record(self) -> dict[str, Any]:
         init = None
         if self.config.init_from is not None:
-            init = {"path": self.config.init_from, "schedule": self.init_schedule, "fingerprint": self.init_fingerprint}
+            init = {"path": self.config.init_from, "schedule": self.init_schedule, "fingerprint": self.init_fingerprint,
+                    "new_classifier": self.init_new_classifier}  # fmt: skip
         return {
             "space": self.config.space.config_dict(),
             "schedule": self.config.schedule.to_dict(),

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ofa_edge.checkpoint import load_supernet
 from ofa_edge.cli import main
 
 
@@ -57,6 +58,39 @@ def test_train_then_eval(capsys, tmp_path, idx_dir):
     code = main(["eval", "--supernet", str(out / "supernet.safetensors"), "--arch", str(arch), "--data", "mnist",
                  "--data-dir", str(idx_dir), "--split", "test", "--json"])  # fmt: skip
     assert code == 0 and json.loads(capsys.readouterr().out)["images"] == 100
+
+
+@pytest.mark.slow
+def test_a_folder_of_12_classes_gets_a_12_way_classifier(capsys, tmp_path, idx_dir):
+    pil = pytest.importorskip("PIL.Image")
+    for split, per_class in (("train", 6), ("test", 2)):
+        for c in range(12):
+            folder = tmp_path / "data" / split / f"class{c:02d}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pil.new("L", (28, 28), c * 20 + i).save(folder / f"{i}.png")
+    data, out = str(tmp_path / "data"), tmp_path / "run"
+    code = main(["train", "--schedule", "quick", "--data", data, "--out", str(out), "--threads", "1", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "the classifier gets 12 outputs" in captured.err
+    assert load_supernet(out / "supernet.safetensors").space.num_classes == 12
+    arch = tmp_path / "arch.json"
+    main(["arch", "sample", "--seed", "1", "--out", str(arch)])
+    capsys.readouterr()
+    code = main(
+        ["eval", "--supernet", str(out / "supernet.safetensors"), "--arch", str(arch), "--data", data, "--json"]
+    )
+    assert code == 0 and json.loads(capsys.readouterr().out)["images"] > 0
+    # the shipped demo has 10 outputs: one line, no traceback
+    code = main(["eval", "--supernet", "demo", "--arch", str(arch), "--data", data])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "has 12 classes but this supernet's classifier has 10" in err
+    # a supernet trained on Fashion-MNIST, scored on (synthetic) MNIST: said, then scored
+    code = main(["eval", "--supernet", "demo", "--arch", str(arch), "--data", "mnist", "--data-dir", str(idx_dir),
+                 "--val-images", "80", "--calibration-images", "64"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0 and "trained on fashion-mnist, not mnist" in err, err
 
 
 @pytest.mark.parametrize(

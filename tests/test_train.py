@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from ofa_edge import OFAEdgeError, get_space
-from ofa_edge.checkpoint import load_supernet, read_metadata
+from ofa_edge.checkpoint import load_supernet, read_metadata, save_supernet
 from ofa_edge.data import ImageDataset
 from ofa_edge.schedule import SCHEDULE_NAMES, get_schedule
+from ofa_edge.space import SearchSpace
+from ofa_edge.supernet import OFAMobileNetV3
 from ofa_edge.train import (
     TrainConfig,
     TrainData,
@@ -28,20 +30,23 @@ from ofa_edge.train import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def synthetic_dataset(n: int = 96, seed: int = 0) -> ImageDataset:
+def synthetic_dataset(n: int = 96, seed: int = 0, classes: int = 10) -> ImageDataset:
     """Class-dependent blobs, so that a few steps of training already move the accuracy."""
     g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 10
-    base = torch.rand(10, 1, 28, 28, generator=g)
+    labels = torch.arange(n) % classes
+    base = torch.rand(classes, 1, 28, 28, generator=g)
     noise = torch.rand(n, 1, 28, 28, generator=g) * 0.5
     images = ((base[labels] * 0.7 + noise) * 255).clamp(0, 255).to(torch.uint8)
-    return ImageDataset("synthetic", images, labels, tuple(str(i) for i in range(10)))
+    return ImageDataset("synthetic", images, labels, tuple(str(i) for i in range(classes)))
 
 
-def make_trainer(out: Path, schedule: str = "quick", space: str = "mbv3-fmnist", **kwargs) -> Trainer:
+def make_trainer(
+    out: Path, schedule: str = "quick", space: str | SearchSpace = "mbv3-fmnist", classes: int = 10, **kwargs
+) -> Trainer:
     sched = get_schedule(schedule)
-    data = TrainData.from_dataset(synthetic_dataset(), sched, seed=0, flip=True)
-    config = TrainConfig(get_space(space), sched, out, data_name="synthetic", seed=0,
+    data = TrainData.from_dataset(synthetic_dataset(classes=classes), sched, seed=0, flip=True)
+    space = get_space(space) if isinstance(space, str) else space
+    config = TrainConfig(space, sched, out, data_name="synthetic", seed=0,
                          init_from=kwargs.pop("init_from", None),
                          checkpoint_every=kwargs.pop("checkpoint_every", 3), validate_every_epoch=False)  # fmt: skip
     return Trainer(config, data, **kwargs)
@@ -260,6 +265,32 @@ def test_init_from_a_missing_or_mismatched_file_fails_before_writing(tmp_path):
     with pytest.raises(OFAEdgeError, match="was trained for space mbv3-fmnist"):
         make_trainer(tmp_path / "run", space="mbv3-w1.0", init_from="demo")
     assert not (tmp_path / "run").exists()
+
+
+def test_data_with_more_classes_than_the_classifier_is_refused_before_writing(tmp_path):
+    with pytest.raises(OFAEdgeError, match="has 12 classes but space mbv3-fmnist has 10 outputs"):
+        make_trainer(tmp_path / "run", classes=12)
+    assert not (tmp_path / "run").exists()
+    trainer = make_trainer(tmp_path / "run", space=get_space("mbv3-fmnist").with_classes(12), classes=12)
+    assert trainer.net.classifier.linear.weight.shape[0] == 12
+
+
+def test_init_from_a_supernet_of_other_classes_keeps_all_but_the_classifier(tmp_path):
+    base = tmp_path / "ten-classes.safetensors"
+    torch.manual_seed(123)
+    save_supernet(OFAMobileNetV3(get_space("mbv3-fmnist")), base)
+    base_weights = load_supernet(base).state_dict()
+    twelve = get_space("mbv3-fmnist").with_classes(12)
+    trainer = make_trainer(tmp_path / "run", space=twelve, classes=12, init_from=str(base))
+    assert trainer.init_new_classifier
+    fresh = trainer.net.state_dict()  # the seeded random init: the classifier stays as it is
+    for name, value in trainer.init_state.items():
+        expected = fresh[name] if name.startswith("classifier.") else base_weights[name]
+        assert torch.equal(value, expected), name
+    assert trainer.init_state["classifier.linear.weight"].shape[0] == 12
+    # other differences than the classes are still refused
+    with pytest.raises(OFAEdgeError, match="differ in: in_channels"):
+        make_trainer(tmp_path / "run", space=replace(twelve, in_channels=3), classes=12, init_from=str(base))
 
 
 def test_all_ranks_sample_the_same_archs():
