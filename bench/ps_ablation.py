@@ -50,7 +50,10 @@ def summarize(folders: list[Path], console: Console) -> None:
         path = folder / "result.json"
         if not path.exists():
             raise SystemExit(f"error: {path} not found (has the run in {folder} finished?)")
-        results.append(json.loads(path.read_text()))
+        try:
+            results.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            raise SystemExit(f"error: {path} is not valid JSON (rerun that seed to rewrite it)") from None
     settings = {(r["images_per_epoch"], r["epochs"], r["test_images"], r["resolution"]) for r in results}
     if len(settings) > 1:
         raise SystemExit("error: these runs differ in images per epoch, epochs, test images or resolution")
