@@ -43,6 +43,10 @@ def shrink(schedule: Schedule, images_per_epoch: int) -> Schedule:
     return replace(schedule, images_per_epoch=images_per_epoch)
 
 
+# What --summarize reads from each run's result.json (all written by main()).
+_RESULT_FIELDS = ("images_per_epoch", "epochs", "test_images", "resolution", "gain_per_corner", "mean_gain")
+
+
 def summarize(folders: list[Path], console: Console) -> None:
     """Per-corner gains of several finished runs (seeds) side by side, and their mean."""
     results = []
@@ -51,13 +55,19 @@ def summarize(folders: list[Path], console: Console) -> None:
         if not path.exists():
             raise SystemExit(f"error: {path} not found (has the run in {folder} finished?)")
         try:
-            results.append(json.loads(path.read_text()))
+            result = json.loads(path.read_text())
         except json.JSONDecodeError:
             raise SystemExit(f"error: {path} is not valid JSON (rerun that seed to rewrite it)") from None
+        missing = [k for k in _RESULT_FIELDS if not isinstance(result, dict) or k not in result]
+        if missing:
+            raise SystemExit(f"error: {path} lacks {', '.join(missing)} (not written by this bench; rerun that seed)")
+        results.append(result)
     settings = {(r["images_per_epoch"], r["epochs"], r["test_images"], r["resolution"]) for r in results}
     if len(settings) > 1:
         raise SystemExit("error: these runs differ in images per epoch, epochs, test images or resolution")
     corners = list(results[0]["gain_per_corner"])
+    if any(set(r["gain_per_corner"]) != set(corners) for r in results):
+        raise SystemExit("error: these runs measured different corner subnets")
     table = Table(title=f"PS - no-PS, test top-1 points, {len(results)} runs")
     table.add_column("corner")
     for r in results:

