@@ -200,6 +200,7 @@ def describe_arch(space: SearchSpace, arch: Arch) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- train
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: all cores).")]
 DataOpt = Annotated[
     str,
     typer.Option("--data", help="fashion-mnist, mnist, or a folder with train/CLASS/*.png and test/CLASS/*.png."),
@@ -230,7 +231,7 @@ def train(
             "One trained for other classes gives all its weights but the classifier's.",
         ),
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all cores).")] = None,
+    threads: ThreadsOpt = None,
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps.")] = 50,
     report: Annotated[bool, typer.Option(help="Score the 8 corner subnets on the test split at the end.")] = True,
     as_json: JsonOpt = False,
@@ -297,11 +298,14 @@ def evaluate(
         int | None, typer.Option(help="Size of the validation split (default: as in training, else 10000).")
     ] = None,
     calibration_images: Annotated[int, typer.Option(help="Training images for BN recalibration.")] = 2000,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recalibrate BatchNorm for an arch, then report its top-1 accuracy on val or test."""
     if split not in ("val", "test"):
         raise OFAEdgeError(f"unknown split '{split}' (known: val, test)")
+    if threads is not None:
+        torch.set_num_threads(threads)
     net = load_supernet(supernet)
     arch = net.space.validate(load_arch(arch_file))
     dataset = _load_split(data, "train", data_dir, net.space)

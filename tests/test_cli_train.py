@@ -102,6 +102,11 @@ def test_a_folder_of_12_classes_gets_a_12_way_classifier(capsys, tmp_path, idx_d
         (["train"], "Missing option '--out'"),
         (["train", "--out", "{tmp}/r", "--init-from", "{tmp}/none.safetensors"], "checkpoint not found"),
         (["eval", "--supernet", "{tmp}/none.safetensors", "--arch", "{tmp}/a.json"], "checkpoint not found"),
+        (["train", "--out", "{tmp}/r", "--threads", "0"], "'--threads': Input should be greater than or equal to 1"),
+        (
+            ["eval", "--arch", "{tmp}/a.json", "--threads", "0"],
+            "'--threads': Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_train_and_eval_bad_input(capsys, tmp_path, args, fragment):
