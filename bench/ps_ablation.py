@@ -58,16 +58,15 @@ def summarize(folders: list[Path], console: Console) -> None:
             result = json.loads(path.read_text())
         except json.JSONDecodeError:
             raise SystemExit(f"error: {path} is not valid JSON (rerun that seed to rewrite it)") from None
-        missing = [k for k in _RESULT_FIELDS if not isinstance(result, dict) or k not in result]
+        missing = [k for k in _RESULT_FIELDS if k not in result] if isinstance(result, dict) else _RESULT_FIELDS
         if missing:
             raise SystemExit(f"error: {path} lacks {', '.join(missing)} (not written by this bench; rerun that seed)")
         results.append(result)
-    settings = {(r["images_per_epoch"], r["epochs"], r["test_images"], r["resolution"]) for r in results}
+    settings = {(r["images_per_epoch"], r["epochs"], r["test_images"], r["resolution"], frozenset(r["gain_per_corner"]))
+                for r in results}  # fmt: skip
     if len(settings) > 1:
-        raise SystemExit("error: these runs differ in images per epoch, epochs, test images or resolution")
+        raise SystemExit("error: these runs differ in images per epoch, epochs, test images, resolution or corners")
     corners = list(results[0]["gain_per_corner"])
-    if any(set(r["gain_per_corner"]) != set(corners) for r in results):
-        raise SystemExit("error: these runs measured different corner subnets")
     table = Table(title=f"PS - no-PS, test top-1 points, {len(results)} runs")
     table.add_column("corner")
     for r in results:
