@@ -26,9 +26,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ofa_edge import OFAEdgeError
-from ofa_edge.checkpoint import load_supernet, read_metadata, stored_normalization, stored_split
-from ofa_edge.data import Normalization, load_dataset, split_train_val
-from ofa_edge.train import final_report
+from ofa_edge.nn.checkpoint import load_supernet, read_metadata, stored_normalization, stored_split
+from ofa_edge.train.data import Normalization, load_dataset, split_train_val
+from ofa_edge.train.trainer import final_report
 
 
 def main() -> None:

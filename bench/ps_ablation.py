@@ -32,11 +32,11 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ofa_edge import get_space
-from ofa_edge.checkpoint import load_supernet
-from ofa_edge.data import load_dataset
+from ofa_edge.nn.checkpoint import load_supernet
+from ofa_edge.train.data import load_dataset
 from ofa_edge.fileio import atomic_write_text
-from ofa_edge.schedule import Schedule, get_schedule
-from ofa_edge.train import Position, TrainConfig, TrainData, Trainer, final_report
+from ofa_edge.train.schedule import Schedule, get_schedule
+from ofa_edge.train.trainer import Position, TrainConfig, TrainData, Trainer, final_report
 
 
 def shrink(schedule: Schedule, images_per_epoch: int) -> Schedule:

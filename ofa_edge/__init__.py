@@ -1,23 +1,73 @@
-"""ofa-edge: train one once-for-all supernet, specialise it for many edge devices."""
+"""ofa-edge: train one once-for-all supernet, specialise it for many edge devices.
 
-from .arch import Arch, load_arch, save_arch
-from .errors import ArchError, CheckpointError, OFAEdgeError
-from .space import SPACE_NAMES, SearchSpace, get_space
-from .subnet import MobileNetV3Subnet
-from .supernet import OFAMobileNetV3
+Everything a user needs is importable from here; names load on first use, so ``import ofa_edge``
+(and the CLI's ``--help``) does not pay for torch until a network is touched::
+
+    import ofa_edge as oe
+    space = oe.get_space("mbv3-fmnist")
+    net = oe.load_supernet("demo")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "SPACE_NAMES",
-    "Arch",
-    "ArchError",
-    "CheckpointError",
-    "MobileNetV3Subnet",
-    "OFAEdgeError",
-    "OFAMobileNetV3",
-    "SearchSpace",
-    "get_space",
-    "load_arch",
-    "save_arch",
-]
+# public name -> module (relative to this package) that defines it, in pipeline order
+_EXPORTS: dict[str, str] = {
+    # errors
+    "OFAEdgeError": ".errors",
+    "ArchError": ".errors",
+    "CheckpointError": ".errors",
+    # space: choices, archs, counting
+    "SPACE_NAMES": ".space",
+    "Arch": ".space",
+    "SearchSpace": ".space",
+    "get_space": ".space",
+    "load_arch": ".space",
+    "save_arch": ".space",
+    "describe_arch": ".space.describe",
+    # nn: supernet, subnets, checkpoints, BatchNorm
+    "OFAMobileNetV3": ".nn",
+    "MobileNetV3Subnet": ".nn",
+    "load_supernet": ".nn",
+    "save_supernet": ".nn",
+    "recalibrate_bn": ".nn",
+    # train: data, schedules, training, scoring
+    "load_dataset": ".train",
+    "SCHEDULE_NAMES": ".train",
+    "get_schedule": ".train",
+    "train_supernet": ".train.run",
+    "SupernetScorer": ".train",
+    "evaluate_arch": ".train",
+    "corner_archs": ".train",
+    # latency: backends and tables
+    "list_backends": ".profilers",
+    "make_backend": ".profilers",
+    "LatencyTable": ".latency",
+    "load_table": ".latency",
+    "find_table": ".latency.store",
+    "list_tables": ".latency.store",
+    "profile_table": ".latency.profiling",
+    "validate_table": ".latency.profiling",
+    "calibrate_table": ".latency.profiling",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ofa_edge' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ofa_edge import OFAMobileNetV3
-from ofa_edge.bn_calibration import recalibrate_bn
+from ofa_edge.nn.bn_calibration import recalibrate_bn
 
 
 def perturb(net: OFAMobileNetV3, seed: int = 0) -> OFAMobileNetV3:

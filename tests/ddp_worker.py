@@ -8,8 +8,8 @@ from pathlib import Path
 import torch.distributed as dist
 
 from ofa_edge import get_space
-from ofa_edge.schedule import get_schedule
-from ofa_edge.train import TrainConfig, TrainData, Trainer, init_distributed
+from ofa_edge.train.schedule import get_schedule
+from ofa_edge.train.trainer import TrainConfig, TrainData, Trainer, init_distributed
 from tests.test_train import synthetic_dataset
 
 out = Path(sys.argv[1])

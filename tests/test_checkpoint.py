@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ofa_edge import CheckpointError, OFAMobileNetV3
-from ofa_edge.checkpoint import load_supernet, official_key_to_ours, save_supernet
+from ofa_edge.nn.checkpoint import load_supernet, official_key_to_ours, save_supernet
 from tests.conftest import perturb
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ofa_edge.cli import main
-from ofa_edge.latency_table import load_table
+from ofa_edge.cli.app import main
+from ofa_edge.latency.table import load_table
 
 RES = "20"  # the smallest demo resolution keeps these runs to seconds
 
@@ -123,7 +123,7 @@ def test_bad_inputs_give_one_line(capsys, tmp_path):
 
 def test_tables_import_cli(capsys, tmp_path):
     from ofa_edge import get_space
-    from ofa_edge.lut_units import space_units
+    from ofa_edge.latency.units import space_units
 
     yaml_path = tmp_path / "224_lookup_table.yaml"
     yaml_path.write_text("".join(f"{u.key}:\n  count: 5\n  mean: 0.25\n  var: 0.01\n"
@@ -141,11 +141,11 @@ def test_tables_import_cli(capsys, tmp_path):
 def test_killed_profile_resumes_where_it_stopped(tmp_path):
     """kill -9 during a real profile; the same command then measures only what is missing."""
     from ofa_edge import get_space
-    from ofa_edge.lut_units import space_units
+    from ofa_edge.latency.units import space_units
 
     total = len(space_units(get_space("mbv3-fmnist"), (20, 24)))
     out = tmp_path / "t.json"
-    command = [sys.executable, "-m", "ofa_edge.cli", "profile", "--resolutions", "20,24", "--out", str(out),
+    command = [sys.executable, "-m", "ofa_edge.cli.app", "profile", "--resolutions", "20,24", "--out", str(out),
                "--runs", "30", "--warmup", "2", "--calibration-samples", "0"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

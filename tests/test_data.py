@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ofa_edge.data import (
+from ofa_edge.train.data import (
     FASHION_MNIST_DIR,
     BatchLoader,
     DataError,
@@ -69,7 +69,7 @@ def test_missing_data_says_how_to_get_it(tmp_path):
 
 
 def test_default_fashion_mnist_message_names_debian_package(monkeypatch, tmp_path):
-    monkeypatch.setattr("ofa_edge.data.FASHION_MNIST_DIR", tmp_path / "absent")
+    monkeypatch.setattr("ofa_edge.train.data.FASHION_MNIST_DIR", tmp_path / "absent")
     from ofa_edge import data
 
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ofa_edge import get_space
-from ofa_edge.latency_table import (
+from ofa_edge.latency.table import (
     Calibration,
     LatencyTable,
     TableError,
@@ -18,7 +18,7 @@ from ofa_edge.latency_table import (
     import_official_tables,
     load_table,
 )
-from ofa_edge.lut_units import arch_units, build_unit, space_units
+from ofa_edge.latency.units import arch_units, build_unit, space_units
 from ofa_edge.profilers.base import BackendInfo, Measurement, summarize
 
 FMNIST = get_space("mbv3-fmnist")

@@ -13,13 +13,13 @@ import pytest
 
 from ofa_edge import get_space
 from ofa_edge.errors import OFAEdgeError
-from ofa_edge.lut_units import build_unit, space_units
+from ofa_edge.latency.units import build_unit, space_units
 from ofa_edge.profilers import backend_names, make_backend
 from ofa_edge.profilers.adb import AdbDevice, AdbError, BenchmarkModelRunner, parse_devices_file, resolve_serial
 from ofa_edge.profilers.base import Backend, Measurement, Timing, combine_rounds
 from ofa_edge.profilers.benchmark_model_output import BenchmarkOutputError, parse_op_tables, parse_timings
-from ofa_edge.profilers.tensorrt_backend import TrtexecOutputError, parse_trtexec_output
-from ofa_edge.profiling import measure_group
+from ofa_edge.profilers.tensorrt import TrtexecOutputError, parse_trtexec_output
+from ofa_edge.latency.profiling import measure_group
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tflite-benchmark-model"
 STANDIN_ADB = Path(__file__).parent / "standin" / "adb"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ofa_edge import get_space
-from ofa_edge.checkpoint import load_supernet
+from ofa_edge.nn.checkpoint import load_supernet
 from tests.reference_oracle import reference_ofa_mbv3
 
 ReferenceOFA = reference_ofa_mbv3()

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ofa_edge import Arch, ArchError, OFAEdgeError, get_space
-from ofa_edge.space import SPACE_NAMES, make_divisible
+from ofa_edge.space.space import SPACE_NAMES, make_divisible
 
 
 def mega(n: int) -> float:

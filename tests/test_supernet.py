@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from ofa_edge import ArchError, OFAMobileNetV3, get_space
-from ofa_edge.arch import Arch
-from ofa_edge.bn_calibration import recalibrate_bn
-from ofa_edge.dynamic_ops import (
+from ofa_edge.space.arch import Arch
+from ofa_edge.nn.bn_calibration import recalibrate_bn
+from ofa_edge.nn.dynamic_ops import (
     DynamicBatchNorm2d,
     DynamicDepthwiseConv2d,
     DynamicLinear,

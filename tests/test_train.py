@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from ofa_edge import OFAEdgeError, get_space
-from ofa_edge.checkpoint import load_supernet, read_metadata, save_supernet
-from ofa_edge.data import ImageDataset
-from ofa_edge.schedule import SCHEDULE_NAMES, get_schedule
-from ofa_edge.space import SearchSpace
-from ofa_edge.supernet import OFAMobileNetV3
-from ofa_edge.train import (
+from ofa_edge.nn.checkpoint import load_supernet, read_metadata, save_supernet
+from ofa_edge.train.data import ImageDataset
+from ofa_edge.train.schedule import SCHEDULE_NAMES, get_schedule
+from ofa_edge.space.space import SearchSpace
+from ofa_edge.nn.supernet import OFAMobileNetV3
+from ofa_edge.train.trainer import (
     TrainConfig,
     TrainData,
     Trainer,
@@ -295,7 +295,7 @@ def test_init_from_a_supernet_of_other_classes_keeps_all_but_the_classifier(tmp_
 
 def test_all_ranks_sample_the_same_archs():
     trainer = make_trainer(Path("/nonexistent-not-written"))
-    from ofa_edge.train import random as train_random  # the module's RNG source
+    from ofa_edge.train.trainer import random as train_random  # the module's RNG source
 
     phase = get_schedule("quick").phases[4]
     sampling = phase.sampling_space(trainer.config.space)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .arch import Arch
-from .layers import ConvBNAct, MBConv, ResidualBlock, global_avg_pool
-from .space import BlockSpec, SearchSpace, conv_output_size
+from ..nn.layers import ConvBNAct, MBConv, ResidualBlock, global_avg_pool
+from ..space.arch import Arch
+from ..space.space import BlockSpec, SearchSpace, conv_output_size
 
 
 @dataclass(frozen=True)

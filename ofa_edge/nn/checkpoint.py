@@ -16,6 +16,7 @@ repeated path segment collapses to one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -27,16 +28,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from .data import Normalization
-from .errors import CheckpointError, OFAEdgeError
-from .fileio import atomic_write_bytes, read_user_file
-from .space import SPACE_NAMES, SearchSpace, get_space
+from ..errors import CheckpointError, OFAEdgeError
+from ..fileio import atomic_write_bytes, read_user_file
+from ..space.space import SPACE_NAMES, SearchSpace, get_space
 from .supernet import OFAMobileNetV3
 
 FORMAT = "ofa-edge-supernet/1"
 # The demo supernet (mbv3-fmnist trained on Fashion-MNIST) ships inside the package.
 DEMO_NAME = "demo"
-DEMO_SUPERNET = Path(__file__).resolve().parent / "weights" / "mbv3-fmnist.safetensors"
+DEMO_SUPERNET = Path(__file__).resolve().parent.parent / "weights" / "mbv3-fmnist.safetensors"
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
@@ -136,22 +136,6 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         return {}
 
 
-def stored_normalization(path: str | os.PathLike[str]) -> Normalization | None:
-    """The input normalization a supernet was trained with (None when the file does not say)."""
-    stored = read_metadata(path).get("normalization")
-    if not stored:
-        return None
-    values = json.loads(stored)
-    return Normalization(tuple(values["mean"]), tuple(values["std"]))
-
-
-def stored_split(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """(seed, val_images) of the train/val split the training run held out; the defaults of
-    training when the file does not say."""
-    record = json.loads(read_metadata(path).get("split", "{}"))
-    return record.get("seed", 0), record.get("val_images", 10_000)
-
-
 def _safetensors_metadata(data: bytes) -> dict[str, str]:
     header_len = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + header_len])
@@ -209,3 +193,14 @@ def load_state_checked(net: OFAMobileNetV3, state: Mapping[str, torch.Tensor], p
     full = dict(expected)
     full.update(state)
     net.load_state_dict(full)
+
+
+def state_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
+    """A short hash of a network's tensors (BatchNorm statistics included, so take it before any
+    recalibration): what a resumed run, a predictor or a data file records to tell which supernet
+    it belongs to."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

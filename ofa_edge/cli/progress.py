@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from .schedule import Schedule
+from ..train.schedule import Schedule
 
 
 class TrainingProgress:

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from .arch import Arch
+from ..space.arch import Arch
+from ..space.space import BlockSpec, SearchSpace, get_space, make_divisible
 from .dynamic_ops import (
     DynamicBatchNorm2d,
     DynamicDepthwiseConv2d,
@@ -23,7 +24,6 @@ from .dynamic_ops import (
     DynamicSE,
 )
 from .layers import MBConv, MobileNetV3Frame, ResidualBlock, build_activation, init_weights
-from .space import BlockSpec, SearchSpace, get_space, make_divisible
 from .subnet import MobileNetV3Subnet
 
 

@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ArchError, OFAEdgeError
 from .arch import Arch
-from .errors import ArchError, OFAEdgeError
 
 ACTIVATIONS = ("relu", "hswish")
 

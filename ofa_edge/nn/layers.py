@@ -13,7 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .space import BlockSpec, SearchSpace
+from ..space.space import BlockSpec, SearchSpace
 
 
 def build_activation(name: str) -> nn.Module:

@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from .arch import Arch
-from .errors import OFAEdgeError
-from .latency_table import Calibration, LatencyTable, TableError, fidelity, load_table
-from .lut_units import arch_units, build_unit, space_units
-from .profilers.base import Backend, Measurement, Timing, combine_rounds
-from .space import SearchSpace
-from .subnet import MobileNetV3Subnet
+from ..errors import OFAEdgeError
+from ..nn.subnet import MobileNetV3Subnet
+from ..profilers.base import Backend, Measurement, Timing, combine_rounds
+from ..space.arch import Arch
+from ..space.space import SearchSpace
+from .table import Calibration, LatencyTable, TableError, fidelity, load_table
+from .units import arch_units, build_unit, space_units
 
 # progress(done, total, label): called after each measurement
 Progress = Callable[[int, int, str], None]

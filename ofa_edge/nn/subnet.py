@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .arch import Arch
+from ..space.arch import Arch
+from ..space.space import BlockSpec, SearchSpace
 from .layers import MBConv, MobileNetV3Frame, ResidualBlock, init_weights
-from .space import BlockSpec, SearchSpace
 
 
 class MobileNetV3Subnet(MobileNetV3Frame):

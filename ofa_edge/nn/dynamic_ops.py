@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .space import SearchSpace
+from ..space.space import SearchSpace
 
 
 def _is_channels_last(t: torch.Tensor) -> bool:

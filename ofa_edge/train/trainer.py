@@ -21,7 +21,6 @@ batch. Rank 0 alone writes checkpoints and logs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -40,15 +39,21 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from .arch import Arch
-from .checkpoint import load_supernet, read_metadata, save_supernet, space_mismatch
+from ..errors import OFAEdgeError
+from ..fileio import atomic_write_bytes, atomic_write_text
+from ..nn.checkpoint import (
+    load_supernet,
+    read_metadata,
+    save_supernet,
+    space_mismatch,
+    state_fingerprint,
+)
+from ..nn.supernet import OFAMobileNetV3
+from ..space.arch import Arch
+from ..space.space import SearchSpace
 from .data import BatchLoader, ImageDataset, Normalization, split_train_val
-from .errors import OFAEdgeError
 from .evaluate import EvalData, corner_archs, evaluate_arch
-from .fileio import atomic_write_bytes, atomic_write_text
 from .schedule import Phase, Schedule
-from .space import SearchSpace
-from .supernet import OFAMobileNetV3
 
 TRAIN_FORMAT = "ofa-edge-train/1"
 
@@ -211,7 +216,7 @@ class Trainer:
         self.init_new_classifier = False
         if config.init_from is not None:
             self.init_state, self.init_new_classifier = self._initial_weights(config.init_from)
-            self.init_fingerprint = _state_fingerprint(self.init_state)
+            self.init_fingerprint = state_fingerprint(self.init_state)
             self.init_schedule = read_metadata(config.init_from).get("schedule", "unknown")
         self.epoch_eval = EvalData(
             calibration=data.train.subset(torch.arange(min(schedule.epoch_calibration_images, len(data.train)))),
@@ -480,15 +485,6 @@ class Trainer:
             "world_size": self.world_size,
             **self.config.extra,
         }
-
-
-def _state_fingerprint(state: dict[str, torch.Tensor]) -> str:
-    """A short hash of a network's weights, so a resume can tell which init a run started from."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state.items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def final_report(

@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from .arch import Arch
-from .errors import OFAEdgeError
-from .fileio import atomic_write_text, read_user_json
-from .lut_units import arch_units
-from .profilers.base import BackendInfo, Measurement
-from .space import SearchSpace, get_space
+from ..errors import OFAEdgeError
+from ..fileio import atomic_write_text, read_user_json
+from ..profilers.base import BackendInfo, Measurement
+from ..space.arch import Arch
+from ..space.space import SearchSpace, get_space
+from .units import arch_units
 
 SCHEMA = "ofa-edge/latency-table"
 SCHEMA_VERSION = 1
@@ -169,7 +169,7 @@ class LatencyTable:
 
     # ------------------------------------------------------------------ checking
     def space(self) -> SearchSpace:
-        from .space import SearchSpace as _Space
+        from ..space.space import SearchSpace as _Space
 
         return _Space.from_config_dict(self.space_config)
 

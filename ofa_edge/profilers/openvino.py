@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..convert.onnx import export_onnx, quantize_qdq
 from .base import BackendInfo, BackendUnavailable, Measurement, host_cpu, time_runs
-from .onnx_models import export_onnx, quantize_qdq
 
 
 class OpenVinoBackend:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchError
-from .fileio import atomic_write_text, read_user_json
+from ..errors import ArchError
+from ..fileio import atomic_write_text, read_user_json
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ import json
 import random
 from dataclasses import asdict, dataclass, replace
 
-from .arch import Arch
-from .errors import OFAEdgeError
-from .space import SearchSpace
+from ..errors import OFAEdgeError
+from ..space.arch import Arch
+from ..space.space import SearchSpace
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .arch import load_arch
-from .cli_common import JsonOpt, SpaceOpt, emit_json, err
-from .errors import OFAEdgeError
-from .latency_table import (
+from ..errors import OFAEdgeError
+from ..latency.profiling import calibrate, profile_units, validate
+from ..latency.table import (
     LatencyTable,
     TableError,
     import_official_tables,
@@ -22,10 +20,11 @@ from .latency_table import (
     resolve_table_path,
     tables_dir,
 )
-from .profilers import backend_names, load_backend_class, make_backend
-from .profilers.base import Backend, Timing
-from .profiling import calibrate, profile_units, validate
-from .space import get_space
+from ..profilers import backend_names, load_backend_class, make_backend
+from ..profilers.base import Backend, Timing
+from ..space.arch import load_arch
+from ..space.space import get_space
+from .common import JsonOpt, ProgressBar, SpaceOpt, emit_json, err
 
 tables_app = typer.Typer(
     help="Manage latency lookup tables (import the official OFA YAML tables).", no_args_is_help=True
@@ -65,46 +64,6 @@ def _options(pairs: list[str] | None) -> dict[str, Any]:
             raise OFAEdgeError(f"--option expects KEY=VALUE, got {pair!r}")
         options[key.strip()] = value
     return options
-
-
-class _Bar:
-    """A rich progress bar with ETA on stderr (plain lines every 10% when stderr is not a terminal)."""
-
-    def __init__(self, description: str, enabled: bool = True) -> None:
-        self.description = description
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[label]}"),
-            console=err,
-            disable=not enabled,
-        )
-        self.plain = enabled and not err.is_terminal
-        self.task: Any = None
-        self.last_tenth = -1
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.task is not None:
-            self.progress.stop()
-
-    def __call__(self, done: int, total: int, label: str) -> None:
-        if self.task is None:
-            # Started on the first report, so an error before any work prints only its own line.
-            self.progress.start()
-            self.task = self.progress.add_task(self.description, total=total, completed=done, label="")
-            if done:
-                err.print(f"{self.description}: resuming, {done} of {total} already measured")
-        self.progress.update(self.task, completed=done, total=total, label=label[-60:])
-        tenth = done * 10 // max(total, 1)
-        if self.plain and tenth != self.last_tenth:
-            self.last_tenth = tenth
-            err.print(f"{self.description}: {done}/{total}")
 
 
 # ------------------------------------------------------------------- backends
@@ -197,10 +156,10 @@ def profile(
     out = out or _default_out(backend, device, precision, threads, space)
     timing = Timing(warmup, runs, rounds)
     command = shlex.join(["ofa-edge", *sys.argv[1:]]) if sys.argv else "ofa-edge profile"
-    with _Bar(f"profile {backend} {precision}", enabled=True) as bar:
+    with ProgressBar(f"profile {backend} {precision}", enabled=True) as bar:
         table = profile_units(be, sp, out, _parse_resolutions(resolutions), timing, command, bar)
     if calibration_samples > 0:
-        with _Bar("calibrate", enabled=True) as bar:
+        with ProgressBar("calibrate", enabled=True) as bar:
             calibrate(table, be, sp, out, calibration_samples, timing=timing, progress=bar)
     summary = {
         "table": str(out),
@@ -324,7 +283,7 @@ def latency_predict(
         "calibrated": t.calibration is not None,
     }
     if breakdown:
-        from .lut_units import arch_units
+        from ..latency.units import arch_units
 
         result["units"] = [{"key": u.key, "ms": t.entries[u.key]["median_ms"]} for u in arch_units(sp, a)]
     if as_json:
@@ -378,7 +337,7 @@ def latency_validate(
     sp = t.space()
     be = _backend_for(t, option)
     out = resolve_table_path(table) if record else None
-    with _Bar("validate", enabled=True) as bar:
+    with ProgressBar("validate", enabled=True) as bar:
         result = validate(t, be, sp, out, samples, seed, Timing(warmup, runs, rounds), bar)
     summary = {k: v for k, v in result.items() if k != "points"}
     if as_json:
@@ -420,7 +379,7 @@ def latency_calibrate(
     if fresh:
         t.calibration = None
     out = resolve_table_path(table)
-    with _Bar("calibrate", enabled=True) as bar:
+    with ProgressBar("calibrate", enabled=True) as bar:
         cal = calibrate(t, be, sp, out, samples, seed, Timing(warmup, runs, rounds), bar)
     if as_json:
         emit_json({"table": str(out), "a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)})

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..convert.onnx import export_onnx
 from ..errors import OFAEdgeError
 from .base import BackendInfo, BackendUnavailable, Measurement
-from .onnx_models import export_onnx
 
 _SUMMARY = re.compile(r"GPU Compute Time:(.*)")
 _STAT = re.compile(r"(min|max|mean|median)\s*=?\s*([\d.]+(?:e[-+]?\d+)?)\s*ms")

@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import typer
@@ -18,18 +18,18 @@ from rich.console import Console
 from rich.table import Table
 from typer.exceptions import Abort, Exit, TyperException
 
-from .arch import Arch, load_arch, save_arch
-from .checkpoint import load_supernet, read_metadata, stored_normalization, stored_split
-from .cli_common import JsonOpt, SpaceOpt, emit_json, err
-from .cli_latency import register_latency_commands
-from .data import ImageDataset, Normalization, load_dataset, split_train_val
-from .errors import OFAEdgeError
-from .evaluate import EvalData, evaluate_arch
-from .fileio import atomic_write_text
+from ..errors import OFAEdgeError
+from ..fileio import atomic_write_text
+from ..space.arch import Arch, load_arch, save_arch
+from ..space.describe import describe_arch
+from ..space.space import SPACE_NAMES, SearchSpace, get_space
+from ..train.data import ImageDataset, load_dataset
+from ..train.schedule import SCHEDULE_NAMES, get_schedule
+from ..train.trainer import TrainConfig, TrainData, Trainer, final_report, init_distributed
+from .common import JsonOpt, SpaceOpt, emit_json, err
+from .latency import register_latency_commands
 from .progress import TrainingProgress
-from .schedule import SCHEDULE_NAMES, get_schedule
-from .space import SPACE_NAMES, SearchSpace, get_space
-from .train import TrainConfig, TrainData, Trainer, final_report, init_distributed
+from .search import predictor_app
 
 app = typer.Typer(
     help="Once-for-All supernets for edge devices: explore the space, train once, specialise per device.",
@@ -44,6 +44,7 @@ arch_app = typer.Typer(help="Sample and inspect subnet architectures (arch JSON:
 app.add_typer(space_app, name="space")
 app.add_typer(arch_app, name="arch")
 register_latency_commands(app)
+app.add_typer(predictor_app, name="predictor")
 
 
 def _fmt_count(n: int) -> str:
@@ -169,36 +170,6 @@ def arch_info(
     console.print(table)
 
 
-def describe_arch(space: SearchSpace, arch: Arch) -> dict[str, Any]:
-    """A per-stage summary of an arch plus its MACs and params."""
-    specs = space.block_specs(arch)[1:]  # without the fixed first block
-    stages: list[dict[str, Any]] = []
-    position = 0
-    for stage, depth in enumerate(arch.d):
-        blocks = specs[position : position + depth]
-        position += depth
-        slots = [stage * space.max_depth + i for i in range(depth)]
-        stages.append(
-            {
-                "stage": stage + 1,
-                "depth": depth,
-                "kernels": [arch.ks[s] for s in slots],
-                "expands": [arch.e[s] for s in slots],
-                "mid_channels": [b.mid_channels for b in blocks],
-                "out_channels": space.stages[stage].width,
-            }
-        )
-    return {
-        "space": space.name,
-        "arch": arch.to_dict(),
-        "resolution": arch.r,
-        "depths": list(arch.d),
-        "stages": stages,
-        "macs": space.macs(arch),
-        "params": space.params(arch),
-    }
-
-
 # ---------------------------------------------------------------------- train
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: all cores).")]
 DataOpt = Annotated[
@@ -302,35 +273,22 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Recalibrate BatchNorm for an arch, then report its top-1 accuracy on val or test."""
-    if split not in ("val", "test"):
-        raise OFAEdgeError(f"unknown split '{split}' (known: val, test)")
+    from ..train import SupernetScorer
+
     if threads is not None:
         torch.set_num_threads(threads)
-    net = load_supernet(supernet)
-    arch = net.space.validate(load_arch(arch_file))
-    dataset = _load_split(data, "train", data_dir, net.space)
-    if len(dataset.classes) > net.space.num_classes:
-        raise OFAEdgeError(
-            f"{data} has {len(dataset.classes)} classes but this supernet's classifier has {net.space.num_classes}"
-        )
-    trained_on = read_metadata(supernet).get("data")
-    named = ("fashion-mnist", "mnist")  # folder paths may be spelt differently: only names are compared
-    if trained_on and trained_on != data and (trained_on in named or data in named):
-        err.print(f"warning: this supernet was trained on {trained_on}, not {data}: its accuracy here means little")
-    stored_seed, stored_val_images = stored_split(supernet)
-    seed = stored_seed if seed is None else seed
-    val_images = stored_val_images if val_images is None else val_images
-    train_part, val_part = split_train_val(dataset, val_images, seed=seed)
-    normalization = stored_normalization(supernet) or Normalization.of(train_part)
-    scored = val_part if split == "val" else _load_split(data, "test", data_dir, net.space)
-    calibration = train_part.subset(torch.arange(min(calibration_images, len(train_part))))
-    top1 = evaluate_arch(net, arch, EvalData(calibration, scored, normalization), in_place=True)
-    result = {"arch": arch.to_dict(), "split": split, "images": len(scored), "top1": round(top1, 2),
-              "macs": net.space.macs(arch), "params": net.space.params(arch)}  # fmt: skip
+    scorer = SupernetScorer.open(supernet, data, data_dir, split, seed, val_images, calibration_images)
+    for warning in scorer.warnings:
+        err.print(f"warning: {warning}")
+    space = scorer.net.space
+    arch = space.validate(load_arch(arch_file))
+    top1 = scorer.score(arch)
+    result = {"arch": arch.to_dict(), "split": split, "images": scorer.images, "top1": round(top1, 2),
+              "macs": space.macs(arch), "params": space.params(arch)}  # fmt: skip
     if as_json:
         emit_json(result)
     else:
-        err.print(f"top-1 on {split} ({len(scored)} images): {top1:.2f}%  (MACs {_fmt_count(result['macs'])})")
+        err.print(f"top-1 on {split} ({scorer.images} images): {top1:.2f}%  (MACs {_fmt_count(result['macs'])})")
 
 
 # ----------------------------------------------------------------------- main

@@ -1,0 +1,62 @@
+"""Pieces shared by the CLI modules: the stderr console, common options, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..space.space import SPACE_NAMES
+
+err = Console(stderr=True, soft_wrap=True)
+
+SpaceOpt = Annotated[str, typer.Option("--space", "-s", help=f"Search space preset: {', '.join(SPACE_NAMES)}.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of tables.")]
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+
+
+class ProgressBar:
+    """A rich progress bar with ETA on stderr (plain lines every 10% when stderr is not a terminal)."""
+
+    def __init__(self, description: str, enabled: bool = True) -> None:
+        self.description = description
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[label]}"),
+            console=err,
+            disable=not enabled,
+        )
+        self.plain = enabled and not err.is_terminal
+        self.task: Any = None
+        self.last_tenth = -1
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        if self.task is None:
+            # Started on the first report, so an error before any work prints only its own line.
+            self.progress.start()
+            self.task = self.progress.add_task(self.description, total=total, completed=done, label="")
+            if done:
+                err.print(f"{self.description}: resuming, {done} of {total} already measured")
+        self.progress.update(self.task, completed=done, total=total, label=label[-60:])
+        tenth = done * 10 // max(total, 1)
+        if self.plain and tenth != self.last_tenth:
+            self.last_tenth = tenth
+            err.print(f"{self.description}: {done}/{total}")
