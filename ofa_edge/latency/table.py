@@ -267,8 +267,8 @@ def _norm(value: Any) -> Any:
 
 
 def tables_dir() -> Path:
-    """The ``latency_tables/`` folder shipped beside the package."""
-    return Path(__file__).resolve().parent.parent / "latency_tables"
+    """The folder of the tables shipped inside the package."""
+    return Path(__file__).resolve().parent / "tables"
 
 
 def resolve_table_path(name_or_path: str | Path) -> Path:
