@@ -18,17 +18,13 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ofa_edge import OFAEdgeError
-from ofa_edge.nn.checkpoint import load_supernet, read_metadata, stored_normalization, stored_split
-from ofa_edge.train.data import Normalization, load_dataset, split_train_val
-from ofa_edge.train.trainer import final_report
+import ofa_edge as oe
+from ofa_edge.nn import read_metadata
 
 
 def main() -> None:
@@ -41,16 +37,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     console = Console(stderr=True, width=140)
 
-    train_images = load_dataset("fashion-mnist", "train")
-    test = load_dataset("fashion-mnist", "test") if args.split == "test" else None
     results: dict[str, dict] = {}
     for name in args.supernet:
         started = time.perf_counter()
-        seed, val_images = stored_split(name)
-        train, val = split_train_val(train_images, val_images, seed=seed)
-        normalization = stored_normalization(name) or Normalization.of(train)
-        calibration = train.subset(torch.arange(min(args.calibration_images, len(train))))
-        report = final_report(load_supernet(name), calibration, val if test is None else test, normalization)
+        scorer = oe.SupernetScorer.open(name, split=args.split, calibration_images=args.calibration_images)
+        report = scorer.score_corners()
         results[name] = {"schedule": read_metadata(name).get("schedule", "?"), "top1": report,
                          "mean": round(statistics.mean(v for r in report.values() for v in r.values()), 2),
                          "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
@@ -73,5 +64,5 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except OFAEdgeError as error:  # a missing or unreadable supernet, missing data: one line
+    except oe.OFAEdgeError as error:  # a missing or unreadable supernet, missing data: one line
         sys.exit(f"error: {error}")

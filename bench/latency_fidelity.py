@@ -28,11 +28,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ofa_edge import get_space
+from ofa_edge.latency.profiling import calibrate, profile_units, validate
 from ofa_edge.profilers import make_backend
 from ofa_edge.profilers.base import Timing
-from ofa_edge.latency.profiling import calibrate, profile_units, validate
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,11 +29,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ofa_edge import get_space
+from ofa_edge.fileio import atomic_write_text
 from ofa_edge.nn.checkpoint import load_supernet
 from ofa_edge.train.data import load_dataset
-from ofa_edge.fileio import atomic_write_text
 from ofa_edge.train.schedule import Schedule, get_schedule
 from ofa_edge.train.trainer import Position, TrainConfig, TrainData, Trainer, final_report
 

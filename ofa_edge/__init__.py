@@ -10,8 +10,7 @@ Everything a user needs is importable from here; names load on first use, so ``i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -42,32 +41,19 @@ _EXPORTS: dict[str, str] = {
     "train_supernet": ".train.run",
     "SupernetScorer": ".train",
     "evaluate_arch": ".train",
-    "corner_archs": ".train",
+    "corner_archs": ".space",
     # latency: backends and tables
     "list_backends": ".profilers",
     "make_backend": ".profilers",
     "LatencyTable": ".latency",
     "load_table": ".latency",
-    "find_table": ".latency.store",
     "list_tables": ".latency.store",
     "profile_table": ".latency.profiling",
     "validate_table": ".latency.profiling",
     "calibrate_table": ".latency.profiling",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ofa_edge' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from ofa_edge import get_space
-from ofa_edge.cli.app import main
+from ofa_edge.cli import main
 
 
 def run(capsys, *args):
@@ -90,7 +90,7 @@ def test_bad_arch_file_content(capsys, tmp_path):
 
 def test_console_script_runs_without_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "ofa_edge.cli.app", "arch", "info", str(tmp_path / "none.json")],
+        [sys.executable, "-m", "ofa_edge.cli", "arch", "info", str(tmp_path / "none.json")],
         capture_output=True,
         text=True,
         check=False,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ofa_edge.cli.app import main
+from ofa_edge.cli import main
 from ofa_edge.latency.table import load_table
 
 RES = "20"  # the smallest demo resolution keeps these runs to seconds
@@ -44,7 +44,7 @@ def test_profile_predict_validate(capsys, tmp_path):
     assert code == 0, err
     summary = json.loads(out)
     assert summary["entries"] == 96 and summary["resolutions"] == [20]
-    assert summary["calibration"]["points"] == 6
+    assert summary["calibration"]["points"] == 6 + 8  # the random subnets and the 8 corners at 20 px
     table = load_table(table_path)
     assert table.complete and table.backend["backend"] == "onnxruntime" and table.backend["threads"] == 1
     assert "ofa-edge" in table.command and table.measure == {"warmup": 1, "runs": 5, "rounds": 2}
@@ -55,7 +55,7 @@ def test_profile_predict_validate(capsys, tmp_path):
                        "--breakdown")  # fmt: skip
     predicted = json.loads(out)
     assert code == 0 and predicted["calibrated"] and predicted["predicted_ms"] > 0
-    assert sum(u["ms"] for u in predicted["units"]) == pytest.approx(predicted["sum_ms"])
+    assert sum(u["ms"] for u in predicted["entries"]) == pytest.approx(predicted["sum_ms"])
 
     code, out, err = run(capsys, "latency", "validate", "--table", str(table_path), "--samples", "4", "--runs", "5",
                          "--json")  # fmt: skip
@@ -64,6 +64,11 @@ def test_profile_predict_validate(capsys, tmp_path):
     assert result["samples"] == 4 and {"uncalibrated", "calibrated"} <= set(result)
     assert 0 <= result["calibrated"]["within_10pct"] <= 1
     assert load_table(table_path).validation["samples"] == 4
+    # The corners are measured and reported apart from the random subnets.
+    assert {c["name"] for c in result["corners"]["subnets"]} == {
+        f"d{d}-e{e}-k{k}@20" for d in (2, 4) for e in (3, 6) for k in (3, 7)
+    }
+    assert 0 <= result["corners"]["calibrated"]["within_10pct"] <= 1
 
 
 def test_validate_measures_now_instead_of_reporting_stored_points(capsys, tmp_path):
@@ -81,7 +86,7 @@ def test_validate_measures_now_instead_of_reporting_stored_points(capsys, tmp_pa
     assert json.loads(out)["uncalibrated"]["mean_bias"] > -0.9  # measured now, not against the 1000 ms
     assert all(p["measured_ms"] < 1000.0 for p in load_table(table_path).validation["points"])
     code, _, err = run(capsys, "latency", "validate", "--table", str(table_path), "--samples", "1")
-    assert code == 2 and err.count("\n") == 1 and "at least 2 subnets" in err
+    assert code == 2 and err.count("\n") == 1 and "--samples" in err
 
 
 def test_profile_refuses_a_table_measured_differently(capsys, tmp_path):
@@ -113,7 +118,7 @@ def test_bad_inputs_give_one_line(capsys, tmp_path):
         (("profile", "--option", "novalue"), "--option expects KEY=VALUE"),
         (("profile", "--backend", "tensorrt"), "not available here"),
         (
-            ("profile", "--backend", "tflite", "--device", "pixel9", "-o", f"devices_file={tmp_path}/none"),
+            ("profile", "--backend", "tflite", "--device", "pixel9", "-O", f"devices_file={tmp_path}/none"),
             "device 'pixel9' is not named in",
         ),
     ]:
@@ -131,7 +136,8 @@ def test_tables_import_cli(capsys, tmp_path):
     out = tmp_path / "imported.json"
     code, stdout, err = run(capsys, "tables", "import", str(yaml_path), "--device", "note10", "--out", str(out),
                             "--json")  # fmt: skip
-    assert code == 0, err and json.loads(stdout)["resolutions"] == [224]
+    assert code == 0, err
+    assert json.loads(stdout)["resolutions"] == [224]
     arch = tmp_path / "a.json"
     run(capsys, "arch", "sample", "--space", "mbv3-w1.0", "--max", "-r", "224", "--out", str(arch))
     code, stdout, _ = run(capsys, "latency", "predict", "--table", str(out), "--arch", str(arch), "--json")
@@ -145,7 +151,7 @@ def test_killed_profile_resumes_where_it_stopped(tmp_path):
 
     total = len(space_units(get_space("mbv3-fmnist"), (20, 24)))
     out = tmp_path / "t.json"
-    command = [sys.executable, "-m", "ofa_edge.cli.app", "profile", "--resolutions", "20,24", "--out", str(out),
+    command = [sys.executable, "-m", "ofa_edge.cli", "profile", "--resolutions", "20,24", "--out", str(out),
                "--runs", "30", "--warmup", "2", "--calibration-samples", "0"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -169,3 +175,73 @@ def test_killed_profile_resumes_where_it_stopped(tmp_path):
     assert after["complete"] and len(after["entries"]) == total
     for key, entry in before["entries"].items():  # measured before the kill, kept as they were
         assert after["entries"][key] == entry
+
+
+def test_user_tables_are_found_by_name_before_shipped_ones(capsys, tmp_path, monkeypatch):
+    """A bare `profile` writes to the user's folder; `--table NAME` finds it first; `tables list`
+    shows both, the shipped one marked as shadowed."""
+    monkeypatch.setenv("OFA_EDGE_TABLES", str(tmp_path / "mine"))
+    code, out, err = run(capsys, "profile", "--resolutions", RES, "--runs", "3", "--warmup", "1", "--rounds", "1",
+                         "--calibration-samples", "0", "--json")  # fmt: skip
+    assert code == 0, err
+    written = Path(json.loads(out)["table"])
+    assert written == tmp_path / "mine" / "onnxruntime-cpu-fp32-mbv3-fmnist.json"
+    arch = tmp_path / "a.json"
+    run(capsys, "arch", "sample", "--seed", "1", "-r", RES, "--out", str(arch))
+    code, out, _ = run(capsys, "latency", "predict", "--table", "onnxruntime-cpu-fp32-mbv3-fmnist", "--arch",
+                       str(arch), "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["calibrated"] is False  # ours (uncalibrated), not the shipped one
+    code, out, _ = run(capsys, "tables", "list", "--json")
+    rows = [(r["name"], r["origin"], r["shadowed"]) for r in json.loads(out)["tables"]]
+    assert ("onnxruntime-cpu-fp32-mbv3-fmnist", "user", False) in rows
+    assert ("onnxruntime-cpu-fp32-mbv3-fmnist", "shipped", True) in rows
+
+
+def test_calibrating_a_shipped_table_writes_a_copy(capsys, tmp_path, monkeypatch):
+    """A shipped table is never modified; its calibration made here holds only this machine's points."""
+    from ofa_edge.latency.store import shipped_tables_dir
+
+    monkeypatch.setenv("OFA_EDGE_TABLES", str(tmp_path))
+    shipped = shipped_tables_dir() / "onnxruntime-cpu-fp32-mbv3-fmnist.json"
+    before = shipped.read_bytes()
+    code, out, err = run(capsys, "latency", "calibrate", "-t", "onnxruntime-cpu-fp32-mbv3-fmnist", "--samples", "2",
+                         "--runs", "3", "--warmup", "1", "--rounds", "1", "--json")  # fmt: skip
+    assert code == 0, err
+    assert shipped.read_bytes() == before
+    copy = load_table(json.loads(out)["table"])
+    assert Path(json.loads(out)["table"]).parent == tmp_path
+    points = copy.calibration.points
+    assert len(points) == 2 + 16  # 2 random subnets and the 16 corners, none of the shipped table's points
+    assert copy.calibration.host and copy.calibration.host != ""
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (("latency", "calibrate", "-t", "onnxruntime-cpu-fp32-mbv3-fmnist", "--samples", "0"), "--samples"),
+        (("latency", "calibrate", "-t", "onnxruntime-cpu-fp32-mbv3-fmnist", "--samples", "-3"), "--samples"),
+        (("profile", "--calibration-samples", "-3"), "calibration samples must be 0"),
+        (("profile", "--threads", "0"), "--threads"),
+    ],
+)
+def test_bad_counts_are_refused_before_any_work(capsys, tmp_path, monkeypatch, args, expected):
+    monkeypatch.setenv("OFA_EDGE_TABLES", str(tmp_path))
+    code, _, err = run(capsys, *args)
+    assert code == 2 and err.count("\n") == 1 and expected in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_profile_says_how_to_resume(tmp_path):
+    out = tmp_path / "t.json"
+    command = [sys.executable, "-m", "ofa_edge.cli", "profile", "--resolutions", "20,24", "--out", str(out),
+               "--runs", "30", "--warmup", "2", "--calibration-samples", "0"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not out.exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "profile stopped" in stderr and "run the same command again to resume" in stderr
+    assert json.loads(out.read_text())["complete"] is False

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ofa_edge.cli import main
 from ofa_edge.nn.checkpoint import load_supernet
-from ofa_edge.cli.app import main
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -130,7 +130,7 @@ def test_kill_9_then_the_same_command_resumes(tmp_path, idx_dir):
     from ofa_edge.nn.checkpoint import load_supernet, read_metadata
 
     def command(out):
-        return [sys.executable, "-m", "ofa_edge.cli.app", "train", "--schedule", "quick", "--data", "mnist",
+        return [sys.executable, "-m", "ofa_edge.cli", "train", "--schedule", "quick", "--data", "mnist",
                 "--data-dir", str(idx_dir), "--out", str(out), "--threads", "1", "--checkpoint-every", "2",
                 "--no-report", "--json"]  # fmt: skip
 

@@ -10,15 +10,16 @@ import pytest
 import torch
 
 from ofa_edge import get_space
+from ofa_edge.latency.fidelity import fidelity
+from ofa_edge.latency.official import import_official_tables
 from ofa_edge.latency.table import (
     Calibration,
     LatencyTable,
     TableError,
-    fidelity,
-    import_official_tables,
     load_table,
 )
-from ofa_edge.latency.units import arch_units, build_unit, space_units
+from ofa_edge.latency.unit_models import build_unit
+from ofa_edge.latency.units import arch_units, space_units
 from ofa_edge.profilers.base import BackendInfo, Measurement, summarize
 
 FMNIST = get_space("mbv3-fmnist")

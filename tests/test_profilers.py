@@ -13,13 +13,14 @@ import pytest
 
 from ofa_edge import get_space
 from ofa_edge.errors import OFAEdgeError
-from ofa_edge.latency.units import build_unit, space_units
+from ofa_edge.latency.profiling import measure_group
+from ofa_edge.latency.unit_models import build_unit, example_input
+from ofa_edge.latency.units import space_units
 from ofa_edge.profilers import backend_names, make_backend
 from ofa_edge.profilers.adb import AdbDevice, AdbError, BenchmarkModelRunner, parse_devices_file, resolve_serial
 from ofa_edge.profilers.base import Backend, Measurement, Timing, combine_rounds
 from ofa_edge.profilers.benchmark_model_output import BenchmarkOutputError, parse_op_tables, parse_timings
 from ofa_edge.profilers.tensorrt import TrtexecOutputError, parse_trtexec_output
-from ofa_edge.latency.profiling import measure_group
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tflite-benchmark-model"
 STANDIN_ADB = Path(__file__).parent / "standin" / "adb"
@@ -51,7 +52,7 @@ def test_real_runtime_measures_a_block(backend, precision, tmp_path):
     be = make_backend(backend, threads=1, precision=precision)
     ok, why = be.availability()
     assert ok, why
-    model = be.prepare(build_unit(SPACE, UNIT), UNIT.example_input(), tmp_path / f"unit{be.model_suffix}")
+    model = be.prepare(build_unit(SPACE, UNIT), example_input(UNIT), tmp_path / f"unit{be.model_suffix}")
     assert model.exists() and model.stat().st_size > 0
     m = be.measure(model, warmup=3, runs=15)
     assert m.samples >= 15
@@ -244,13 +245,13 @@ def test_adb_failures_are_one_line(standin_adb, tmp_path):
 def test_real_phone(tmp_path):
     be = make_backend("tflite", device=os.environ["OFA_EDGE_TEST_PHONE"],
                       benchmark_model=os.environ.get("OFA_EDGE_BENCHMARK_MODEL"))  # fmt: skip
-    model = be.prepare(build_unit(SPACE, UNIT), UNIT.example_input(), tmp_path / "u.tflite")
+    model = be.prepare(build_unit(SPACE, UNIT), example_input(UNIT), tmp_path / "u.tflite")
     assert be.measure(model, 3, 20).median_ms > 0
 
 
 def test_openvino_layer_counters(tmp_path):
     be = make_backend("openvino", threads=1)
-    model = be.prepare(build_unit(SPACE, UNIT), UNIT.example_input(), tmp_path / "unit.onnx")
+    model = be.prepare(build_unit(SPACE, UNIT), example_input(UNIT), tmp_path / "unit.onnx")
     layers = be.layer_counters(model, runs=5)
     assert layers and all(row["real_ms"] >= 0 for row in layers)
     assert any("Convolution" in row["type"] or "Conv" in row["type"] for row in layers)

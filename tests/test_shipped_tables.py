@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from ofa_edge.latency.table import load_table, tables_dir
+from ofa_edge.latency.store import shipped_tables_dir as tables_dir
+from ofa_edge.latency.table import load_table
 
 EXPECTED = [
     "onnxruntime-cpu-fp32-mbv3-fmnist",
@@ -35,7 +36,7 @@ def test_shipped_table(name):
 
 
 def test_tables_list_shows_every_shipped_name_whole(capsys):
-    from ofa_edge.cli.app import main
+    from ofa_edge.cli import main
 
     assert main(["tables", "list", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["tables"]}

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from ofa_edge import ArchError, OFAMobileNetV3, get_space
-from ofa_edge.space.arch import Arch
 from ofa_edge.nn.bn_calibration import recalibrate_bn
 from ofa_edge.nn.dynamic_ops import (
     DynamicBatchNorm2d,
@@ -13,6 +12,7 @@ from ofa_edge.nn.dynamic_ops import (
     DynamicPointwiseConv2d,
     DynamicSE,
 )
+from ofa_edge.space.arch import Arch
 from tests.conftest import perturb
 
 DYNAMIC_TYPES = (DynamicBatchNorm2d, DynamicDepthwiseConv2d, DynamicLinear, DynamicPointwiseConv2d, DynamicSE)

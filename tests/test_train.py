@@ -13,10 +13,10 @@ import torch
 
 from ofa_edge import OFAEdgeError, get_space
 from ofa_edge.nn.checkpoint import load_supernet, read_metadata, save_supernet
+from ofa_edge.nn.supernet import OFAMobileNetV3
+from ofa_edge.space.space import SearchSpace
 from ofa_edge.train.data import ImageDataset
 from ofa_edge.train.schedule import SCHEDULE_NAMES, get_schedule
-from ofa_edge.space.space import SearchSpace
-from ofa_edge.nn.supernet import OFAMobileNetV3
 from ofa_edge.train.trainer import (
     TrainConfig,
     TrainData,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +17,25 @@ err = Console(stderr=True, soft_wrap=True)
 
 SpaceOpt = Annotated[str, typer.Option("--space", "-s", help=f"Search space preset: {', '.join(SPACE_NAMES)}.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of tables.")]
+# -o is --out in every command.
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default: see above).")]
+
+
+def make_typer(help: str) -> typer.Typer:
+    """A command group with plain (click) help: wraps at 120 columns, shows no type placeholders."""
+    return typer.Typer(
+        help=help,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+        context_settings={"max_content_width": 120, "help_option_names": ["-h", "--help"]},
+    )
+
+
+def fmt_count(n: int) -> str:
+    """12.3M, 456.7K: MACs and params at a glance."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
 
 
 def emit_json(payload: dict[str, Any]) -> None:
@@ -56,6 +76,8 @@ class ProgressBar:
             if done:
                 err.print(f"{self.description}: resuming, {done} of {total} already measured")
         self.progress.update(self.task, completed=done, total=total, label=label[-60:])
+        if done >= total:
+            self.progress.stop()  # finished: frees the terminal for the next bar
         tenth = done * 10 // max(total, 1)
         if self.plain and tenth != self.last_tenth:
             self.last_tenth = tenth

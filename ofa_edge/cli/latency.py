@@ -1,4 +1,8 @@
-"""CLI commands for latency: ``backends``, ``profile``, ``tables import``, ``latency predict|validate|calibrate``."""
+"""CLI commands for latency: ``backends``, ``profile``, ``tables list|import``, ``latency predict|validate|calibrate``.
+
+Thin: each command parses options, calls one library function and prints. Library modules that
+import torch or a runtime are imported inside the commands, so ``--help`` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +14,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..errors import OFAEdgeError
-from ..latency.profiling import calibrate, profile_units, validate
-from ..latency.table import (
-    LatencyTable,
-    TableError,
-    import_official_tables,
-    load_table,
-    resolve_table_path,
-    tables_dir,
-)
-from ..profilers import backend_names, load_backend_class, make_backend
-from ..profilers.base import Backend, Timing
-from ..space.arch import load_arch
-from ..space.space import get_space
-from .common import JsonOpt, ProgressBar, SpaceOpt, emit_json, err
+from ..errors import Interrupted, OFAEdgeError
+from .common import JsonOpt, OutOpt, ProgressBar, SpaceOpt, emit_json, err, make_typer
 
-tables_app = typer.Typer(
-    help="Manage latency lookup tables (import the official OFA YAML tables).", no_args_is_help=True
-)
-latency_app = typer.Typer(
-    help="Predict, calibrate and validate subnet latency from a lookup table.", no_args_is_help=True
-)
+tables_app = make_typer("Manage latency lookup tables (import the official OFA YAML tables).")
+latency_app = make_typer("Predict, calibrate and validate subnet latency from a lookup table.")
 
 OptionsOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--option",
-        "-o",
+        "-O",
         help="Backend option KEY=VALUE, repeatable (tflite on a phone: "
         "benchmark_model=PATH, affinity=f0, devices_file=PATH, adb=PATH; tensorrt: trtexec=PATH, gpu=0).",
     ),
@@ -69,15 +56,9 @@ def _options(pairs: list[str] | None) -> dict[str, Any]:
 # ------------------------------------------------------------------- backends
 def backends(as_json: JsonOpt = False) -> None:
     """List the latency backends (built-in and third-party plugins), their versions and availability."""
-    rows = []
-    for name in backend_names():
-        try:
-            cls = load_backend_class(name)
-            ok, detail = cls().availability()
-            precisions = list(getattr(cls, "precisions", ()))
-        except OFAEdgeError as exc:
-            ok, detail, precisions = False, str(exc), []
-        rows.append({"backend": name, "available": ok, "detail": detail, "precisions": precisions})
+    from ..profilers import list_backends
+
+    rows = list_backends()
     if as_json:
         emit_json({"backends": rows})
         return
@@ -88,11 +69,6 @@ def backends(as_json: JsonOpt = False) -> None:
 
 
 # -------------------------------------------------------------------- profile
-def _default_out(backend: str, device: str, precision: str, threads: int, space: str) -> Path:
-    suffix = "" if threads == 1 else f"-t{threads}"
-    return Path("latency_tables") / f"{backend}-{device.lower()}-{precision}{suffix}-{space}.json"
-
-
 def _parse_resolutions(text: str | None) -> list[int] | None:
     if not text:
         return None
@@ -102,10 +78,14 @@ def _parse_resolutions(text: str | None) -> list[int] | None:
         raise OFAEdgeError(f"--resolutions expects comma-separated integers like 160,224, got {text!r}") from None
 
 
-def _available(backend: Backend, name: str) -> None:
-    ok, why = backend.availability()
-    if not ok:
-        raise OFAEdgeError(f"backend '{name}' is not available here: {why}")
+def _timing(warmup: int, runs: int, rounds: int) -> Any:
+    from ..profilers.base import Timing
+
+    return Timing(warmup, runs, rounds)
+
+
+def _command_line() -> str:
+    return shlex.join(["ofa-edge", *sys.argv[1:]])
 
 
 def profile(
@@ -121,19 +101,17 @@ def profile(
         ),
     ] = "CPU",
     space: SpaceOpt = "mbv3-fmnist",
-    threads: Annotated[int, typer.Option(help="Inference threads (1 is steadiest on shared machines).")] = 1,
+    threads: Annotated[int, typer.Option(min=1, help="Inference threads (1 is steadiest on shared machines).")] = 1,
     precision: Annotated[
         str, typer.Option(help="fp32, int8 (onnxruntime, openvino, tensorrt), bf16 (openvino), fp16 (tensorrt).")
     ] = "fp32",
     resolutions: Annotated[
         str | None, typer.Option(help="Comma-separated input sizes (default: all of the space's).")
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Table file (default latency_tables/BACKEND-DEVICE-PRECISION-SPACE.json)."),
-    ] = None,
+    out: OutOpt = None,
     calibration_samples: Annotated[
-        int, typer.Option(help="Random subnets measured end to end to calibrate the sum (0: skip).")
+        int,
+        typer.Option(help="Random subnets measured end to end to calibrate the sum, plus the corners (0: skip)."),
     ] = 30,
     warmup: WarmupOpt = 10,
     runs: RunsOpt = 50,
@@ -143,47 +121,45 @@ def profile(
 ) -> None:
     """Measure every distinct block of a space on a backend into a latency lookup table, then calibrate it.
 
-    Killed mid-run, the same command resumes where it stopped (the table is saved after every group of 16 blocks).
+    The table goes to latency_tables/BACKEND-DEVICE-PRECISION-SPACE.json in the working directory
+    (or --out); `--table NAME` then finds it, before a shipped table of the same name. Stopped or
+    killed mid-run, the same command resumes where it stopped (saved after every group of 16 blocks).
 
     Examples:\n
       ofa-edge profile                                   # demo space, onnxruntime, this CPU, 1 thread\n
       ofa-edge profile --backend openvino --precision int8\n
-      ofa-edge profile --backend tflite --device pixel1 -o benchmark_model=./benchmark_model
+      ofa-edge profile --backend tflite --device pixel1 -O benchmark_model=./benchmark_model
     """
-    sp = get_space(space)
-    be = make_backend(backend, device=device, threads=threads, precision=precision, **_options(option))
-    _available(be, backend)
-    out = out or _default_out(backend, device, precision, threads, space)
-    timing = Timing(warmup, runs, rounds)
-    command = shlex.join(["ofa-edge", *sys.argv[1:]]) if sys.argv else "ofa-edge profile"
-    with ProgressBar(f"profile {backend} {precision}", enabled=True) as bar:
-        table = profile_units(be, sp, out, _parse_resolutions(resolutions), timing, command, bar)
-    if calibration_samples > 0:
-        with ProgressBar("calibrate", enabled=True) as bar:
-            calibrate(table, be, sp, out, calibration_samples, timing=timing, progress=bar)
+    from ..latency.profiling import profile_table
+
+    timing = _timing(warmup, runs, rounds)
+    parsed = _parse_resolutions(resolutions)
+    with ProgressBar(f"profile {backend} {precision}") as bar, ProgressBar("calibrate") as cal_bar:
+        try:
+            table, path = profile_table(
+                backend, space, device, threads, precision, parsed, out, calibration_samples, timing,
+                _options(option), _command_line(), progress=bar, calibration_progress=cal_bar,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            raise Interrupted(
+                "profile stopped; what was measured is saved: run the same command again to resume"
+            ) from None
+    cal = table.calibration
     summary = {
-        "table": str(out),
+        "table": str(path),
         "entries": len(table.entries),
         "resolutions": table.resolutions,
         "backend": table.backend,
-        "calibration": {
-            "a": table.calibration.a,
-            "b": table.calibration.b,
-            "c": table.calibration.c,
-            "points": len(table.calibration.points),
-        }
-        if table.calibration
-        else None,
+        "calibration": {"a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)} if cal else None,
     }
     if as_json:
         emit_json(summary)
     else:
-        cal = summary["calibration"]
-        cal_text = f"; calibration {_fmt_cal(cal)}" if cal else ""
-        err.print(f"wrote {out}: {len(table.entries)} entries ({table.label}){cal_text}")
+        cal_text = f"; calibration {_fmt_cal(summary['calibration'])}" if cal else ""
+        err.print(f"wrote {path}: {len(table.entries)} entries ({table.label}){cal_text}")
 
 
-# ---------------------------------------------------------------- tables import
+# ---------------------------------------------------------------- tables
 @tables_app.command("import")
 def tables_import(
     files: Annotated[list[Path], typer.Argument(help="Official OFA tables named {res}_lookup_table.yaml.")],
@@ -191,15 +167,18 @@ def tables_import(
     device: Annotated[
         str, typer.Option("--device", "-d", help="Name of the device they were measured on, e.g. note10.")
     ] = "imported",
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Table file to write (default latency_tables/imported-DEVICE-SPACE.json)."),
-    ] = None,
+    out: OutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Convert official OFA latency lookup tables (YAML: key -> count/mean/var in ms) into one ofa-edge table."""
+    """Convert official OFA latency lookup tables (YAML: key -> count/mean/var in ms) into one ofa-edge table.
+
+    Written to latency_tables/imported-DEVICE-SPACE.json in the working directory unless --out is given.
+    """
+    from ..latency.official import import_official_tables
+    from ..latency.store import user_table_path
+
     table = import_official_tables(list(files), space, device)
-    out = out or Path("latency_tables") / f"imported-{device.lower()}-{space}.json"
+    out = out or user_table_path(f"imported-{device.lower()}-{space}")
     table.command = shlex.join(["ofa-edge", "tables", "import", *map(str, files), "--space", space, "--device", device])
     table.save(out)
     if as_json:
@@ -210,26 +189,26 @@ def tables_import(
 
 @tables_app.command("list")
 def tables_list(as_json: JsonOpt = False) -> None:
-    """List the latency tables shipped in latency_tables/ with their validation results."""
+    """List your tables (latency_tables/ here) and the shipped ones, with their validation results.
+
+    A shipped table hidden by one of yours of the same name is marked 'shadowed'.
+    """
+    from ..latency import TableError, load_table
+    from ..latency.store import list_tables
+
     rows = []
-    for path in sorted(tables_dir().glob("*.json")):
+    for stored in list_tables():
+        row: dict[str, Any] = {"name": stored.name, "origin": stored.origin, "shadowed": stored.shadowed,
+                               "path": str(stored.path)}  # fmt: skip
         try:
-            t = load_table(path)
+            t = load_table(stored.path)
         except TableError as exc:
-            rows.append({"name": path.stem, "error": str(exc)})
+            rows.append({**row, "error": str(exc)})
             continue
         v = (t.validation or {}).get("calibrated") or {}
-        rows.append(
-            {
-                "name": path.stem,
-                "label": t.label,
-                "threads": t.backend.get("threads"),
-                "entries": len(t.entries),
-                "resolutions": t.resolutions,
-                "within_10pct": v.get("within_10pct"),
-                "kendall_tau": v.get("kendall_tau"),
-            }
-        )
+        rows.append({**row, "label": t.label, "threads": t.backend.get("threads"), "entries": len(t.entries),
+                     "resolutions": t.resolutions, "within_10pct": v.get("within_10pct"),
+                     "kendall_tau": v.get("kendall_tau")})  # fmt: skip
     if as_json:
         emit_json({"tables": rows})
         return
@@ -237,16 +216,19 @@ def tables_list(as_json: JsonOpt = False) -> None:
     # Names are what users pass to --table: never shortened (they already say backend, device,
     # precision and space); the other columns give what the name does not.
     table.add_column("name", no_wrap=True, min_width=max((len(r["name"]) for r in rows), default=4))
+    table.add_column("where")
     table.add_column("px", overflow="fold")
-    for column in ("thr", "blocks", "±10%", "tau"):
+    for column in ("thr", "entries", "±10%", "tau"):
         table.add_column(column)
     for r in rows:
+        where = "shipped (shadowed)" if r["shadowed"] else r["origin"]
         if "error" in r:
-            table.add_row(r["name"], r["error"])
+            table.add_row(r["name"], where, r["error"])
             continue
         w, tau = r["within_10pct"], r["kendall_tau"]
         table.add_row(
             r["name"],
+            where,
             ",".join(map(str, r["resolutions"])),
             str(r["threads"] or "-"),
             str(r["entries"]),
@@ -258,7 +240,7 @@ def tables_list(as_json: JsonOpt = False) -> None:
 
 # --------------------------------------------------------------------- latency
 TableOpt = Annotated[
-    str, typer.Option("--table", "-t", help="Table file, or the name of a shipped table (see `ofa-edge tables list`).")
+    str, typer.Option("--table", "-t", help="Table file, or a table name (see `ofa-edge tables list`).")
 ]
 
 
@@ -266,105 +248,95 @@ TableOpt = Annotated[
 def latency_predict(
     table: TableOpt,
     arch: Annotated[Path, typer.Option("--arch", "-a", help="Arch JSON ({ks, e, d, r}).")],
-    breakdown: Annotated[bool, typer.Option(help="Also list each block's table entry.")] = False,
+    breakdown: Annotated[bool, typer.Option(help="Also list each entry of the table the arch uses.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Predicted latency of an arch: the sum of its blocks' entries, then the table's calibration."""
+    """Predicted latency of an arch: the sum of its table entries, then the table's calibration."""
+    from ..latency import load_table
+    from ..space.arch import load_arch
+
     t = load_table(table)
+    if (warning := t.machine_warning()) is not None:
+        err.print(f"warning: {warning}")
     sp = t.space()
     a = sp.validate(load_arch(arch))
-    raw = t.unit_sum(sp, a)
-    calibrated = t.predict(sp, a)
     result: dict[str, Any] = {
         "table": t.label,
         "arch": a.to_dict(),
-        "predicted_ms": calibrated,
-        "sum_ms": raw,
+        "predicted_ms": t.predict(sp, a),
+        "sum_ms": t.unit_sum(sp, a),
         "calibrated": t.calibration is not None,
     }
     if breakdown:
-        from ..latency.units import arch_units
-
-        result["units"] = [{"key": u.key, "ms": t.entries[u.key]["median_ms"]} for u in arch_units(sp, a)]
+        result["entries"] = t.breakdown(sp, a)
     if as_json:
         emit_json(result)
         return
     if breakdown:
-        rows = Table("unit", "ms")
-        for u in result["units"]:
-            rows.add_row(u["key"], f"{u['ms']:.4f}")
+        rows = Table("entry", "ms")
+        for entry in result["entries"]:
+            rows.add_row(entry["key"], f"{entry['ms']:.4f}")
         err.print(rows)
     note = "" if t.calibration else " (table has no calibration: raw sum)"
-    err.print(f"predicted {calibrated:.3f} ms on {t.label}; block sum {raw:.3f} ms{note}")
+    err.print(f"predicted {result['predicted_ms']:.3f} ms on {t.label}; sum of entries {result['sum_ms']:.3f} ms{note}")
 
 
-def _backend_for(t: LatencyTable, option: list[str] | None) -> Backend:
-    b = t.backend
-    if b["backend"] == "imported":
-        raise OFAEdgeError("an imported table has no backend here to measure with")
-    be = make_backend(
-        b["backend"], device=b["device"], threads=b.get("threads") or 1, precision=b["precision"], **_options(option)
-    )
-    _available(be, b["backend"])
-    info = be.describe()
-    for field in ("version", "device_detail"):
-        if getattr(info, field) != b.get(field):
-            err.print(
-                f"warning: table {field} is {b.get(field)!r}, this machine has {getattr(info, field)!r}; "
-                "its entries may not transfer"
-            )
-    return be
+def _warn(message: str) -> None:
+    err.print(f"warning: {message}")
 
 
 @latency_app.command("validate")
 def latency_validate(
     table: TableOpt,
-    samples: Annotated[int, typer.Option(help="Random subnets to measure end to end.")] = 100,
+    samples: Annotated[int, typer.Option(min=2, help="Random subnets to measure end to end.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the random subnets (held out from calibration's).")] = 2,
-    record: Annotated[bool, typer.Option(help="Store the results in the table file.")] = True,
+    record: Annotated[bool, typer.Option(help="Store the results in the table file (a shipped table: a copy).")] = True,
     warmup: WarmupOpt = 10,
     runs: RunsOpt = 50,
     rounds: RoundsOpt = 5,
     option: OptionsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure random subnets end to end and report how well the table predicts them.
+    """Measure random and corner subnets end to end, now, and report how well the table predicts them.
 
-    Reports the share predicted within ±10%, Kendall's tau and MAPE for the raw block sum and the
-    calibrated prediction side by side.
+    Reports the share predicted within ±10%, Kendall's tau and MAPE for the raw sum of entries and
+    the calibrated prediction side by side; the 16 corner subnets (min/max depth, expand, kernel at
+    the smallest and largest resolution) are reported apart.
     """
-    t = load_table(table)
-    sp = t.space()
-    be = _backend_for(t, option)
-    out = resolve_table_path(table) if record else None
-    with ProgressBar("validate", enabled=True) as bar:
-        result = validate(t, be, sp, out, samples, seed, Timing(warmup, runs, rounds), bar)
-    summary = {k: v for k, v in result.items() if k != "points"}
+    from ..latency.profiling import validate_table
+
+    timing = _timing(warmup, runs, rounds)
+    with ProgressBar("validate") as bar:
+        try:
+            result = validate_table(table, samples, seed, record, timing, _options(option), bar, _warn)
+        except KeyboardInterrupt:
+            raise Interrupted("validate stopped; run the same command again to resume") from None
+    summary = {k: v for k, v in result.items() if k not in ("points", "corner_points")}
     if as_json:
-        emit_json({"table": t.label, **summary})
+        emit_json(summary)
         return
-    rows = Table("prediction", "within ±10%", "Kendall tau", "MAPE", "mean bias")
-    for name in ("uncalibrated", "calibrated"):
-        if name in result:
-            m = result[name]
-            rows.add_row(
-                name,
-                f"{m['within_10pct']:.1%}",
-                f"{m['kendall_tau']:.3f}",
-                f"{m['mape']:.1%}",
-                f"{m['mean_bias']:+.1%}",
-            )
-    err.print(f"{t.label}: {result['samples']} random subnets")
+    rows = Table("subnets", "prediction", "within ±10%", "Kendall tau", "MAPE", "mean bias")
+    for group, metrics in (("random", result), ("corners", result["corners"])):
+        for name in ("uncalibrated", "calibrated"):
+            if name in metrics:
+                m = metrics[name]
+                rows.add_row(group, name, f"{m['within_10pct']:.1%}", f"{m['kendall_tau']:.3f}", f"{m['mape']:.1%}",
+                             f"{m['mean_bias']:+.1%}")  # fmt: skip
+    err.print(f"{result['table']}: {result['samples']} random subnets, {len(result['corner_points'])} corners")
     err.print(rows)
+    corners = Table("corner", "measured ms", "predicted ms", "error")
+    for c in result["corners"]["subnets"]:
+        corners.add_row(c["name"], f"{c['measured_ms']:.3f}", f"{c['predicted_ms']:.3f}", f"{c['error']:+.1%}")
+    err.print(corners)
 
 
 @latency_app.command("calibrate")
 def latency_calibrate(
     table: TableOpt,
-    samples: Annotated[int, typer.Option(help="Random subnets to measure end to end.")] = 30,
+    samples: Annotated[int, typer.Option(min=1, help="Random subnets to measure end to end (plus the corners).")] = 30,
     seed: Annotated[int, typer.Option(help="Seed of the random subnets.")] = 1,
     fresh: Annotated[
-        bool, typer.Option(help="Drop the stored calibration points first (e.g. on a new machine).")
+        bool, typer.Option(help="Drop the stored calibration points first (done anyway for another machine's).")
     ] = False,
     warmup: WarmupOpt = 10,
     runs: RunsOpt = 50,
@@ -372,15 +344,19 @@ def latency_calibrate(
     option: OptionsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """(Re)fit a table's calibration from whole-subnet measurements made now, on this machine."""
-    t = load_table(table)
-    sp = t.space()
-    be = _backend_for(t, option)
-    if fresh:
-        t.calibration = None
-    out = resolve_table_path(table)
-    with ProgressBar("calibrate", enabled=True) as bar:
-        cal = calibrate(t, be, sp, out, samples, seed, Timing(warmup, runs, rounds), bar)
+    """(Re)fit a table's calibration from whole-subnet measurements made now, on this machine.
+
+    A shipped table is never modified: the calibrated copy goes to latency_tables/ here, and is
+    found first by name from then on.
+    """
+    from ..latency.profiling import calibrate_table
+
+    timing = _timing(warmup, runs, rounds)
+    with ProgressBar("calibrate") as bar:
+        try:
+            cal, out = calibrate_table(table, samples, seed, fresh, timing, _options(option), bar, _warn)
+        except KeyboardInterrupt:
+            raise Interrupted("calibrate stopped; run the same command again to resume") from None
     if as_json:
         emit_json({"table": str(out), "a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)})
     else:
@@ -388,4 +364,4 @@ def latency_calibrate(
 
 
 def _fmt_cal(cal: dict[str, float]) -> str:
-    return f"measured = {cal['a']:.3f} x sum {cal['c']:+.4f} ms x blocks {cal['b']:+.3f} ms"
+    return f"measured = {cal['a']:.3f} x sum {cal['c']:+.4f} ms x entries {cal['b']:+.3f} ms"

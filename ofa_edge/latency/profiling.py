@@ -18,9 +18,12 @@ from ..errors import OFAEdgeError
 from ..nn.subnet import MobileNetV3Subnet
 from ..profilers.base import Backend, Measurement, Timing, combine_rounds
 from ..space.arch import Arch
-from ..space.space import SearchSpace
-from .table import Calibration, LatencyTable, TableError, fidelity, load_table
-from .units import arch_units, build_unit, space_units
+from ..space.space import SearchSpace, corner_archs
+from .fidelity import fidelity
+from .store import default_table_name, is_shipped, resolve_table_path, user_table_path, writable_path
+from .table import Calibration, LatencyTable, TableError, load_table
+from .unit_models import build_unit, example_input
+from .units import arch_units, space_units
 
 # progress(done, total, label): called after each measurement
 Progress = Callable[[int, int, str], None]
@@ -49,7 +52,7 @@ def open_table(
             if table.backend.get(field) != getattr(info, field):
                 raise TableError(
                     f"{path} was measured with {name} {table.backend.get(field)!r}, this is "
-                    f"{getattr(info, field)!r}; profile into a new file (--out)"
+                    f"{getattr(info, field)!r}; profile into a new file (--out) or remove it"
                 )
         table.resolutions = sorted(set(table.resolutions) | set(resolutions))
         return table, True
@@ -106,7 +109,7 @@ def profile_units(
     progress(done, len(units), "")
     with tempfile.TemporaryDirectory(prefix="ofa-edge-profile-") as tmp:
         for group in _groups(todo):
-            models = [(build_unit(space, unit), unit.example_input()) for unit in group]
+            models = [(build_unit(space, unit), example_input(unit)) for unit in group]
             for unit, measured in zip(group, measure_group(backend, models, Path(tmp), timing)):
                 table.add(unit.key, measured)
             table.save(out)
@@ -164,6 +167,13 @@ def _measure_points(
             progress(len(points), len(archs), f"r{group[-1].r}")
 
 
+def latency_corners(space: SearchSpace, resolutions: list[int]) -> list[Arch]:
+    """The corners a search visits and additive tables miss most: the 8 corner subnets (min/max
+    depth, expand, kernel) at the table's smallest and at its largest resolution."""
+    ends = sorted({min(resolutions), max(resolutions)})
+    return [arch for r in ends for arch in corner_archs(space, r).values()]
+
+
 def calibrate(
     table: LatencyTable,
     backend: Backend,
@@ -173,11 +183,22 @@ def calibrate(
     seed: int = 1,
     timing: Timing = DEFAULT_TIMING,
     progress: Progress = _no_progress,
+    corners: bool = True,
 ) -> Calibration:
-    """Fit the table's linear calibration on ``samples`` random subnets measured end to end."""
-    if table.calibration is None:
-        table.calibration = Calibration()
+    """Fit the table's calibration on ``samples`` random subnets (plus the corner subnets, so the
+    fit holds at the ends of the space) measured end to end on this machine.
+
+    Stored points measured on another machine are dropped first: one calibration never mixes
+    two machines' measurements.
+    """
+    if samples < 1:
+        raise OFAEdgeError(f"calibration needs at least 1 subnet, got {samples}")
+    here = backend.describe().device_detail
+    if table.calibration is None or table.calibration.host != here:
+        table.calibration = Calibration(host=here)
     archs = sample_archs(space, table.resolutions, samples, seed)
+    if corners:
+        archs += latency_corners(space, table.resolutions)
     calibration = table.calibration
 
     def save() -> None:
@@ -211,30 +232,177 @@ def validate(
     if samples < 2:
         raise OFAEdgeError(f"validation needs at least 2 subnets (Kendall's tau compares pairs), got {samples}")
     previous = table.validation or {}
-    resumable = previous.get("seed") == seed and (extend or not previous.get("complete", False))
+    here = backend.describe().device_detail
+    resumable = (
+        previous.get("seed") == seed
+        and previous.get("host", here) == here
+        and (extend or not previous.get("complete", False))
+    )
     points: list[dict[str, Any]] = list(previous.get("points", [])) if resumable else []
+    corner_points: list[dict[str, Any]] = list(previous.get("corner_points", [])) if resumable else []
     archs = sample_archs(space, table.resolutions, samples, seed)
+    corners = latency_corners(space, table.resolutions)
 
     def save() -> None:
         if out is not None:
-            table.validation = {"seed": seed, "samples": samples, "complete": False, "points": points}
+            table.validation = {"seed": seed, "samples": samples, "host": here, "complete": False,
+                                "points": points, "corner_points": corner_points}  # fmt: skip
             table.save(out)
 
     _measure_points(table, backend, space, archs, points, save, progress, timing)
-    measured = [p["measured_ms"] for p in points]
-    raw = [p["sum_ms"] for p in points]
-    result: dict[str, Any] = {
-        "seed": seed,
-        "samples": len(points),
-        "complete": True,
-        "uncalibrated": fidelity(raw, measured),
-    }
+    _measure_points(table, backend, space, corners, corner_points, save, progress, timing)
+    result: dict[str, Any] = {"seed": seed, "samples": len(points), "host": here, "complete": True}
+    result.update(_fidelity_of(table, points))
+    result["corners"] = {**_fidelity_of(table, corner_points), "subnets": _corner_rows(table, corner_points)}
     if table.calibration is not None:
         cal = table.calibration
-        result["calibrated"] = fidelity([cal.apply(p["sum_ms"], p["units"]) for p in points], measured)
         result["calibration"] = {"model": cal.model, "a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)}
     result["points"] = points
+    result["corner_points"] = corner_points
     if out is not None:
         table.validation = result
         table.save(out)
+    return result
+
+
+def _fidelity_of(table: LatencyTable, points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fidelity of the raw block sum and of the calibrated prediction on measured ``points``."""
+    measured = [p["measured_ms"] for p in points]
+    result = {"uncalibrated": fidelity([p["sum_ms"] for p in points], measured)}
+    if table.calibration is not None:
+        cal = table.calibration
+        result["calibrated"] = fidelity([cal.apply(p["sum_ms"], p["units"]) for p in points], measured)
+    return result
+
+
+def _corner_rows(table: LatencyTable, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each corner subnet: its measurement, prediction and relative error."""
+    rows = []
+    for p in points:
+        arch = p["arch"]
+        predicted = table.calibration.apply(p["sum_ms"], p["units"]) if table.calibration else p["sum_ms"]
+        rows.append({
+            "name": f"d{max(arch['d'])}-e{max(arch['e'])}-k{max(arch['ks'])}@{arch['r']}",
+            "measured_ms": p["measured_ms"],
+            "predicted_ms": predicted,
+            "error": predicted / p["measured_ms"] - 1,
+        })  # fmt: skip
+    return rows
+
+
+# ----------------------------------------------------------------- public entry points
+def backend_for_table(table: LatencyTable, options: dict[str, Any] | None = None) -> tuple[Backend, list[str]]:
+    """The backend a table was measured with, configured as the table records (device,
+    threads, precision), and warnings where this machine or runtime differs from the table's."""
+    from ..profilers import make_backend
+
+    b = table.backend
+    if b["backend"] == "imported":
+        raise OFAEdgeError("an imported table has no backend here to measure with")
+    backend = make_backend(
+        b["backend"], device=b["device"], threads=b.get("threads") or 1, precision=b["precision"], **(options or {})
+    )
+    require_available(backend)
+    info = backend.describe()
+    warnings = [
+        f"table {name} is {b.get(name)!r}, this machine has {getattr(info, name)!r}; its entries may not transfer"
+        for name in ("version", "device_detail")
+        if getattr(info, name) != b.get(name)
+    ]
+    return backend, warnings
+
+
+def require_available(backend: Backend) -> None:
+    ok, why = backend.availability()
+    if not ok:
+        raise OFAEdgeError(f"backend '{backend.name}' is not available here: {why}")
+
+
+def profile_table(
+    backend: str = "onnxruntime",
+    space: SearchSpace | str = "mbv3-fmnist",
+    device: str = "CPU",
+    threads: int = 1,
+    precision: str = "fp32",
+    resolutions: list[int] | None = None,
+    out: Path | None = None,
+    calibration_samples: int = 30,
+    timing: Timing = DEFAULT_TIMING,
+    options: dict[str, Any] | None = None,
+    command: str = "",
+    progress: Progress = _no_progress,
+    calibration_progress: Progress = _no_progress,
+) -> tuple[LatencyTable, Path]:
+    """Profile every distinct block of ``space`` on a backend into a table, then calibrate it on
+    ``calibration_samples`` whole subnets plus the corner subnets (0: no calibration).
+
+    The table goes to ``out``, by default ``latency_tables/BACKEND-DEVICE-PRECISION-SPACE.json``
+    in the user's folder (see :mod:`ofa_edge.latency.store`). A killed profile started again with
+    the same arguments measures only what is missing. Returns the table and its path.
+    """
+    from ..profilers import make_backend
+    from ..space.space import get_space
+
+    sp = get_space(space) if isinstance(space, str) else space
+    if calibration_samples < 0 or calibration_samples == 1:
+        raise OFAEdgeError(f"calibration samples must be 0 (no calibration) or at least 2, got {calibration_samples}")
+    be = make_backend(backend, device=device, threads=threads, precision=precision, **(options or {}))
+    require_available(be)
+    out = Path(out) if out is not None else user_table_path(default_table_name(backend, device, precision, threads,
+                                                                                 sp.name))  # fmt: skip
+    if is_shipped(out):
+        raise OFAEdgeError(f"{out} is a table shipped with ofa-edge; profile into your own file (--out)")
+    table = profile_units(be, sp, out, resolutions, timing, command, progress)
+    if calibration_samples > 0:
+        calibrate(table, be, sp, out, calibration_samples, timing=timing, progress=calibration_progress)
+    return table, out
+
+
+def calibrate_table(
+    table: str | Path,
+    samples: int = 30,
+    seed: int = 1,
+    fresh: bool = False,
+    timing: Timing = DEFAULT_TIMING,
+    options: dict[str, Any] | None = None,
+    progress: Progress = _no_progress,
+    warn: Callable[[str], None] = lambda message: None,
+) -> tuple[Calibration, Path]:
+    """(Re)fit a table's calibration from subnets measured now, on this machine. A shipped table is
+    copied to the user's folder first (never modified in place). Returns the fit and the path written."""
+    path = resolve_table_path(table)
+    t = load_table(path)
+    backend, warnings = backend_for_table(t, options)
+    for message in warnings:
+        warn(message)
+    if fresh:
+        t.calibration = None
+    out = writable_path(path)
+    if out != path:
+        warn(f"{path.stem} ships with ofa-edge: the calibrated copy goes to {out}")
+    calibration = calibrate(t, backend, t.space(), out, samples, seed, timing, progress)
+    return calibration, out
+
+
+def validate_table(
+    table: str | Path,
+    samples: int = 100,
+    seed: int = 2,
+    record: bool = True,
+    timing: Timing = DEFAULT_TIMING,
+    options: dict[str, Any] | None = None,
+    progress: Progress = _no_progress,
+    warn: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Measure held-out random subnets and the corner subnets on this machine, now, and report how
+    well the table predicts them (within ±10%, Kendall's tau, MAPE; corners apart). With ``record``
+    the result is stored in the table (a shipped table: in its copy in the user's folder)."""
+    path = resolve_table_path(table)
+    t = load_table(path)
+    backend, warnings = backend_for_table(t, options)
+    for message in warnings:
+        warn(message)
+    out = writable_path(path) if record else None
+    result = validate(t, backend, t.space(), out, samples, seed, timing, progress)
+    result["table"] = str(out or path)
     return result

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,9 +30,11 @@ import numpy as np
 
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_text, read_user_json
+from ..host import cpu_identity, same_cpu
 from ..profilers.base import BackendInfo, Measurement
 from ..space.arch import Arch
-from ..space.space import SearchSpace, get_space
+from ..space.space import SearchSpace
+from .store import resolve_table_path
 from .units import arch_units
 
 SCHEMA = "ofa-edge/latency-table"
@@ -65,6 +66,7 @@ class Calibration:
     points: list[dict[str, Any]] = field(default_factory=list)
     model: str = "a*sum+c*units+b"
     loo_mape: dict[str, float] = field(default_factory=dict)  # leave-one-out error of each candidate
+    host: str = ""  # the machine the points were measured on ('' in tables made before this was kept)
 
     # Nested candidates: each adds one column of [sum, 1, units] to the one before.
     MODELS = ("a*sum", "a*sum+b", "a*sum+c*units+b")
@@ -106,7 +108,7 @@ class Calibration:
         self.a, self.b, self.c = (float(v) for v in coef)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "a": self.a, "b": self.b, "c": self.c,
+        return {"model": self.model, "a": self.a, "b": self.b, "c": self.c, "host": self.host,
                 "loo_mape": self.loo_mape, "points": self.points}  # fmt: skip
 
 
@@ -160,6 +162,24 @@ class LatencyTable:
                 )
             total += entry["median_ms"]
         return total
+
+    def breakdown(self, space: SearchSpace, arch: Arch) -> list[dict[str, Any]]:
+        """The entries ``arch`` uses, in forward order: ``{"key", "ms"}``."""
+        self.unit_sum(space, arch)  # one clear error for a missing entry
+        return [{"key": u.key, "ms": self.entries[u.key]["median_ms"]} for u in arch_units(space, arch)]
+
+    def machine_warning(self) -> str | None:
+        """One line when this table was measured on this machine's CPU but another CPU model, ISA
+        level or core count (a table is only valid where it was measured); None otherwise."""
+        if _norm(self.backend.get("device")) != "CPU" or self.backend.get("backend") == "imported":
+            return None
+        here, there = cpu_identity(), self.backend.get("device_detail", "")
+        if same_cpu(there, here):
+            return None
+        return (
+            f"table {self.label} was measured on '{there}', this machine is '{here}': its predictions may be off "
+            "here; `ofa-edge profile` makes a table for this machine"
+        )
 
     def predict(self, space: SearchSpace, arch: Arch, calibrated: bool = True) -> float:
         total = self.unit_sum(space, arch)
@@ -235,6 +255,7 @@ class LatencyTable:
                     list(cal.get("points", [])),
                     str(cal.get("model", "a*sum+c*units+b")),
                     dict(cal.get("loo_mape", {})),
+                    str(cal.get("host", "")),
                 )
                 if cal
                 else None
@@ -266,89 +287,8 @@ def _norm(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
-def tables_dir() -> Path:
-    """The folder of the tables shipped inside the package."""
-    return Path(__file__).resolve().parent / "tables"
-
-
-def resolve_table_path(name_or_path: str | Path) -> Path:
-    """A path, or the name of a shipped table (``onnxruntime-cpu-fp32-mbv3-fmnist``, no suffix)."""
-    path = Path(name_or_path)
-    if path.exists() or path.suffix == ".json" or "/" in str(name_or_path):
-        return path
-    shipped = tables_dir() / f"{name_or_path}.json"
-    if shipped.exists():
-        return shipped
-    known = ", ".join(sorted(p.stem for p in tables_dir().glob("*.json"))) or "none"
-    raise TableError(f"no latency table '{name_or_path}' (shipped tables: {known})")
-
-
 def load_table(name_or_path: str | Path) -> LatencyTable:
+    """A table by path, or by name (the user's ``latency_tables/`` first, then the shipped ones)."""
     path = resolve_table_path(name_or_path)
     data = read_user_json(path, "latency table", TableError, hint="re-run the profile or restore it")
     return LatencyTable.from_dict(data, str(path))
-
-
-# --------------------------------------------------------------------- fidelity
-def fidelity(predicted: list[float], measured: list[float]) -> dict[str, float]:
-    """Share within +-10 %, Kendall's tau and mean absolute percentage error of predictions."""
-    from scipy.stats import kendalltau
-
-    p, m = np.asarray(predicted, float), np.asarray(measured, float)
-    if len(p) < 2:
-        raise OFAEdgeError("need at least 2 measured subnets to judge a latency model")
-    rel = np.abs(p - m) / m
-    tau = kendalltau(p, m).statistic
-    return {
-        "within_10pct": float(np.mean(rel <= 0.10)),
-        "kendall_tau": float(tau),
-        "mape": float(np.mean(rel)),
-        "mean_bias": float(np.mean((p - m) / m)),
-    }
-
-
-# ------------------------------------------------------------ official YAML tables
-_YAML_NAME = re.compile(r"(\d+)_lookup_table\.ya?ml$")
-
-
-def import_official_tables(paths: list[Path], space_name: str, device: str) -> LatencyTable:
-    """Official OFA lookup tables (``{res}_lookup_table.yaml``, entries with count/mean/var, in ms)."""
-    import yaml
-
-    space = get_space(space_name)
-    entries: dict[str, dict[str, Any]] = {}
-    resolutions: list[int] = []
-    for path in paths:
-        match = _YAML_NAME.search(Path(path).name)
-        if not match:
-            raise TableError(f"{path}: expected a file named like 160_lookup_table.yaml (resolution first)")
-        try:
-            data = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise TableError(f"lookup table not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise TableError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict) or not data:
-            raise TableError(f"{path}: expected a mapping of layer keys to {{count, mean, var}}")
-        for key, value in data.items():
-            if not isinstance(value, dict) or "mean" not in value:
-                raise TableError(f"{path}: entry {key!r} has no 'mean'")
-            var = value.get("var")
-            std = math.sqrt(var) if isinstance(var, (int, float)) and var >= 0 else None
-            entries[str(key)] = Measurement(
-                float(value["mean"]), None, None, int(value.get("count", 0)), "mean", std
-            ).to_dict()
-        resolutions.append(int(match.group(1)))
-    info = BackendInfo(
-        "imported",
-        "official-ofa-yaml",
-        device,
-        "imported from official OFA lookup tables",
-        None,
-        "fp32",
-        extra={"files": [Path(p).name for p in paths]},
-    )
-    table = LatencyTable.new(space, info, resolutions)
-    table.entries = entries
-    table.complete = True
-    return table

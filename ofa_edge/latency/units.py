@@ -17,10 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
-from ..nn.layers import ConvBNAct, MBConv, ResidualBlock, global_avg_pool
 from ..space.arch import Arch
 from ..space.space import BlockSpec, SearchSpace, conv_output_size
 
@@ -54,45 +50,6 @@ class Unit:
                 f"hs:{int(b.act == 'hswish')}",
             ]
         return "-".join(parts)
-
-    def example_input(self) -> torch.Tensor:
-        """A batch-1 NCHW input of this unit's shape (fixed seed: profiling is reproducible)."""
-        generator = torch.Generator().manual_seed(0)
-        return torch.randn(1, self.in_channels, self.in_size, self.in_size, generator=generator)
-
-
-class _GlobalPool(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return global_avg_pool(x)
-
-
-class _Logits(nn.Module):
-    def __init__(self, in_features: int, classes: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(in_features, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.flatten(x, 1))
-
-
-def build_unit(space: SearchSpace, unit: Unit) -> nn.Module:
-    """A standalone eval-mode module computing ``unit`` exactly as it runs inside a subnet."""
-    if unit.kind == "Conv":
-        module: nn.Module = ConvBNAct(space.in_channels, space.stem_width, 3, space.stem_stride, act="hswish")
-    elif unit.kind == "expanded_conv":
-        assert unit.block is not None
-        module = ResidualBlock(MBConv(unit.block), unit.block.shortcut)
-    elif unit.kind == "Conv_1":
-        module = ConvBNAct(unit.in_channels, unit.out_channels, act="hswish")
-    elif unit.kind == "AvgPool2D":
-        module = _GlobalPool()
-    elif unit.kind == "Conv_2":
-        module = ConvBNAct(unit.in_channels, unit.out_channels, act="hswish", use_bn=False)
-    elif unit.kind == "Logits":
-        module = _Logits(unit.in_channels, unit.out_channels)
-    else:
-        raise ValueError(f"unknown unit kind '{unit.kind}'")
-    return module.eval()
 
 
 def _block_unit(spec: BlockSpec) -> Unit:

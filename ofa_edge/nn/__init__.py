@@ -1,10 +1,17 @@
 """Networks: static layers, elastic (dynamic) ops, the supernet, the static subnet it extracts,
 BatchNorm recalibration and safe checkpoint I/O."""
 
-from .bn_calibration import recalibrate_bn
-from .checkpoint import DEMO_NAME, load_supernet, read_metadata, save_supernet
-from .subnet import MobileNetV3Subnet
-from .supernet import OFAMobileNetV3
+from .._lazy import lazy_exports
 
-__all__ = ["DEMO_NAME", "MobileNetV3Subnet", "OFAMobileNetV3", "load_supernet", "read_metadata", "recalibrate_bn",
-           "save_supernet"]  # fmt: skip
+_EXPORTS = {
+    "OFAMobileNetV3": ".supernet",
+    "MobileNetV3Subnet": ".subnet",
+    "recalibrate_bn": ".bn_calibration",
+    "load_supernet": ".checkpoint",
+    "save_supernet": ".checkpoint",
+    "read_metadata": ".checkpoint",
+    "state_fingerprint": ".checkpoint",
+    "DEMO_NAME": ".checkpoint",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -27,6 +27,7 @@ __all__ = [
     "BackendUnavailable",
     "Measurement",
     "backend_names",
+    "list_backends",
     "load_backend_class",
     "make_backend",
 ]
@@ -72,3 +73,18 @@ def make_backend(
         raise OFAEdgeError(f"backend '{name}': {exc}") from None
     except ValueError as exc:
         raise OFAEdgeError(f"backend '{name}': {exc}") from None
+
+
+def list_backends() -> list[dict[str, Any]]:
+    """Every registered backend: name, whether it runs here, its runtime version (or why not, with
+    the install command), and its precisions."""
+    rows = []
+    for name in backend_names():
+        try:
+            cls = load_backend_class(name)
+            ok, detail = cls().availability()
+            precisions = list(getattr(cls, "precisions", ()))
+        except OFAEdgeError as exc:
+            ok, detail, precisions = False, str(exc), []
+        rows.append({"backend": name, "available": ok, "detail": detail, "precisions": precisions})
+    return rows

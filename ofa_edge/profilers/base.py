@@ -9,7 +9,6 @@ provenance and decides whether a table fits a request.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import OFAEdgeError
+from ..host import cpu_identity
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -115,14 +115,8 @@ def time_runs(run: Callable[[], Any], warmup: int, runs: int, min_seconds: float
 
 
 def host_cpu() -> str:
-    """The host CPU's model name (what a CPU table is only valid for)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """This machine's CPU: model, vector ISA level and core count (what a CPU table is valid for)."""
+    return cpu_identity()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..convert.common import extra_missing
 from ..convert.onnx import export_onnx, quantize_qdq
 from .base import BackendInfo, BackendUnavailable, Measurement, host_cpu, time_runs
 
@@ -28,10 +29,11 @@ class OpenVinoBackend:
         self.precision = precision
 
     def availability(self) -> tuple[bool, str]:
-        try:
-            import openvino
-        except ImportError:
-            return False, "openvino is not installed (pip install openvino)"
+        missing = extra_missing("openvino", "the OpenVINO backend", ("openvino",))
+        if missing:
+            return False, missing
+        import openvino
+
         devices = openvino.Core().available_devices
         if not any(d.split(".")[0] == self.device.split(".")[0] for d in devices):
             return False, f"openvino {openvino.__version__} sees no {self.device} (devices: {', '.join(devices)})"

@@ -1,25 +1,31 @@
 """TensorRT on an NVIDIA GPU or Jetson, through ``trtexec`` (engine build, then timed runs).
 
-``prepare`` exports ONNX and builds a serialized engine (``--fp16`` / ``--int8`` as asked);
-``measure`` loads it and reads trtexec's performance summary, whose ``GPU Compute Time`` line
-gives min/max/mean/median/percentiles. Without ``trtexec`` or a GPU the backend says so and its
-tests skip.
+``prepare`` exports ONNX and builds a serialized engine (see :mod:`ofa_edge.convert.tensorrt`;
+int8 from a QDQ model); ``measure`` runs ``warmup + runs`` iterations with ``--exportTimes`` and
+keeps the GPU compute time of the last ``runs`` (older trtexec: the ``GPU Compute Time`` line of
+its performance summary). The device recorded is the GPU (its name), never the host CPU. Without
+``trtexec`` or a GPU the backend says so in one line and its tests skip.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..convert.onnx import export_onnx
+from ..convert.common import temp_name
+from ..convert.onnx import export_onnx, quantize_qdq
+from ..convert.tensorrt import TensorRTUnavailable, build_engine, find_trtexec, run_trtexec, tensorrt_availability
 from ..errors import OFAEdgeError
-from .base import BackendInfo, BackendUnavailable, Measurement
+from .base import BackendInfo, BackendUnavailable, Measurement, summarize
 
 _SUMMARY = re.compile(r"GPU Compute Time:(.*)")
 _STAT = re.compile(r"(min|max|mean|median)\s*=?\s*([\d.]+(?:e[-+]?\d+)?)\s*ms")
@@ -58,83 +64,128 @@ def parse_trtexec_output(text: str) -> TrtexecSummary:
     raise TrtexecOutputError("no 'GPU Compute Time: ... median = ...' line in trtexec output")
 
 
+def parse_exported_times(text: str, warmup: int) -> Measurement:
+    """Per-iteration GPU compute times (``computeMs``) of trtexec's ``--exportTimes`` JSON, the
+    first ``warmup`` iterations dropped."""
+    try:
+        records = json.loads(text)
+        times = [float(r["computeMs"]) for r in records if isinstance(r, dict) and "computeMs" in r]
+    except (ValueError, TypeError, KeyError):
+        times = []
+    times = times[warmup:]
+    if not times:
+        raise TrtexecOutputError("trtexec --exportTimes gave no computeMs samples")
+    return summarize(times)
+
+
+def gpu_index(device: str | int | None, gpu: int | str | None) -> int:
+    """The GPU index a device name means: ``GPU``/``CPU``/None -> ``gpu`` (default 0), ``GPU.1``,
+    ``cuda:1`` or ``1`` -> 1."""
+    if gpu is not None and str(gpu).strip() != "":
+        return int(gpu)
+    text = str(device or "").strip().lower()
+    match = re.fullmatch(r"(?:gpu|cuda)?[.:]?(\d+)", text)
+    return int(match.group(1)) if match else 0
+
+
 class TensorRTBackend:
     name = "tensorrt"
     precisions = ("fp32", "fp16", "int8")
     model_suffix = ".plan"
 
     def __init__(
-        self, device: str = "GPU", threads: int = 1, precision: str = "fp32", trtexec: str = "trtexec", gpu: int = 0
+        self,
+        device: str = "GPU",
+        threads: int = 1,
+        precision: str = "fp32",
+        trtexec: str = "trtexec",
+        gpu: int | str | None = None,
     ) -> None:
-        self.device = device
+        # The CLI's default device is CPU: a GPU backend reads it as "the default GPU".
+        self.gpu = gpu_index(device, gpu)
         self.threads = threads  # host threads do not apply; kept for the common signature
         self.precision = precision
-        self.trtexec = shutil.which(trtexec) or trtexec
-        self.gpu = int(gpu)
-        self._probe: TrtexecSummary | None = None
+        self.trtexec = find_trtexec(trtexec) or trtexec
+        self._gpu_name: str | None = None
 
     def availability(self) -> tuple[bool, str]:
-        if shutil.which(self.trtexec) is None:
-            return False, "trtexec not found (install TensorRT; on Jetson it is /usr/src/tensorrt/bin/trtexec)"
-        if shutil.which("nvidia-smi") is None and not Path("/etc/nv_tegra_release").exists():
-            return False, "no NVIDIA GPU driver found (nvidia-smi missing)"
-        return True, "trtexec"
+        ok, detail = tensorrt_availability(self.trtexec)
+        return (True, self._version()) if ok else (False, detail)
 
     def _run(self, *args: str) -> str:
-        ok, why = self.availability()
-        if not ok:
-            raise BackendUnavailable(why)
-        done = subprocess.run(
-            [self.trtexec, f"--device={self.gpu}", *args], capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
-            raise OFAEdgeError(f"trtexec failed: {' | '.join(tail)}")
-        return done.stdout
+        try:
+            return run_trtexec(list(args), self.trtexec, self.gpu)
+        except TensorRTUnavailable as exc:
+            raise BackendUnavailable(str(exc)) from None
 
-    def describe(self) -> BackendInfo:
-        ok, _ = self.availability()
-        version, device = "missing", "unknown GPU"
-        if ok:
-            out = self._run("--help")
-            version = m.group(1) if (m := re.search(r"TensorRT v(\d+)", out)) else "trtexec"
+    def _version(self) -> str:
+        out = subprocess.run([self.trtexec, "--help"], capture_output=True, text=True, check=False)
+        text = out.stdout + out.stderr
+        return m.group(1) if (m := re.search(r"TensorRT v(\d+)", text)) else "trtexec"
+
+    def gpu_name(self) -> str | None:
+        """The GPU's name from nvidia-smi (None where it cannot say, e.g. on a Jetson)."""
+        if self._gpu_name is None and shutil.which("nvidia-smi"):
             smi = subprocess.run(
                 ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", f"--id={self.gpu}"],
                 capture_output=True,
                 text=True,
                 check=False,
             )
-            device = smi.stdout.strip() or device
+            self._gpu_name = smi.stdout.strip().splitlines()[0] if smi.returncode == 0 and smi.stdout.strip() else None
+        return self._gpu_name
+
+    def describe(self) -> BackendInfo:
+        ok, version = self.availability()
+        name = self.gpu_name() if ok else None
+        # The device is the GPU (its name, else GPU.<index>): never the host CPU.
+        device = name or f"GPU.{self.gpu}"
         return BackendInfo(
             self.name,
-            version,
-            f"{self.device}.{self.gpu}",
+            version if ok else "missing",
             device,
+            f"{name or 'unknown GPU'} (index {self.gpu})",
             None,
             self.precision,
-            extra={"tool": "trtexec", "spin_wait": True, "cuda_graph": True},
-        )
+            extra={"tool": "trtexec", "gpu_index": self.gpu, "spin_wait": True, "cuda_graph": True,
+                   "statistic": "GPU compute time"},
+        )  # fmt: skip
 
     def prepare(self, module: nn.Module, example: torch.Tensor, path: Path) -> Path:
         path = Path(path)
-        onnx = export_onnx(module, example, path.with_suffix(".onnx"))
-        flags = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"]}[self.precision]
-        tmp = path.with_name(f".{path.name}.tmp")
-        self._run(f"--onnx={onnx}", f"--saveEngine={tmp}", "--skipInference", *flags)
-        tmp.replace(path)
-        onnx.unlink(missing_ok=True)
-        return path
+        ok, why = self.availability()
+        if not ok:
+            raise BackendUnavailable(why)
+        onnx = export_onnx(module, example, temp_name(path.with_suffix(".onnx")))
+        quantized = None
+        try:
+            if self.precision == "int8":
+                # Explicit quantization; random calibration is enough to time the engine.
+                quantized = quantize_qdq(onnx, temp_name(path.with_suffix(".onnx"), "qdq"), tuple(example.shape),
+                                         symmetric_activations=True)  # fmt: skip
+            return build_engine(quantized or onnx, path, self.precision, self.trtexec, self.gpu)
+        finally:
+            onnx.unlink(missing_ok=True)
+            if quantized is not None:
+                quantized.unlink(missing_ok=True)
 
     def measure(self, model: Path, warmup: int, runs: int) -> Measurement:
-        out = self._run(
-            f"--loadEngine={model}",
-            f"--iterations={int(runs)}",
-            "--warmUp=200",
-            "--duration=0",
-            "--useSpinWait",
-            "--useCudaGraph",
-            "--noDataTransfers",
-        )
+        """``warmup`` untimed then ``runs`` timed iterations (GPU compute time per iteration)."""
+        with tempfile.TemporaryDirectory(prefix="ofa-edge-trt-") as folder:
+            times = Path(folder) / "times.json"
+            out = self._run(
+                f"--loadEngine={model}",
+                f"--iterations={int(warmup) + int(runs)}",
+                "--warmUp=0",
+                "--duration=0",
+                "--useSpinWait",
+                "--useCudaGraph",
+                "--noDataTransfers",
+                f"--exportTimes={times}",
+            )
+            if times.exists():
+                with contextlib.suppress(TrtexecOutputError):
+                    return parse_exported_times(times.read_text(), int(warmup))
+        # Older trtexec without per-iteration times: its summary (warm-up then included).
         summary = parse_trtexec_output(out)
-        # trtexec reports no 10th percentile; its warm-up is time-based (--warmUp, ms).
         return Measurement(summary.median_ms, None, summary.percentiles.get(90.0), int(runs))

@@ -1,4 +1,5 @@
-"""TFLite / LiteRT: models converted with litert-torch, timed locally or on an Android phone.
+"""TFLite / LiteRT: models converted with litert-torch (see :mod:`ofa_edge.convert.tflite`; int8 is
+static, ai-edge-quantizer's recipe, with int8 input and output), timed locally or on a phone.
 
 Transports, chosen by the device name:
   ``CPU`` (default)  this machine, the ai-edge-litert Interpreter with XNNPACK and N threads;
@@ -10,9 +11,6 @@ Transports, chosen by the device name:
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..convert.common import MissingExtraError, extra_missing, temp_name
+from ..convert.tflite import convert_tflite, make_interpreter, quantize_input, quantize_tflite
 from .adb import AdbDevice, BenchmarkModelRunner, resolve_serial
 from .base import BackendInfo, BackendUnavailable, Measurement, host_cpu, time_runs
 
 
 class TFLiteBackend:
     name = "tflite"
-    precisions = ("fp32",)
+    precisions = ("fp32", "int8")
     model_suffix = ".tflite"
 
     def __init__(
@@ -51,11 +51,11 @@ class TFLiteBackend:
 
     def availability(self) -> tuple[bool, str]:
         # find_spec, not import: importing the converter takes seconds and floods the terminal.
-        if importlib.util.find_spec("litert_torch") is None:
-            return False, "litert-torch is not installed (pip install litert-torch): needed to convert models"
-        if self.local and importlib.util.find_spec("ai_edge_litert") is None:
-            return False, "ai-edge-litert is not installed (pip install ai-edge-litert)"
-        return True, _version()
+        modules = ("litert_torch", "ai_edge_litert") if self.local else ("litert_torch",)
+        if self.precision == "int8":
+            modules += ("ai_edge_quantizer",)
+        missing = extra_missing("tflite", "the TFLite backend", modules)
+        return (False, missing) if missing else (True, _version())
 
     def describe(self) -> BackendInfo:
         ok, version = self.availability()
@@ -78,17 +78,18 @@ class TFLiteBackend:
         )
 
     def prepare(self, module: nn.Module, example: torch.Tensor, path: Path) -> Path:
-        try:
-            import litert_torch
-        except ImportError as exc:
-            raise BackendUnavailable(self.availability()[1]) from exc
+        ok, why = self.availability()
+        if not ok:
+            raise BackendUnavailable(why)
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp.tflite")
-        # The converter logs every pass to stdout/stderr; keep the user's terminal for progress.
-        with _quiet():
-            litert_torch.convert(module.eval(), (example,)).export(str(tmp))
-        os.replace(tmp, path)
-        return path
+        if self.precision == "fp32":
+            return convert_tflite(module, example, path)
+        # int8: static, ai-edge-quantizer on the fp32 file; random calibration is enough to time it.
+        fp32 = convert_tflite(module, example, temp_name(path, "fp32"))
+        try:
+            return quantize_tflite(fp32, path, example, module=module)
+        finally:
+            fp32.unlink(missing_ok=True)
 
     def measure(self, model: Path, warmup: int, runs: int) -> Measurement:
         if self.runner is not None:
@@ -96,14 +97,12 @@ class TFLiteBackend:
             std = timings.inference_std_us / 1e3 if timings.inference_std_us is not None else None
             return Measurement(timings.inference_avg_us / 1e3, None, None, timings.runs or runs, "mean", std)
         try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as exc:
-            raise BackendUnavailable(self.availability()[1]) from exc
-        with _quiet():  # the runtime logs "Created TensorFlow Lite XNNPACK delegate" on every load
-            interpreter = Interpreter(model_path=str(model), num_threads=self.threads)
-            interpreter.allocate_tensors()
+            interpreter = make_interpreter(model, self.threads)
+        except MissingExtraError as exc:
+            raise BackendUnavailable(str(exc)) from None
         detail = interpreter.get_input_details()[0]
-        data = np.random.default_rng(0).standard_normal(detail["shape"]).astype(np.float32)
+        # Static int8 files take int8 input: the float data goes in through its scale and zero point.
+        data = quantize_input(np.random.default_rng(0).standard_normal(detail["shape"]).astype(np.float32), detail)
         interpreter.set_tensor(detail["index"], data)
         return time_runs(interpreter.invoke, warmup, runs)
 
@@ -116,20 +115,3 @@ def _version() -> str:
         with contextlib.suppress(PackageNotFoundError):
             parts.append(f"{package} {version(package)}")
     return ", ".join(parts)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence Python-level and C-level (fd 1/2) output of the converter."""
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)

@@ -30,8 +30,8 @@ from typing import Any
 from ..errors import OFAEdgeError
 from ..nn.checkpoint import state_fingerprint
 from ..space.arch import Arch
-from ..space.space import SearchSpace
-from ..train.evaluate import SupernetScorer, corner_archs
+from ..space.space import SearchSpace, corner_archs
+from ..train.evaluate import SupernetScorer
 
 FORMAT = "ofa-edge-accuracy-data/1"
 

@@ -3,7 +3,17 @@
 Imports numpy only, never torch."""
 
 from .arch import Arch, load_arch, save_arch
-from .space import SPACE_NAMES, BlockSpec, SearchSpace, StageSpec, get_space, make_divisible
+from .space import SPACE_NAMES, BlockSpec, SearchSpace, StageSpec, corner_archs, get_space, make_divisible
 
-__all__ = ["SPACE_NAMES", "Arch", "BlockSpec", "SearchSpace", "StageSpec", "get_space", "load_arch", "make_divisible",
-           "save_arch"]  # fmt: skip
+__all__ = [
+    "SPACE_NAMES",
+    "Arch",
+    "BlockSpec",
+    "SearchSpace",
+    "StageSpec",
+    "corner_archs",
+    "get_space",
+    "load_arch",
+    "make_divisible",
+    "save_arch",
+]

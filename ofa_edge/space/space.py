@@ -429,6 +429,18 @@ class SearchSpace:
         return data
 
 
+def corner_archs(space: SearchSpace, resolution: int) -> dict[str, Arch]:
+    """The 8 corners of the space (min/max depth x expand x kernel) at one resolution."""
+    corners = {}
+    for d in (min(space.depth_choices), max(space.depth_choices)):
+        for e in (min(space.expand_choices), max(space.expand_choices)):
+            for k in (min(space.kernel_choices), max(space.kernel_choices)):
+                corners[f"d{d}-e{e}-k{k}"] = Arch(
+                    ks=(k,) * space.num_slots, e=(e,) * space.num_slots, d=(d,) * space.num_stages, r=resolution
+                )
+    return corners
+
+
 def _fmt_choices(values: Sequence[int]) -> str:
     values = list(values)
     steps = {b - a for a, b in itertools.pairwise(values)}

@@ -1,11 +1,28 @@
 """Training and scoring: data sets and batches, progressive-shrinking schedules, the trainer
-(distillation, resumable checkpoints, DDP), and accuracy of subnets after BN recalibration."""
+(distillation, resumable checkpoints, DDP), a whole training run, and accuracy of subnets after
+BatchNorm recalibration."""
 
-from .data import ImageDataset, Normalization, load_dataset, split_train_val
-from .evaluate import EvalData, SupernetScorer, corner_archs, evaluate_arch
-from .schedule import SCHEDULE_NAMES, Schedule, get_schedule
-from .trainer import TrainConfig, TrainData, Trainer, final_report
+from .._lazy import lazy_exports
 
-__all__ = ["SCHEDULE_NAMES", "EvalData", "ImageDataset", "Normalization", "Schedule", "SupernetScorer", "TrainConfig",
-           "TrainData", "Trainer", "corner_archs", "evaluate_arch", "final_report", "get_schedule", "load_dataset",
-           "split_train_val"]  # fmt: skip
+_EXPORTS = {
+    "ImageDataset": ".data",
+    "Normalization": ".data",
+    "load_dataset": ".data",
+    "split_train_val": ".data",
+    "SCHEDULE_NAMES": ".schedule",
+    "Schedule": ".schedule",
+    "get_schedule": ".schedule",
+    "TrainConfig": ".trainer",
+    "TrainData": ".trainer",
+    "Trainer": ".trainer",
+    "final_report": ".trainer",
+    "TrainingRun": ".run",
+    "train_supernet": ".run",
+    "default_flip": ".run",
+    "EvalData": ".evaluate",
+    "SupernetScorer": ".evaluate",
+    "evaluate_arch": ".evaluate",
+    "load_split": ".evaluate",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -72,18 +72,6 @@ def evaluate_arch(net: OFAMobileNetV3, arch: Arch, data: EvalData, in_place: boo
     return top1(model, data.loader(data.scored), arch.r)
 
 
-def corner_archs(space: SearchSpace, resolution: int) -> dict[str, Arch]:
-    """The 8 corners of the space (min/max depth x expand x kernel) at one resolution."""
-    corners = {}
-    for d in (min(space.depth_choices), max(space.depth_choices)):
-        for e in (min(space.expand_choices), max(space.expand_choices)):
-            for k in (min(space.kernel_choices), max(space.kernel_choices)):
-                corners[f"d{d}-e{e}-k{k}"] = Arch(
-                    ks=(k,) * space.num_slots, e=(e,) * space.num_slots, d=(d,) * space.num_stages, r=resolution
-                )
-    return corners
-
-
 def stored_normalization(path: str | os.PathLike[str]) -> Normalization | None:
     """The input normalization a supernet was trained with (None when the file does not say)."""
     stored = read_metadata(path).get("normalization")
@@ -192,6 +180,16 @@ class SupernetScorer:
         calibration = self.data.loader(self.data.calibration).epoch(0, resolution=arch.r)
         recalibrate_bn(self.net, calibration, max_images=len(self.data.calibration))
         return _onnxruntime_top1(self.net.get_subnet(arch), self.data, arch.r)
+
+
+    def score_corners(self) -> dict[str, dict[str, float]]:
+        """Top-1 of the 8 corner subnets at the largest and the smallest resolution (as the final
+        report of a training run gives them), keyed by resolution then corner name."""
+        space = self.net.space
+        return {
+            str(r): {name: round(self.score(arch), 2) for name, arch in corner_archs(space, r).items()}
+            for r in sorted({max(space.resolutions), min(space.resolutions)}, reverse=True)
+        }
 
 
 def _onnxruntime_top1(model: nn.Module, data: EvalData, resolution: int, batch_size: int = 50) -> float:

@@ -50,9 +50,9 @@ from ..nn.checkpoint import (
 )
 from ..nn.supernet import OFAMobileNetV3
 from ..space.arch import Arch
-from ..space.space import SearchSpace
+from ..space.space import SearchSpace, corner_archs
 from .data import BatchLoader, ImageDataset, Normalization, split_train_val
-from .evaluate import EvalData, corner_archs, evaluate_arch
+from .evaluate import EvalData, evaluate_arch
 from .schedule import Phase, Schedule
 
 TRAIN_FORMAT = "ofa-edge-train/1"

@@ -1,0 +1,167 @@
+"""CLI command ``export``: a subnet to a deployment file (ONNX, OpenVINO IR, TFLite, TensorRT),
+verified against PyTorch and timed (a thin layer over :func:`ofa_edge.export.export_subnet`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .common import JsonOpt, emit_json, err, fmt_count
+
+FORMAT_NAMES = ("onnx", "openvino", "tflite", "tensorrt")
+
+
+def register_export_command(app: typer.Typer) -> None:
+    app.command("export")(export)
+
+
+def export(
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="onnx (onnxruntime), openvino (IR), tflite (LiteRT), tensorrt.")
+    ],
+    arch_file: Annotated[
+        Path | None,
+        typer.Option("--arch", help="Arch JSON (default: the first target of specialized/last.json).",
+                     metavar="ARCH.json"),
+    ] = None,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write a static int8 file, calibrated on training images.")
+    ] = False,
+    finetune_epochs: Annotated[
+        int, typer.Option(min=0, help="Fine-tune the subnet with distillation from the largest one first (epochs).")
+    ] = 0,
+    finetune_images: Annotated[
+        int | None, typer.Option(min=1, help="Training images per fine-tuning epoch (default: all).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("exported"),
+    name: Annotated[str, typer.Option(help="File name stem: NAME-fp32.EXT, NAME-int8.EXT.")] = "subnet",
+    supernet: Annotated[
+        str, typer.Option("--supernet", help="Supernet checkpoint, or 'demo' for the shipped Fashion-MNIST one.")
+    ] = "demo",
+    table: Annotated[
+        str | None,
+        typer.Option("--table", help="Latency table to compare the measurement with (default: the specialize "
+                                     "record's when the arch comes from it)."),
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="Latency budget, e.g. 25ms or 800us (flagged when missed by >10%).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Inference threads when timing (default: the table's, else 1).")
+    ] = None,
+    test_images: Annotated[
+        int | None, typer.Option(min=1, help="Check and score on the first N test images (default: all).")
+    ] = None,
+    data: Annotated[
+        str, typer.Option("--data", help="fashion-mnist, mnist, or a folder of class folders.")
+    ] = "fashion-mnist",
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder with the IDX files.")] = None,
+    calibration_images: Annotated[
+        int, typer.Option(min=1, help="Training images for BatchNorm recalibration.")
+    ] = 2000,
+    int8_calibration_images: Annotated[
+        int, typer.Option(min=1, help="Training images (of those) that calibrate the int8 quantiser.")
+    ] = 300,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before each timing pass.")] = 10,
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per pass.")] = 50,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved timing passes (the median over passes).")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Extract a subnet, recalibrate BatchNorm, convert (and with --int8 quantise), verify and time it.
+
+    Writes NAME-fp32.EXT (and NAME-int8.EXT) to --out with a model card each (EXT.card.json and
+    EXT.card.md: arch, MACs, accuracy, parity, latency with its backend, sha256, this command).
+    Nothing appears under those names unless the whole export succeeds.
+
+    Examples:\n
+      ofa-edge export --format onnx --int8                       # the last specialize's arch\n
+      ofa-edge export --format tflite --arch a.json --budget 1ms --test-images 2000
+    """
+    import shlex
+
+    from ..export.pipeline import export_subnet
+    from ..export.specialized import last_specialized
+    from ..profilers.base import Timing
+    from ..search.budget import parse_latency
+
+    budget_ms = parse_latency(budget) if budget is not None else None
+    if arch_file is not None:
+        arch: Any = arch_file
+    else:
+        target = last_specialized()
+        arch = target.arch
+        err.print(f"arch: first target of {target.source} ({target.arch_file})")
+        if table is None and target.table:
+            table = target.table
+        if budget_ms is None and target.budget_ms is not None:
+            budget_ms = target.budget_ms
+
+    def progress(message: str) -> None:
+        err.print(f"[dim]export:[/dim] {message}")
+
+    result = export_subnet(
+        arch,
+        fmt,
+        supernet=supernet,
+        int8=int8,
+        out_dir=out,
+        name=name,
+        finetune_epochs=finetune_epochs,
+        finetune_images=finetune_images,
+        data=data,
+        data_dir=data_dir,
+        calibration_images=calibration_images,
+        int8_calibration_images=int8_calibration_images,
+        test_images=test_images,
+        threads=threads,
+        table=table,
+        budget_ms=budget_ms,
+        timing=Timing(warmup, runs, rounds),
+        command=shlex.join(["ofa-edge", *sys.argv[1:]]),
+        progress=progress,
+    )
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    _summary(result)
+
+
+def _summary(result: Any) -> None:
+    from rich.table import Table
+
+    acc, ver, lat = result.accuracy, result.verification, result.latency
+    err.print(
+        f"[bold]{result.format}[/bold] subnet at {result.resolution} px: MACs {fmt_count(result.macs)}, "
+        f"params {fmt_count(result.params)}"
+    )
+    table = Table("file", "top-1", "latency", "sha256")
+    for f in result.files:
+        ms = f"{f.latency['measured_ms']:.3f} ms" if f.latency else "-"
+        table.add_row(f.path, f"{f.top1:.2f}%", ms, f.sha256[:12])
+    err.print(table)
+    err.print(
+        f"parity: fp32 file vs PyTorch max |diff| {ver['fp32_max_abs_diff']:.2e} (tolerance {ver['fp32_tolerance']:g}), "
+        f"same top-1 on {ver['fp32_top1_agreement']:.2%} of {ver['images']} test images"
+    )
+    if result.int8:
+        err.print(
+            f"int8: top-1 agrees with fp32 on {acc['int8_agreement_with_fp32']:.2%}; accuracy "
+            f"{acc['fp32_top1']:.2f}% -> {acc['int8_top1']:.2f}% ({-acc['int8_drop_points']:+.2f} points)"
+        )
+    if lat:
+        line = (
+            f"latency ({lat['precision']}): {lat['measured_ms']:.3f} ms measured on {lat['backend']['backend']} "
+            f"{lat['backend']['version']}, {lat['threads'] or '-'} thread(s)"
+        )
+        if "int8_speedup" in lat:
+            line += f"; int8 {lat['int8_speedup']:.2f}x fp32"
+        if lat["predicted_ms"] is not None:
+            line += f"; table predicted {lat['predicted_ms']:.3f} ms ({lat['prediction_error']:+.0%})"
+        if lat["budget_ms"] is not None:
+            line += f"; budget {lat['budget_ms']:g} ms ({lat['over_budget']:+.0%})"
+        err.print(line)
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", markup=False, style="yellow")

@@ -1,0 +1,254 @@
+"""CLI command ``specialize``: the most accurate subnet under each device's budget.
+
+Thin: options are parsed here, the search is :func:`ofa_edge.search.specialize.specialize`, the
+files are :func:`ofa_edge.search.specialize.write_outputs`. The library is imported inside the
+command, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ..errors import OFAEdgeError
+from .common import JsonOpt, emit_json, err, fmt_count
+
+if TYPE_CHECKING:
+    from ..search.specialize import Result
+    from ..space.space import SearchSpace
+
+DEMO_PREDICTOR_PATTERNS = ("mbv3-fmnist-predictor.*", "mbv3-fmnist.predictor.*")
+
+
+def register_specialize_command(app: typer.Typer) -> None:
+    app.command("specialize")(specialize)
+
+
+def default_table(space_name: str) -> str:
+    """The latency table used when no --table is given: onnxruntime on this CPU, fp32, 1 thread,
+    for ``space_name`` (a table of that name in ./latency_tables/ first, else the shipped one)."""
+    return f"onnxruntime-cpu-fp32-{space_name}"
+
+
+def demo_predictor_path() -> Path:
+    """The shipped accuracy predictor of the demo supernet; one error line if this install lacks it."""
+    weights = Path(__file__).resolve().parent.parent / "weights"
+    for pattern in DEMO_PREDICTOR_PATTERNS:
+        found = sorted(weights.glob(pattern), key=lambda p: (p.suffix != ".safetensors", p.name))
+        if found:
+            return found[0]
+    raise OFAEdgeError(
+        f"the demo supernet's accuracy predictor is missing from this install "
+        f"({weights}/{DEMO_PREDICTOR_PATTERNS[0]}); "
+        "fit one with `ofa-edge predictor data` and `ofa-edge predictor train`, then pass --predictor PATH"
+    )
+
+
+def load_predictor(path: Path, fingerprint: str | None, space: SearchSpace | None) -> Any:
+    """The accuracy predictor at ``path``, checked against the supernet and space when given."""
+    from ..search.predictor import AccuracyPredictor
+
+    return AccuracyPredictor.load(path, supernet_fingerprint=fingerprint, space=space)
+
+
+def supernet_identity(supernet: str) -> tuple[str, SearchSpace]:
+    """(fingerprint, space) of a supernet checkpoint ('demo': the shipped one)."""
+    from ..nn.checkpoint import load_supernet, state_fingerprint
+
+    net = load_supernet(supernet)
+    return state_fingerprint(net.state_dict()), net.space
+
+
+def specialize(
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--budget",
+            "-b",
+            metavar="LATENCY",
+            help="Latency budget: a number with a unit, e.g. 25ms, 0.5ms or 250us. Repeat it with --table "
+            "(paired in order), give one for every table, or several for one table.",
+        ),
+    ] = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--table",
+            "-t",
+            metavar="NAME|PATH",
+            help="Latency table of a target device: a name (./latency_tables/ first, then the shipped tables) "
+            "or a path; repeat for several devices. Default: onnxruntime-cpu-fp32-SPACE.",
+        ),
+    ] = None,
+    macs: Annotated[
+        str | None,
+        typer.Option("--macs", metavar="COUNT", help="MACs budget for every target, e.g. 20M, 2.5M, 300K or 1.2G."),
+    ] = None,
+    params: Annotated[
+        str | None,
+        typer.Option("--params", metavar="COUNT", help="Parameter budget for every target, e.g. 2.5M or 800K."),
+    ] = None,
+    supernet: Annotated[
+        str | None,
+        typer.Option(
+            "--supernet",
+            metavar="CHECKPOINT",
+            help="Supernet checkpoint the predictor must belong to ('demo': the shipped one). Default: demo, "
+            "or with --predictor the supernet and space that predictor records.",
+        ),
+    ] = None,
+    predictor: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictor",
+            metavar="PATH",
+            help="Accuracy predictor file (`ofa-edge predictor train`). Default: the demo supernet's shipped one.",
+        ),
+    ] = None,
+    algorithm: Annotated[
+        str,
+        typer.Option(
+            metavar="evolution|nsga2",
+            help="evolution (the reference OFA search: population 100, 500 generations) or nsga2 "
+            "(pymoo NSGA-II on accuracy and latency: population 100, 200 generations)."
+        ),
+    ] = "evolution",
+    seed: Annotated[int, typer.Option(help="Seed of the search (same seed, same subnet).")] = 0,
+    population: Annotated[int, typer.Option(min=2, help="Population size.")] = 100,
+    generations: Annotated[
+        int | None, typer.Option(min=1, help="Generations (default: 500 for evolution, 200 for nsga2).")
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Folder for the arch JSON and Pareto plot of each target, and last.json."),
+    ] = Path("specialized"),
+    plot: Annotated[bool, typer.Option(help="Write a Pareto plot (PNG) per target.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the most accurate subnet under a latency budget on each target device.
+
+    Budgets: latency as a number with a unit (25ms, 0.5ms, 250us); MACs and params as a count with
+    an optional K, M or G suffix (20M, 2.5M, 300K). A budget below the fastest (smallest) subnet is
+    an error that gives the feasible range; one above the slowest subnet constrains nothing.
+
+    \b
+    Examples:
+      ofa-edge specialize --budget 0.3ms
+      ofa-edge specialize --budget 250us --macs 20M --params 2.5M
+      ofa-edge specialize --table onnxruntime-cpu-fp32-mbv3-fmnist --budget 0.3ms \\
+                          --table tflite-cpu-fp32-mbv3-fmnist --budget 1ms
+      ofa-edge specialize --budget 0.2ms --budget 0.4ms          (two budgets, one table)
+      ofa-edge specialize --predictor my.predictor.safetensors --table my-table --budget 25ms
+
+    Per target it writes OUT/TABLE-BUDGET.json (the arch, for `export`) and a Pareto plot
+    OUT/TABLE-BUDGET.png, and OUT/last.json records this run so a later command can take
+    the arch of the last specialize.
+    """
+    from rich.table import Table
+
+    from ..search.budget import parse_count
+    from ..search.specialize import ALGORITHMS, make_targets, write_outputs
+    from ..search.specialize import specialize as run_specialize
+
+    if algorithm not in ALGORITHMS:
+        raise OFAEdgeError(f"--algorithm must be one of {', '.join(ALGORITHMS)}, got '{algorithm}'")
+    macs_budget = parse_count(macs, "MACs") if macs is not None else None
+    params_budget = parse_count(params, "params") if params is not None else None
+    if not budget and macs_budget is None and params_budget is None:
+        raise OFAEdgeError("give a latency --budget (e.g. --budget 25ms, 0.5ms or 250us), or --macs / --params")
+
+    # The predictor, and the supernet it must belong to.
+    fingerprint: str | None = None
+    space: SearchSpace | None = None
+    if predictor is None:
+        if supernet not in (None, "demo"):
+            raise OFAEdgeError("--predictor is required for a supernet other than the demo")
+        predictor_path = demo_predictor_path()
+        supernet = "demo"
+    else:
+        predictor_path = predictor
+    if supernet is not None:
+        fingerprint, space = supernet_identity(supernet)
+    model = load_predictor(predictor_path, fingerprint, space)
+    space = space if space is not None else model.space
+
+    targets = make_targets(table or [default_table(space.name)], budget or [])
+    results = run_specialize(
+        model,
+        targets,
+        space=space,
+        macs=macs_budget,
+        params=params_budget,
+        seed=seed,
+        algorithm=algorithm,
+        population_size=population,
+        generations=generations,
+    )
+    record = {
+        "command": shlex.join(["ofa-edge", *sys.argv[1:]]) if sys.argv[1:2] == ["specialize"] else "",
+        "args": {
+            "tables": [str(t.table) for t in targets],
+            "budgets_ms": [t.latency_ms for t in targets],
+            "macs": macs_budget,
+            "params": params_budget,
+            "algorithm": algorithm,
+            "seed": seed,
+            "population": population,
+            "generations": generations,
+        },
+        "supernet": supernet,
+        "supernet_fingerprint": fingerprint or getattr(model, "supernet", None),
+        "predictor": str(Path(predictor_path).resolve()),
+    }
+    last = write_outputs(results, out, record, plot=plot)
+    warnings = [w for w in (_machine_warning(r) for r in results) if w]
+    if as_json:
+        payload = {key: last[key] for key in ("space", "supernet", "supernet_fingerprint", "predictor")}
+        payload["results"] = [{**r.to_dict(), "arch_file": t["arch_file"], "plot": t["plot"]}
+                              for r, t in zip(results, last["targets"])]  # fmt: skip
+        payload["last"] = str((out / "last.json").resolve())
+        payload["warnings"] = warnings
+        emit_json(payload)
+        return
+    for warning in dict.fromkeys(warnings):
+        err.print(f"warning: {warning}")
+    for result, files in zip(results, last["targets"]):
+        _print_result(result, files, Table)
+    err.print(f"recorded in {out / 'last.json'}")
+
+
+def _machine_warning(result: Result) -> str | None:
+    from ..latency.table import load_table
+
+    try:
+        return load_table(result.table).machine_warning()
+    except (OFAEdgeError, AttributeError):
+        return None
+
+
+def _print_result(result: Result, files: dict[str, Any], table_cls: Any) -> None:
+    from ..search.specialize import format_budget
+
+    err.print(
+        f"[bold]{result.table}[/bold] ({result.table_label}), budget {format_budget(result)}: "
+        f"predicted top-1 [bold]{result.accuracy:.2f}%[/bold], latency [bold]{result.latency_ms:.3g} ms[/bold] "
+        f"(feasible {result.feasible_ms[0]:.3g}-{result.feasible_ms[1]:.3g} ms), MACs {fmt_count(result.macs)}, "
+        f"params {fmt_count(result.params)}, resolution {result.resolution}"
+    )
+    for note in result.notes:
+        err.print(f"note: {note}")
+    table = table_cls("stage", "depth", "kernels", "expands", "out")
+    for stage in result.summary["stages"]:
+        table.add_row(str(stage["stage"]), str(stage["depth"]), str(stage["kernels"]), str(stage["expands"]),
+                      str(stage["out_channels"]))  # fmt: skip
+    err.print(table)
+    front = len(result.front) if result.front is not None else 0
+    plot = f", plot {files['plot']}" if files.get("plot") else ""
+    err.print(
+        f"{result.algorithm} (seed {result.seed}): {result.evaluations:,} subnets scored in {result.seconds:.2f} s, "
+        f"{front} on the Pareto front; arch {files['arch_file']}{plot}"
+    )

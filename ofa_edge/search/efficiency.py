@@ -1,0 +1,165 @@
+"""Efficiency of whole populations: predicted latency from a table, MACs and params, vectorised.
+
+Each model is additive over a subnet's blocks (see :class:`~ofa_edge.search.population.SlotCost`)
+followed by an affine map: a latency table's calibration ``a * sum + c * units + b``, the identity
+for MACs and params. That structure gives, besides fast prediction, the exact cheapest and
+dearest subnet of the space: each used slot adds ``a * cost + c`` independently of the others, so
+the best choice per slot, then the best depth per stage, then the best resolution, is optimal.
+(The min/max arch is not always the extreme: with a negative per-unit term a cheap block can
+cost less than nothing.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import OFAEdgeError
+from ..latency.table import LatencyTable, TableError
+from ..latency.units import arch_units
+from ..space.space import SearchSpace
+from . import population as P
+from .population import Population, SlotCost
+
+
+@dataclass(eq=False)
+class CostModel:
+    """A per-arch cost of a space, vectorised over populations.
+
+    ``predict(pop)`` is ``a * sum + c * units + b`` with the sum from ``cost``; resolutions the
+    model cannot price (a table without them) predict ``inf``. ``what``/``unit`` name it in messages.
+    """
+
+    space: SearchSpace
+    cost: SlotCost
+    what: str
+    unit: str
+    source: str
+    a: float = 1.0
+    b: float = 0.0
+    c: float = 0.0
+    affine: bool = False
+    covered: np.ndarray = field(default=None)  # type: ignore[assignment]  # (n_res,) bool
+
+    def __post_init__(self) -> None:
+        if self.covered is None:
+            self.covered = np.ones(len(self.space.resolutions), dtype=bool)
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        """The resolutions this model can price."""
+        return tuple(r for r, ok in zip(self.space.resolutions, self.covered) if ok)
+
+    @property
+    def resolution_indices(self) -> np.ndarray:
+        return np.flatnonzero(self.covered)
+
+    def predict(self, pop: Population) -> np.ndarray:
+        total = self.cost.values(self.space, pop)
+        if self.affine:
+            total = self.a * total + self.c * self.cost.unit_counts(self.space, pop) + self.b
+        if not self.covered.all():
+            total = np.where(self.covered[pop.r], total, np.inf)
+        return total
+
+    def extreme(self, minimise: bool = True, resolutions: np.ndarray | None = None) -> Population:
+        """The single cheapest (``minimise``) or dearest arch of the space, exactly.
+
+        ``resolutions``: allowed resolution indices (default: those the model covers).
+        """
+        space = self.space
+        allowed = self.resolution_indices if resolutions is None else np.asarray(resolutions)
+        allowed = allowed[self.covered[allowed]]
+        if len(allowed) == 0:
+            raise OFAEdgeError(f"{self.source} covers none of the allowed resolutions")
+        sign = 1.0 if minimise else -1.0
+        # what one used slot adds, per (resolution, slot, kernel, expand), signed so that lower is better
+        per_choice = sign * ((self.a if self.affine else 1.0) * self.cost.slot[allowed].astype(float)
+                             + (self.c if self.affine else 0.0))  # fmt: skip
+        n_r, slots, n_k, n_e = per_choice.shape
+        flat = per_choice.reshape(n_r, slots, n_k * n_e)
+        best_choice = np.argmin(flat, axis=2)  # (n_r, slots)
+        best_value = np.take_along_axis(flat, best_choice[..., None], axis=2)[..., 0]
+        per_stage = best_value.reshape(n_r, space.num_stages, space.max_depth)
+        prefix = np.cumsum(per_stage, axis=2)  # cost of the first d blocks of each stage
+        depths = np.asarray(space.depth_choices)
+        by_depth = prefix[:, :, depths - 1]  # (n_r, stages, n_depth)
+        best_depth = np.argmin(by_depth, axis=2)
+        totals = np.take_along_axis(by_depth, best_depth[..., None], axis=2)[..., 0].sum(axis=1)
+        # the fixed parts (head + tail, their units) per resolution, signed
+        fixed = self.cost.head[allowed].sum(axis=1) + self.cost.tail[allowed].sum(axis=1)
+        fixed = fixed.astype(float)
+        if self.affine:
+            fixed = self.a * fixed + self.c * self.cost.fixed_units + self.b
+        best_r = int(np.argmin(sign * fixed + totals))
+        choice = best_choice[best_r]
+        return Population.from_parts(
+            (choice // n_e)[None, :].astype(np.intp),
+            (choice % n_e)[None, :].astype(np.intp),
+            best_depth[best_r][None, :].astype(np.intp),
+            np.array([allowed[best_r]], dtype=np.intp),
+        )
+
+    def range(self, resolutions: np.ndarray | None = None) -> tuple[float, float]:
+        """(cheapest, dearest) predicted value over the space (at the allowed resolutions)."""
+        lo = self.predict(self.extreme(True, resolutions))[0]
+        hi = self.predict(self.extreme(False, resolutions))[0]
+        return float(lo), float(hi)
+
+
+def feasible_range(model: CostModel, resolutions: Sequence[int] | None = None) -> tuple[float, float]:
+    """(min, max) of ``model`` over its space (at ``resolutions``, values; default all it covers)."""
+    indices = None if resolutions is None else P.resolution_indices(model.space, resolutions)
+    return model.range(indices)
+
+
+def macs_model(space: SearchSpace) -> CostModel:
+    return CostModel(space, P.macs_cost(space), "MACs", "", f"space {space.name}")
+
+
+def params_model(space: SearchSpace) -> CostModel:
+    return CostModel(space, P.params_cost(space), "params", "", f"space {space.name}")
+
+
+class LatencyModel(CostModel):
+    """Predicted latency (ms) of populations from a :class:`LatencyTable`, equal to
+    ``table.predict(space, arch)`` for every arch (bit for bit: the units are summed in the same
+    order, then the same calibration applies)."""
+
+    def __init__(self, table: LatencyTable, space: SearchSpace, name: str | None = None,
+                 calibrated: bool = True) -> None:  # fmt: skip
+        table.check_space(space)
+        self.table = table
+        self.name = name or table.label
+        n_r, n_k, n_e = len(space.resolutions), len(space.kernel_choices), len(space.expand_choices)
+        slot = np.full((n_r, space.num_slots, n_k, n_e), np.nan)
+        head = np.full((n_r, 2), np.nan)
+        tail = np.full((n_r, 4), np.nan)
+        fixed_units = 0
+        for (ri, ki, ei), arch in P._reference_archs(space).items():
+            units = arch_units(space, arch)  # stem, first block, one block per slot, 4 head units
+            values = [table.entries[u.key]["median_ms"] if u.key in table.entries else np.nan for u in units]
+            head[ri] = values[:2]
+            slot[ri, :, ki, ei] = values[2 : 2 + space.num_slots]
+            tail[ri] = values[2 + space.num_slots :]
+            fixed_units = len(units) - space.num_slots
+        covered = ~(np.isnan(slot).any(axis=(1, 2, 3)) | np.isnan(head).any(axis=1) | np.isnan(tail).any(axis=1))
+        if not covered.any():
+            raise TableError(f"table ({table.label}) has no complete resolution of space {space.name}")
+        # uncovered resolutions: zeros so that sums stay finite; predict() masks them to inf
+        cost = SlotCost(np.nan_to_num(head), np.nan_to_num(slot), np.nan_to_num(tail), fixed_units)
+        cal = table.calibration if calibrated else None
+        super().__init__(
+            space,
+            cost,
+            "latency",
+            "ms",
+            f"table {self.name}",
+            a=cal.a if cal else 1.0,
+            b=cal.b if cal else 0.0,
+            c=cal.c if cal else 0.0,
+            affine=cal is not None,
+            covered=covered,
+        )

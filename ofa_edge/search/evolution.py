@@ -1,0 +1,359 @@
+"""Evolution search under budgets (the reference OFA search, vectorised), and random search.
+
+The algorithm is the reference's ``EvolutionFinder`` (``ofa/nas/search_algorithm/evolution.py``):
+a population of 100 valid archs; each of 500 generations keeps the best 25 % as parents and adds
+as many children as the population size, half by mutating a random parent (each gene resampled
+with probability 0.1, the resolution with 0.5 as in the reference), the rest by crossing two
+random parents (each gene from either). Children that break a budget are drawn again.
+
+Unlike the reference, which prices and scores one arch at a time in Python, each step here works
+on whole batches: candidates are drawn in a batch, priced at once (:mod:`.efficiency`), the valid
+ones kept, and a generation's children scored by the predictor in one call. Redraws are bounded:
+a budget that random archs can hardly meet falls back on the cheapest subnets and their mutations,
+and a budget nothing meets is one clear error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import OFAEdgeError
+from ..space.arch import Arch
+from ..space.space import SearchSpace
+from . import population as P
+from .budget import format_count, format_ms
+from .efficiency import CostModel
+from .population import Population
+
+
+class FeaturePredictor(Protocol):
+    """What the search needs of an accuracy predictor: encoded archs in, predicted top-1 (%) out.
+
+    ``features``: (n, space.encoding_size) float32, rows as :meth:`SearchSpace.encode` makes them.
+    """
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An upper bound on one cost model (latency in ms, MACs or params)."""
+
+    model: CostModel
+    limit: float
+
+    def describe(self) -> str:
+        return f"{self.model.what} <= {format_value(self.limit, self.model.unit)} ({self.model.source})"
+
+
+def format_value(value: float, unit: str) -> str:
+    """``0.25 ms`` for latencies, ``20.5M`` for counts."""
+    return format_ms(value) if unit == "ms" else format_count(value)
+
+
+@dataclass
+class Front:
+    """Non-dominated archs on (predicted accuracy: higher is better, cost: lower is better),
+    sorted by cost (so by accuracy too)."""
+
+    pop: Population
+    accuracy: np.ndarray
+    cost: np.ndarray
+    what: str = "latency"
+    unit: str = "ms"
+
+    def __len__(self) -> int:
+        return len(self.pop)
+
+    def archs(self, space: SearchSpace) -> list[Arch]:
+        return P.to_archs(space, self.pop)
+
+    def to_list(self, space: SearchSpace) -> list[dict]:
+        key = f"{self.what}_{self.unit}" if self.unit else self.what
+        return [{"arch": a.to_dict(), "accuracy": float(acc), key: float(c)}
+                for a, acc, c in zip(self.archs(space), self.accuracy, self.cost)]  # fmt: skip
+
+
+def nondominated(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats (accuracy >= and cost <=, one of them strictly),
+    one per distinct (accuracy, cost), sorted by cost."""
+    accuracy, cost = np.asarray(accuracy, float), np.asarray(cost, float)
+    if len(cost) == 0:
+        return np.zeros(0, dtype=np.intp)
+    order = np.lexsort((-accuracy, cost))  # cost ascending, then accuracy descending
+    acc = accuracy[order]
+    best_before = np.maximum.accumulate(acc)
+    keep = np.ones(len(acc), dtype=bool)
+    keep[1:] = acc[1:] > best_before[:-1]
+    return order[keep]
+
+
+@dataclass
+class SearchResult:
+    """The most accurate arch found, the final population and the trade-off front seen."""
+
+    space: SearchSpace
+    arch: Arch
+    accuracy: float
+    population: Population
+    scores: np.ndarray
+    evaluations: int
+    front: Front | None = None
+    history: np.ndarray = field(default_factory=lambda: np.zeros(0))  # best score after each generation
+    notes: list[str] = field(default_factory=list)
+
+
+def _scores(predictor: FeaturePredictor, space: SearchSpace, pop: Population) -> np.ndarray:
+    scores = np.asarray(predictor.predict_features(P.encode(space, pop)), dtype=float).reshape(-1)
+    if scores.shape != (len(pop),):
+        raise OFAEdgeError(f"the accuracy predictor returned {scores.size} scores for {len(pop)} archs")
+    return scores
+
+
+class Constrained:
+    """Draws archs that meet every budget, in batches, with bounded retries."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        budgets: Sequence[Budget],
+        rng: np.random.Generator,
+        resolutions: Sequence[int] | None = None,
+        extra_models: Sequence[CostModel] = (),
+        max_batch: int = 100_000,
+    ) -> None:
+        self.space, self.budgets, self.rng, self.max_batch = space, list(budgets), rng, max_batch
+        covered = np.ones(len(space.resolutions), dtype=bool)
+        for model in [b.model for b in self.budgets] + list(extra_models):
+            if model.space != space:
+                raise OFAEdgeError(f"{model.source} prices space {model.space.name}, not {space.name}")
+            covered &= model.covered
+        if resolutions is not None:
+            wanted = np.zeros_like(covered)
+            wanted[P.resolution_indices(space, resolutions)] = True
+            covered &= wanted
+        if not covered.any():
+            raise OFAEdgeError("no resolution is allowed by every budget's table and the requested resolutions")
+        self.resolutions = np.flatnonzero(covered)
+        self.drawn = 0
+        self._rates: dict[str, float] = {}
+
+    def describe(self) -> str:
+        return ", ".join(b.describe() for b in self.budgets) or "no budget"
+
+    def feasible(self, pop: Population) -> np.ndarray:
+        ok = np.ones(len(pop), dtype=bool)
+        for budget in self.budgets:
+            ok &= budget.model.predict(pop) <= budget.limit
+        return ok
+
+    def fill(self, generate: Callable[[int], Population], n: int, max_rounds: int = 20, kind: str = "") -> Population:
+        """Up to ``n`` valid archs from ``generate(batch)``; fewer if ``max_rounds`` batches do not give them.
+
+        Batches are sized by the share of valid draws, estimated from this call's draws so far, or
+        from the previous call of the same ``kind`` (mutation and crossover differ).
+        """
+        if not self.budgets:
+            self.drawn += n
+            return generate(n)
+        kept: list[Population] = []
+        have = accepted = drawn = 0
+        for _ in range(max_rounds):
+            need = n - have
+            if accepted:
+                rate = accepted / drawn
+            else:
+                rate = self._rates.get(kind, 1.0) if not drawn else 1.0 / drawn
+            batch = min(self.max_batch, max(need, 16, math.ceil(1.25 * need / max(rate, 1e-9))))
+            candidates = generate(batch)
+            ok = np.flatnonzero(self.feasible(candidates))
+            drawn += batch
+            accepted += len(ok)
+            kept.append(candidates.take(ok[:need]))
+            have += min(len(ok), need)
+            if have >= n:
+                break
+        self.drawn += drawn
+        if kind and accepted:
+            self._rates[kind] = accepted / drawn
+        return Population.concat(kept)
+
+    def cheapest(self) -> Population:
+        """The cheapest arch of each budget's model that meets every budget (maybe none)."""
+        seeds = Population.concat([b.model.extreme(True, self.resolutions) for b in self.budgets])
+        return seeds.take(np.flatnonzero(self.feasible(seeds)))
+
+    def initial(self, n: int, mutate_prob: float, resolution_prob: float, random_rounds: int = 8) -> Population:
+        """``n`` valid archs: random ones; if the budget is too tight for that, the cheapest subnets
+        and their mutations fill up; an error if no arch at all meets the budgets."""
+        space, rng = self.space, self.rng
+        pop = self.fill(lambda m: P.sample(space, m, rng, self.resolutions), n, random_rounds)
+        if len(pop) >= n or not self.budgets:
+            return pop
+        base = Population.concat([pop, self.cheapest()])
+        if len(base) == 0:
+            raise OFAEdgeError(
+                f"no subnet meets every budget together ({self.describe()}): none of {self.drawn:,} random "
+                "subnets nor the cheapest subnet of each budget does; loosen one of them"
+            )
+        for _ in range(50):
+            if len(base) >= n:
+                break
+            parents = base
+
+            def mutants(m: int, parents: Population = parents) -> Population:
+                chosen = parents.take(rng.integers(len(parents), size=m))
+                return P.mutate(space, chosen, rng, mutate_prob, resolution_prob, self.resolutions)
+
+            base = Population.concat([base, self.fill(mutants, n - len(base), 1)])
+        if len(base) < n:  # a budget met by a handful of subnets: repeat them
+            base = Population.concat([base, base.take(rng.integers(len(base), size=n - len(base)))])
+        return base.take(slice(0, n))
+
+
+def _front_update(
+    front: tuple[Population, np.ndarray, np.ndarray] | None, pop: Population, scores: np.ndarray, cost: np.ndarray
+) -> tuple[Population, np.ndarray, np.ndarray]:
+    if front is not None:
+        pop = Population.concat([front[0], pop])
+        scores = np.concatenate([front[1], scores])
+        cost = np.concatenate([front[2], cost])
+    keep = nondominated(scores, cost)
+    return pop.take(keep), scores[keep], cost[keep]
+
+
+def evolution_search(
+    space: SearchSpace,
+    predictor: FeaturePredictor,
+    budgets: Sequence[Budget] = (),
+    *,
+    cost: CostModel | None = None,
+    resolutions: Sequence[int] | None = None,
+    population_size: int = 100,
+    generations: int = 500,
+    parent_ratio: float = 0.25,
+    mutation_ratio: float = 0.5,
+    mutate_prob: float = 0.1,
+    resolution_mutate_prob: float = 0.5,
+    seed: int = 0,
+) -> SearchResult:
+    """The most accurate arch (by ``predictor``) that meets every budget, by regularised evolution.
+
+    ``cost``: a model (usually the latency table) on which to keep the trade-off front of every
+    valid arch evaluated (``result.front``). ``resolutions``: restrict the search to these. Same
+    ``seed``, same result.
+    """
+    if population_size < 2 or generations < 0:
+        raise OFAEdgeError("evolution needs a population of at least 2 and a non-negative number of generations")
+    rng = np.random.default_rng(seed)
+    pool = Constrained(space, budgets, rng, resolutions, [cost] if cost is not None else [])
+    allowed = pool.resolutions
+    n_parents = max(1, round(parent_ratio * population_size))
+    n_mutants = round(mutation_ratio * population_size)
+    n_crossed = population_size - n_mutants
+
+    pop = pool.initial(population_size, mutate_prob, resolution_mutate_prob)
+    scores = _scores(predictor, space, pop)
+    evaluations = len(pop)
+    front = _front_update(None, pop, scores, cost.predict(pop)) if cost is not None else None
+    history = np.empty(generations)
+
+    for generation in range(generations):
+        order = np.argsort(-scores, kind="stable")[:n_parents]
+        parents, parent_scores = pop.take(order), scores[order]
+        history[generation] = parent_scores[0]
+
+        def mutants(m: int, parents: Population = parents) -> Population:
+            chosen = parents.take(rng.integers(n_parents, size=m))
+            return P.mutate(space, chosen, rng, mutate_prob, resolution_mutate_prob, allowed)
+
+        def crossed(m: int, parents: Population = parents) -> Population:
+            a = parents.take(rng.integers(n_parents, size=m))
+            b = parents.take(rng.integers(n_parents, size=m))
+            return P.crossover(a, b, rng)
+
+        children = [pool.fill(mutants, n_mutants, kind="mutate"), pool.fill(crossed, n_crossed, kind="cross")]
+        short = population_size - sum(len(c) for c in children)
+        if short > 0:  # the budget rejected nearly every child: copies of parents keep the size
+            children.append(parents.take(rng.integers(n_parents, size=short)))
+        child_pop = Population.concat(children)
+        child_scores = _scores(predictor, space, child_pop)
+        evaluations += len(child_pop)
+        if front is not None and cost is not None:
+            front = _front_update(front, child_pop, child_scores, cost.predict(child_pop))
+        pop = Population.concat([parents, child_pop])
+        scores = np.concatenate([parent_scores, child_scores])
+
+    best = int(np.argsort(-scores, kind="stable")[0])
+    if generations:
+        history[-1] = max(history[-1], scores[best])
+    return SearchResult(
+        space,
+        P.to_archs(space, pop.take([best]))[0],
+        float(scores[best]),
+        pop,
+        scores,
+        evaluations,
+        Front(*front, what=cost.what, unit=cost.unit) if front is not None and cost is not None else None,
+        history,
+    )
+
+
+def random_search(
+    space: SearchSpace,
+    predictor: FeaturePredictor,
+    budgets: Sequence[Budget] = (),
+    n_evaluations: int = 50_100,
+    *,
+    cost: CostModel | None = None,
+    resolutions: Sequence[int] | None = None,
+    seed: int = 0,
+    batch: int = 10_000,
+    max_samples: int | None = None,
+) -> SearchResult:
+    """The best of ``n_evaluations`` uniformly random archs that meet every budget (the baseline
+    for :func:`evolution_search`, which scores 100 + 500 x 100 = 50,100 archs by default).
+
+    Invalid draws are not scored and not counted; more than ``max_samples`` draws (default
+    ``max(1e6, 100 x n_evaluations)``) is an error: the budget is too tight for random search.
+    """
+    rng = np.random.default_rng(seed)
+    pool = Constrained(space, budgets, rng, resolutions, [cost] if cost is not None else [])
+    limit = max_samples if max_samples is not None else max(1_000_000, 100 * n_evaluations)
+    best_pop: Population | None = None
+    best_score = -math.inf
+    front = None
+    done = drawn = 0
+    while done < n_evaluations and drawn < limit:
+        size = min(batch, limit - drawn) if budgets else min(batch, n_evaluations - done)
+        candidates = P.sample(space, size, rng, pool.resolutions)
+        drawn += size
+        chunk = candidates.take(np.flatnonzero(pool.feasible(candidates))[: n_evaluations - done])
+        if len(chunk) == 0:
+            continue
+        scores = _scores(predictor, space, chunk)
+        done += len(chunk)
+        top = int(np.argmax(scores))
+        if scores[top] > best_score:
+            best_score, best_pop = float(scores[top]), chunk.take([top])
+        if cost is not None:
+            front = _front_update(front, chunk, scores, cost.predict(chunk))
+    if done < n_evaluations or best_pop is None:
+        raise OFAEdgeError(
+            f"random search found only {done:,} of {n_evaluations:,} subnets within {pool.describe()} "
+            f"in {drawn:,} draws; the budget is too tight for random search"
+        )
+    return SearchResult(
+        space,
+        P.to_archs(space, best_pop)[0],
+        best_score,
+        best_pop,
+        np.array([best_score]),
+        done,
+        Front(*front, what=cost.what, unit=cost.unit) if front is not None and cost is not None else None,
+    )
