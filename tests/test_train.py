@@ -293,15 +293,63 @@ def test_init_from_a_supernet_of_other_classes_keeps_all_but_the_classifier(tmp_
         make_trainer(tmp_path / "run", space=replace(twelve, in_channels=3), classes=12, init_from=str(base))
 
 
-def test_all_ranks_sample_the_same_archs():
-    trainer = make_trainer(Path("/nonexistent-not-written"))
-    from ofa_edge.train.trainer import random as train_random  # the module's RNG source
-
+def test_all_ranks_sample_the_same_archs(tmp_path, monkeypatch):
+    """The archs a step trains come from the trainer's own sampling, which depends on the seed and
+    the step only: two trainers (as two ranks build them) agree, steps differ, and _step uses it."""
     phase = get_schedule("quick").phases[4]
-    sampling = phase.sampling_space(trainer.config.space)
-    one = [sampling.sample(train_random.Random(f"0-{s}")) for s in range(5)]
-    two = [sampling.sample(train_random.Random(f"0-{s}")) for s in range(5)]
-    assert one == two and len(set(one)) == 5
+    one, two = make_trainer(tmp_path / "a"), make_trainer(tmp_path / "b")
+    first = [one.archs_for_step(phase, s, 24) for s in range(5)]
+    assert first == [two.archs_for_step(phase, s, 24) for s in range(5)]
+    assert len({tuple(archs) for archs in first}) == 5
+    assert all(a.r == 24 for archs in first for a in archs)
+    # The training step trains exactly those archs.
+    seen = []
+
+    def spy(images, labels, soft, archs):
+        seen.append(archs)
+        return images.new_zeros((), requires_grad=True)
+
+    one.teacher = OFAMobileNetV3(one.config.space).eval()
+    images, labels = next(iter(one.loader.epoch(0, resolution=24)))
+    one.position.step = 3
+    one._step(spy, make_optimizer(one.net, one.config.schedule), images, labels, phase)
+    assert seen == [first[3]]
+
+
+def test_subnets_distil_from_the_teacher(tmp_path):
+    """After the full-net phase every subnet's loss includes the KD term against the teacher's
+    softmax: the step hands the teacher's soft labels to the loss, and the loss uses them."""
+    from ofa_edge.train.trainer import SubnetsLoss
+
+    trainer = make_trainer(tmp_path / "run")
+    trainer.teacher = OFAMobileNetV3(trainer.config.space).eval()
+    full, shrink = get_schedule("quick").phases[0], get_schedule("quick").phases[4]
+    images, labels = next(iter(trainer.loader.epoch(0, resolution=20)))
+    assert trainer.soft_targets(full, images) is None
+    soft = trainer.soft_targets(shrink, images)
+    with torch.no_grad():
+        torch.testing.assert_close(soft, torch.softmax(trainer.teacher(images), dim=1))
+    trainer.net.eval()  # no dropout: the same forward twice
+    archs = trainer.archs_for_step(shrink, 0, 20)
+    loss = SubnetsLoss(trainer.net, 0.1, 1.0)
+    with torch.no_grad():
+        with_kd, without = loss(images, labels, soft, archs), loss(images, labels, None, archs)
+        expected = 0.0
+        for arch in archs:
+            trainer.net.set_active(arch)
+            expected += distillation_loss(trainer.net(images), labels, soft, 0.1, 1.0)
+    torch.testing.assert_close(with_kd, expected)
+    assert with_kd > without  # the KD term (a cross-entropy, positive) is there
+    # ... and the training step hands those soft labels to the loss.
+    handed = []
+
+    def spy(images, labels, soft_targets, archs):
+        handed.append(soft_targets)
+        return images.new_zeros((), requires_grad=True)
+
+    trainer._step(spy, make_optimizer(trainer.net, trainer.config.schedule), images, labels, shrink)
+    assert handed[0] is not None
+    torch.testing.assert_close(handed[0], soft)
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from ..nn.bn_calibration import recalibrate_bn
 from ..nn.checkpoint import load_supernet, read_metadata
 from ..nn.supernet import OFAMobileNetV3
 from ..space.arch import Arch
-from ..space.space import SearchSpace
+from ..space.space import SearchSpace, corner_archs
 from .data import BatchLoader, ImageDataset, Normalization, load_dataset, split_train_val
 
 # Named data sets whose mix-up is worth a warning; folder paths may be spelt many ways.

@@ -432,21 +432,30 @@ class Trainer:
         phase: Phase,
     ) -> float:
         step = self.position.step
-        # Every rank derives the same archs from the step; dropout from the step and rank.
+        # Dropout follows from the step and rank; the archs from the step alone.
         torch.manual_seed(self.config.seed * 1_000_003 + step * 97 + self.rank)
-        rng = random.Random(f"{self.config.seed}-{step}")
-        archs = phase.step_archs(self.config.space, rng, resolution=images.shape[-1])
-        soft = None
-        if not phase.full_net:
-            if self.teacher is None:
-                raise OFAEdgeError("this phase distils from the full net, but no teacher was saved in the run folder")
-            with torch.no_grad():
-                soft = F.softmax(self.teacher(images), dim=1)
+        archs = self.archs_for_step(phase, step, resolution=images.shape[-1])
+        soft = self.soft_targets(phase, images)
         optimizer.zero_grad(set_to_none=True)
         loss = step_module(images, labels, soft, archs)
         loss.backward()
         optimizer.step()
         return loss.item()
+
+    def archs_for_step(self, phase: Phase, step: int, resolution: int) -> list[Arch]:
+        """The subnets trained at ``step``: a function of the seed and the step only, so every
+        DDP rank trains the same ones, and a resumed run the ones an uninterrupted run would."""
+        return phase.step_archs(self.config.space, random.Random(f"{self.config.seed}-{step}"), resolution=resolution)
+
+    def soft_targets(self, phase: Phase, images: torch.Tensor) -> torch.Tensor | None:
+        """The teacher's (full net's) softmax on ``images``, which the subnets distil from after
+        the full-net phase; None during it."""
+        if phase.full_net:
+            return None
+        if self.teacher is None:
+            raise OFAEdgeError("this phase distils from the full net, but no teacher was saved in the run folder")
+        with torch.no_grad():
+            return F.softmax(self.teacher(images), dim=1)
 
     def validate_corners(self, resolution: int | None = None) -> dict[str, float]:
         r = resolution or max(self.config.space.resolutions)
