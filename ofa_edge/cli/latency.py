@@ -256,8 +256,6 @@ def latency_predict(
     from ..space.arch import load_arch
 
     t = load_table(table)
-    if (warning := t.machine_warning()) is not None:
-        err.print(f"warning: {warning}")
     sp = t.space()
     a = sp.validate(load_arch(arch))
     result: dict[str, Any] = {
@@ -269,6 +267,8 @@ def latency_predict(
     }
     if breakdown:
         result["entries"] = t.breakdown(sp, a)
+    if (warning := t.machine_warning()) is not None:  # after the input checks: a refusal stays one line
+        err.print(f"warning: {warning}")
     if as_json:
         emit_json(result)
         return

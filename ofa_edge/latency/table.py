@@ -147,7 +147,7 @@ class LatencyTable:
     @property
     def label(self) -> str:
         b = self.backend
-        threads = f", {b['threads']} threads" if b.get("threads") else ""
+        threads = f", {b['threads']} thread{'s' if b['threads'] != 1 else ''}" if b.get("threads") else ""
         return f"{self.space_name} on {b['backend']} {b['device']} {b['precision']}{threads}"
 
     def unit_sum(self, space: SearchSpace, arch: Arch) -> float:
