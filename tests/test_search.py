@@ -7,6 +7,7 @@ from a trained one: these tests check the search, not the predictor.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import subprocess
@@ -169,7 +170,7 @@ def test_extremes_are_exact_when_kernel_choices_matter(demo):
 def test_feasible_range_bounds_every_subnet(which, request):
     space, table, model = request.getfixturevalue(which)
     for cost in (model, macs_model(space), params_model(space)):
-        lo, hi = feasible_range(cost, cost.resolutions if cost is model else None)
+        lo, hi = feasible_range(cost, space, cost.resolutions if cost is model else None)
         values = cost.predict(P.sample(space, 20000, np.random.default_rng(4), cost.resolution_indices))
         assert lo <= values.min() and values.max() <= hi
         # the extremes are real subnets, priced as the scalar methods price them
@@ -193,8 +194,13 @@ def _check_within(space, table, archs, latency=None, macs=None, params=None):
 
 @pytest.mark.parametrize(
     "latency,macs,params",
-    [(0.2, None, None), (None, 8_000_000, None), (None, None, 1_600_000), (0.25, 10_000_000, 2_000_000),
-     (0.1455, None, None)],  # fmt: skip
+    [
+        (0.2, None, None),
+        (None, 8_000_000, None),
+        (None, None, 1_600_000),
+        (0.25, 10_000_000, 2_000_000),
+        (0.1455, None, None),
+    ],
 )
 def test_every_arch_evolution_returns_meets_every_budget(demo, latency, macs, params):
     space, table, model = demo
@@ -205,7 +211,9 @@ def test_every_arch_evolution_returns_meets_every_budget(demo, latency, macs, pa
     assert result.evaluations == 40 + 30 * 40
     final = P.to_archs(space, result.population)
     _check_within(space, table, [result.arch, *final, *result.front.archs(space)], latency, macs, params)
-    assert result.accuracy == pytest.approx(StandInPredictor(space).predict_features(space.encode(result.arch)[None])[0])
+    assert result.accuracy == pytest.approx(
+        StandInPredictor(space).predict_features(space.encode(result.arch)[None])[0]
+    )
     assert result.accuracy == result.scores.max() and np.all(np.diff(result.history) >= 0)
 
 
@@ -279,7 +287,9 @@ def test_evolution_beats_random_search_with_as_many_evaluations(demo, predictor_
 
 def test_a_budget_no_subnet_meets_together_is_one_line(demo):
     space, _, model = demo
-    budgets = [Budget(model, 0.15), Budget(params_model(space), 1_240_000)]  # fast subnets have more params
+    # "at least 3.5M params" (a negated params model) and "at most 0.15 ms" exclude each other
+    at_least = CostModel(space, P.params_cost(space), "minus params", "", "test", a=-1.0, affine=True)
+    budgets = [Budget(model, 0.15), Budget(at_least, -3_500_000)]
     with pytest.raises(OFAEdgeError) as info:
         evolution_search(space, StandInPredictor(space), budgets, population_size=20, generations=2)
     assert "no subnet meets every budget together" in str(info.value) and "\n" not in str(info.value)
@@ -302,8 +312,15 @@ def test_malformed_latency_budgets_are_one_line_naming_the_forms(text):
 
 
 @pytest.mark.parametrize(
-    "text,count", [("20M", 20_000_000), ("2.5M", 2_500_000), ("300K", 300_000), ("300k", 300_000),
-                   ("1.2G", 1_200_000_000), ("1200000", 1_200_000)]  # fmt: skip
+    "text,count",
+    [
+        ("20M", 20_000_000),
+        ("2.5M", 2_500_000),
+        ("300K", 300_000),
+        ("300k", 300_000),
+        ("1.2G", 1_200_000_000),
+        ("1200000", 1_200_000),
+    ],
 )
 def test_count_budgets_parse(text, count):
     assert parse_count(text) == count
@@ -355,7 +372,7 @@ def test_infeasible_budget_is_one_line_with_the_tables_range(demo):
     assert str(info.value) == (
         f"budget 0.05 ms is below the fastest subnet of table {DEMO_TABLE} (0.143 ms); feasible: 0.143-0.608 ms"
     )
-    with pytest.raises(OFAEdgeError, match=r"^budget 0\.143 ms is below .* \(0\.14302 ms\); feasible: 0\.143-0\.608"):
+    with pytest.raises(OFAEdgeError, match=r"^budget 0\.143 ms is below .* \(0\.143021 ms\); feasible: 0\.143-0\.608"):
         specialize(StandInPredictor(space), [Target(DEMO_TABLE, 0.143)], **FAST)
     with pytest.raises(OFAEdgeError, match=r"^MACs budget 1M is below the smallest subnet of space mbv3-fmnist"):
         specialize(StandInPredictor(space), [Target(DEMO_TABLE, 0.3)], macs=1_000_000, **FAST)
@@ -403,10 +420,16 @@ def test_plot_and_outputs_are_written(demo, tmp_path):
     assert Path(recorded["arch_files"][1]) == (tmp_path / f"{stem}-2.json").resolve()
 
 
+def test_specialize_refuses_a_predictor_of_another_supernet(demo):
+    predictor = StandInPredictor(demo[0])
+    with pytest.raises(OFAEdgeError, match="the accuracy predictor is for supernet stand-in, not abc123"):
+        specialize(predictor, [Target(DEMO_TABLE, 0.3)], supernet="abc123", **FAST)
+
+
 def test_search_imports_stay_light():
     code = (
         "import sys, ofa_edge.search, ofa_edge.search.specialize, ofa_edge.cli.specialize;"
-        "heavy = [m for m in ('pymoo', 'matplotlib', 'torch') if m in sys.modules]; print(heavy)"
+        "heavy = [m for m in ('pymoo', 'matplotlib') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -416,7 +439,7 @@ def test_search_imports_stay_light():
 @pytest.fixture
 def cli(monkeypatch):
     """Run ``ofa-edge specialize`` (registered on its own app) with a stand-in predictor."""
-    import ofa_edge.cli.app as app_module
+    app_module = importlib.import_module("ofa_edge.cli.app")  # ofa_edge.cli.app is also the Typer app
     from ofa_edge.cli import specialize as command
     from ofa_edge.cli.common import make_typer
 
@@ -467,12 +490,18 @@ def test_cli_specialize_tables_on_stderr(cli, capsys, tmp_path):
     "args,message",
     [
         (["--budget", "25"], "invalid latency budget '25': give a positive number with a unit ms or us"),
-        (["--budget", "0.01ms"], "budget 0.01 ms is below the fastest subnet of table onnxruntime-cpu-fp32-mbv3-fmnist"),
+        (
+            ["--budget", "0.01ms"],
+            "budget 0.01 ms is below the fastest subnet of table onnxruntime-cpu-fp32-mbv3-fmnist",
+        ),
         (["--macs", "20Q"], "invalid MACs budget '20Q'"),
         (["--budget", "1ms", "--params", "x"], "invalid params budget 'x'"),
         ([], "give a latency --budget"),
         (["--budget", "1ms", "--algorithm", "sa"], "--algorithm must be one of evolution, nsga2"),
-        (["--budget", "1ms", "--table", "a", "--table", "b", "--budget", "2ms", "--budget", "3ms"], "3 --budget values"),
+        (
+            ["--budget", "1ms", "--table", "a", "--table", "b", "--budget", "2ms", "--budget", "3ms"],
+            "3 --budget values",
+        ),
         (["--budget", "1ms", "--supernet", "x.safetensors"], "--predictor is required for a supernet"),
     ],
 )
@@ -494,7 +523,7 @@ def test_cli_missing_demo_predictor_is_one_line(cli, capsys, tmp_path, monkeypat
 def test_cli_w10_with_a_saved_stand_in_predictor(capsys, tmp_path, monkeypatch, w10):
     """A real predictor file for mbv3-w1.0 holding a stand-in ridge model (random coefficients)."""
     predictor_module = pytest.importorskip("ofa_edge.search.predictor")
-    import ofa_edge.cli.app as app_module
+    app_module = importlib.import_module("ofa_edge.cli.app")  # ofa_edge.cli.app is also the Typer app
     from ofa_edge.cli import specialize as command
     from ofa_edge.cli.common import make_typer
 

@@ -16,6 +16,7 @@ from .common import make_typer
 from .latency import register_latency_commands
 from .search import predictor_app
 from .space import arch_app, space_app
+from .specialize import register_specialize_command
 from .train import evaluate, train
 
 app = make_typer("Once-for-All supernets for edge devices: explore the space, train once, specialise per device.")
@@ -25,6 +26,7 @@ app.command("train")(train)
 app.command("eval")(evaluate)
 register_latency_commands(app)
 app.add_typer(predictor_app, name="predictor")
+register_specialize_command(app)
 
 
 # ----------------------------------------------------------------------- main

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typer.core import TyperGroup
 
 from ..space.space import SPACE_NAMES
 
@@ -21,15 +24,35 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to 
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default: see above).")]
 
 
+# The top level's commands in pipeline order: explore, train, measure, specialise, ship.
+PIPELINE_ORDER = ("space", "arch", "train", "eval", "backends", "profile", "tables", "latency", "predictor",
+                  "specialize", "export", "deploy")  # fmt: skip
+
+
+class PipelineOrderGroup(TyperGroup):
+    """Lists commands in :data:`PIPELINE_ORDER` (then any others), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = list(self.commands)
+        rank = {name: i for i, name in enumerate(PIPELINE_ORDER)}
+        return sorted(names, key=lambda name: rank.get(name, len(rank)))
+
+
 def make_typer(help: str) -> typer.Typer:
-    """A command group with plain (click) help: wraps at 120 columns, shows no type placeholders."""
+    """A command group with plain (click) help: as wide as the terminal (120 columns when piped),
+    no type placeholders, commands in pipeline order."""
     return typer.Typer(
+        cls=PipelineOrderGroup,
         help=help,
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,
         rich_markup_mode=None,
-        context_settings={"max_content_width": 120, "help_option_names": ["-h", "--help"]},
+        context_settings={
+            "max_content_width": 120,
+            "terminal_width": shutil.get_terminal_size((120, 24)).columns,
+            "help_option_names": ["-h", "--help"],
+        },
     )
 
 

@@ -114,7 +114,7 @@ def specialize(
         typer.Option(
             metavar="evolution|nsga2",
             help="evolution (the reference OFA search: population 100, 500 generations) or nsga2 "
-            "(pymoo NSGA-II on accuracy and latency: population 100, 200 generations)."
+            "(pymoo NSGA-II on accuracy and latency: population 100, 200 generations).",
         ),
     ] = "evolution",
     seed: Annotated[int, typer.Option(help="Seed of the search (same seed, same subnet).")] = 0,
@@ -181,6 +181,7 @@ def specialize(
         model,
         targets,
         space=space,
+        supernet=fingerprint,
         macs=macs_budget,
         params=params_budget,
         seed=seed,

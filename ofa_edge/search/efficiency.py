@@ -109,8 +109,13 @@ class CostModel:
         return float(lo), float(hi)
 
 
-def feasible_range(model: CostModel, resolutions: Sequence[int] | None = None) -> tuple[float, float]:
-    """(min, max) of ``model`` over its space (at ``resolutions``, values; default all it covers)."""
+def feasible_range(
+    model: CostModel, space: SearchSpace | None = None, resolutions: Sequence[int] | None = None
+) -> tuple[float, float]:
+    """(min, max) of ``model`` over its space, exactly (at ``resolutions``, values; default every
+    resolution the model covers). ``space``, if given, must be the model's."""
+    if space is not None and space != model.space:
+        raise OFAEdgeError(f"{model.source} prices space {model.space.name}, not {space.name}")
     indices = None if resolutions is None else P.resolution_indices(model.space, resolutions)
     return model.range(indices)
 

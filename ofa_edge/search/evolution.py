@@ -152,8 +152,16 @@ class Constrained:
             ok &= budget.model.predict(pop) <= budget.limit
         return ok
 
-    def fill(self, generate: Callable[[int], Population], n: int, max_rounds: int = 20, kind: str = "") -> Population:
-        """Up to ``n`` valid archs from ``generate(batch)``; fewer if ``max_rounds`` batches do not give them.
+    def fill(
+        self,
+        generate: Callable[[int], Population],
+        n: int,
+        max_rounds: int = 20,
+        kind: str = "",
+        max_draws: int | None = None,
+    ) -> Population:
+        """Up to ``n`` valid archs from ``generate(batch)``; fewer if ``max_rounds`` batches (or
+        ``max_draws`` draws) do not give them.
 
         Batches are sized by the share of valid draws, estimated from this call's draws so far, or
         from the previous call of the same ``kind`` (mutation and crossover differ).
@@ -176,7 +184,7 @@ class Constrained:
             accepted += len(ok)
             kept.append(candidates.take(ok[:need]))
             have += min(len(ok), need)
-            if have >= n:
+            if have >= n or (max_draws is not None and drawn >= max_draws):
                 break
         self.drawn += drawn
         if kind and accepted:
@@ -188,11 +196,11 @@ class Constrained:
         seeds = Population.concat([b.model.extreme(True, self.resolutions) for b in self.budgets])
         return seeds.take(np.flatnonzero(self.feasible(seeds)))
 
-    def initial(self, n: int, mutate_prob: float, resolution_prob: float, random_rounds: int = 8) -> Population:
+    def initial(self, n: int, mutate_prob: float, resolution_prob: float, random_draws: int = 200_000) -> Population:
         """``n`` valid archs: random ones; if the budget is too tight for that, the cheapest subnets
         and their mutations fill up; an error if no arch at all meets the budgets."""
         space, rng = self.space, self.rng
-        pop = self.fill(lambda m: P.sample(space, m, rng, self.resolutions), n, random_rounds)
+        pop = self.fill(lambda m: P.sample(space, m, rng, self.resolutions), n, max_draws=random_draws)
         if len(pop) >= n or not self.budgets:
             return pop
         base = Population.concat([pop, self.cheapest()])
@@ -277,7 +285,11 @@ def evolution_search(
             b = parents.take(rng.integers(n_parents, size=m))
             return P.crossover(a, b, rng)
 
-        children = [pool.fill(mutants, n_mutants, kind="mutate"), pool.fill(crossed, n_crossed, kind="cross")]
+        # bounded redraws (100 per child): where nearly every child breaks a budget, parents fill in
+        children = [
+            pool.fill(mutants, n_mutants, kind="mutate", max_draws=100 * n_mutants),
+            pool.fill(crossed, n_crossed, kind="cross", max_draws=100 * n_crossed),
+        ]
         short = population_size - sum(len(c) for c in children)
         if short > 0:  # the budget rejected nearly every child: copies of parents keep the size
             children.append(parents.take(rng.integers(n_parents, size=short)))

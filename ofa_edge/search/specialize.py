@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_bytes, atomic_write_text
-from ..latency.table import LatencyTable, load_table
+from ..latency.table import LatencyTable, TableError, load_table
 from ..space.arch import Arch, save_arch
 from ..space.describe import describe_arch
 from ..space.space import SearchSpace, get_space
@@ -188,6 +188,7 @@ def specialize(
     targets: Sequence[Target],
     *,
     space: SearchSpace | str | None = None,
+    supernet: str | None = None,
     macs: int | None = None,
     params: int | None = None,
     seed: int = 0,
@@ -200,6 +201,8 @@ def specialize(
     the shared ``macs``/``params`` budgets. Every budget is checked before any search starts.
 
     ``space``: the predictor's search space (default: the one it names, ``predictor.space_name``).
+    ``supernet``: the fingerprint of the supernet the archs are for; a predictor that records
+    another one (``predictor.supernet``) is refused.
     ``algorithm``: ``evolution`` (the reference's, 100 x 500) or ``nsga2`` (pymoo, 100 x 200).
     """
     if algorithm not in ALGORITHMS:
@@ -209,6 +212,9 @@ def specialize(
     for name, value in (("MACs", macs), ("params", params)):
         if value is not None and value <= 0:
             raise OFAEdgeError(f"a {name} budget must be positive, got {value}")
+    recorded = getattr(predictor, "supernet", None)
+    if supernet is not None and recorded is not None and recorded != supernet:
+        raise OFAEdgeError(f"the accuracy predictor is for supernet {recorded}, not {supernet}")
     sp = _space_of(predictor, space)
     generations = DEFAULT_GENERATIONS[algorithm] if generations is None else generations
 
@@ -218,7 +224,10 @@ def specialize(
         if target.latency_ms is not None and not target.latency_ms > 0:
             raise OFAEdgeError(f"a latency budget must be positive, got {target.latency_ms} ms")
         table, name = target.load()
-        model = LatencyModel(table, sp, name=name)
+        try:
+            model = LatencyModel(table, sp, name=name)
+        except TableError as exc:
+            raise TableError(f"latency table {name}: {exc}") from None
         allowed = model.resolution_indices
         if resolutions is not None:
             allowed = np.intersect1d(allowed, P.resolution_indices(sp, resolutions))

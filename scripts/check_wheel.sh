@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The install a user gets: build the wheel, install it (not editable, core dependencies only) into a
+# fresh venv, and run the README's main job from a folder outside the checkout. Prints the sizes of
+# the core and the full ([all]) installs for BENCHMARKS.md.
+# Usage: bash scripts/check_wheel.sh [WORKDIR]   (default: a new temporary folder)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+work=${1:-$(mktemp -d /tmp/ofa-edge-wheel.XXXXXX)}
+mkdir -p "$work"
+PYTHON=${PYTHON:-python3}
+pip_quiet=(--quiet --disable-pip-version-check)
+
+rm -rf "$work/dist" && "$PYTHON" -m pip wheel "${pip_quiet[@]}" --no-deps -w "$work/dist" "$root"
+wheel=$(ls "$work"/dist/ofa_edge-*.whl)
+rm -rf "$work/core" && "$PYTHON" -m venv "$work/core"
+# torch first and pinned (an unpinned torch pulls a multi-GB CUDA build).
+"$work/core/bin/python" -m pip install "${pip_quiet[@]}" "torch==2.13.0"
+"$work/core/bin/python" -m pip install "${pip_quiet[@]}" "$wheel"
+
+run=$(mktemp -d "$work/run.XXXXXX")
+cd "$run"
+ofa="$work/core/bin/ofa-edge"
+echo "== core install, from $run" >&2
+"$ofa" backends
+"$ofa" backends --json | "$work/core/bin/python" -c '
+import json, sys
+rows = {r["backend"]: r for r in json.load(sys.stdin)["backends"]}
+assert rows["onnxruntime"]["available"], rows["onnxruntime"]
+for name, extra in (("openvino", "openvino"), ("tflite", "tflite")):
+    assert not rows[name]["available"] and f"ofa-edge[{extra}]" in rows[name]["detail"], rows[name]
+print("core install: onnxruntime available; openvino and tflite name their extras", file=sys.stderr)
+'
+# The README's main job (see README.md, "Set-up and the two commands").
+"$ofa" arch sample --space mbv3-fmnist --seed 0 --out arch.json
+"$ofa" eval --supernet demo --arch arch.json
+"$ofa" latency predict --table onnxruntime-cpu-fp32-mbv3-fmnist --arch arch.json
+du -sm "$work/core" | awk '{print "core venv MiB:", $1}' >&2
