@@ -40,12 +40,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ofa_edge.cli.specialize import default_table, demo_predictor_path
 from ofa_edge.errors import OFAEdgeError
+from ofa_edge.latency.store import default_cpu_table as default_table
 from ofa_edge.latency.table import load_table
 from ofa_edge.search.efficiency import LatencyModel
 from ofa_edge.search.evolution import Budget, evolution_search, random_search
-from ofa_edge.search.predictor import AccuracyPredictor
+from ofa_edge.search.predictor import AccuracyPredictor, demo_predictor_path
 from ofa_edge.space.arch import Arch
 
 FRACTIONS = (0.2, 0.35, 0.5, 0.7, 0.9)  # of the feasible latency range

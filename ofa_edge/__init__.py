@@ -51,6 +51,14 @@ _EXPORTS: dict[str, str] = {
     "profile_table": ".latency.profiling",
     "validate_table": ".latency.profiling",
     "calibrate_table": ".latency.profiling",
+    # search: accuracy predictor, budgets, specialisation
+    "collect_accuracy_data": ".search.accuracy_data",
+    "load_accuracy_data": ".search.predictor",
+    "train_predictor": ".search.predictor",
+    "AccuracyPredictor": ".search.predictor",
+    "load_predictor": ".search.predictor",
+    "Target": ".search.specialize",
+    "specialize": ".search.specialize",
 }
 
 __all__ = list(_EXPORTS)

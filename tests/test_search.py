@@ -442,14 +442,18 @@ def cli(monkeypatch):
     app_module = importlib.import_module("ofa_edge.cli.app")  # ofa_edge.cli.app is also the Typer app
     from ofa_edge.cli import specialize as command
     from ofa_edge.cli.common import make_typer
+    from ofa_edge.search import predictor as predictor_module
 
     app = make_typer("test app")
     app.command("noop")(lambda: None)  # a group of one command would run it without its name
     command.register_specialize_command(app)
     monkeypatch.setattr(app_module, "app", app)
-    monkeypatch.setattr(command, "supernet_identity", lambda supernet: ("stand-in", get_space("mbv3-fmnist")))
-    monkeypatch.setattr(command, "demo_predictor_path", lambda: Path("stand-in.predictor"))
-    monkeypatch.setattr(command, "load_predictor", lambda path, fingerprint, space: StandInPredictor(space))
+    monkeypatch.setattr(predictor_module, "demo_predictor_path", lambda: Path("stand-in.predictor"))
+    monkeypatch.setattr(
+        predictor_module,
+        "load_predictor",
+        lambda path=None, supernet=None: (StandInPredictor(get_space("mbv3-fmnist")), "stand-in"),
+    )
 
     def run(capsys, *args):
         code = app_module.main(["specialize", *args])
@@ -502,7 +506,6 @@ def test_cli_specialize_tables_on_stderr(cli, capsys, tmp_path):
             ["--budget", "1ms", "--table", "a", "--table", "b", "--budget", "2ms", "--budget", "3ms"],
             "3 --budget values",
         ),
-        (["--budget", "1ms", "--supernet", "x.safetensors"], "--predictor is required for a supernet"),
     ],
 )
 def test_cli_user_errors_are_one_line(cli, capsys, tmp_path, args, message):
@@ -511,13 +514,20 @@ def test_cli_user_errors_are_one_line(cli, capsys, tmp_path, args, message):
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
 
 
+def test_another_supernet_needs_its_own_predictor():
+    from ofa_edge.search.predictor import load_predictor
+
+    with pytest.raises(OFAEdgeError, match="needs its own predictor"):
+        load_predictor(None, "x.safetensors")
+
+
 def test_cli_missing_demo_predictor_is_one_line(cli, capsys, tmp_path, monkeypatch):
-    from ofa_edge.cli import specialize as command
+    from ofa_edge.search import predictor as predictor_module
 
     monkeypatch.undo()  # the real lookup of the shipped predictor
-    monkeypatch.setattr(command, "DEMO_PREDICTOR_PATTERNS", ("no-such-predictor.*",))
+    monkeypatch.setattr(predictor_module, "DEMO_PREDICTOR", tmp_path / "no-such-predictor.safetensors")
     with pytest.raises(OFAEdgeError, match="accuracy predictor is missing from this install"):
-        command.demo_predictor_path()
+        predictor_module.demo_predictor_path()
 
 
 def test_cli_w10_with_a_saved_stand_in_predictor(capsys, tmp_path, monkeypatch, w10):

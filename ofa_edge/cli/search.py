@@ -46,7 +46,7 @@ def predictor_data(
 
     import torch
 
-    from ..search.accuracy_data import collect
+    from ..search.accuracy_data import collect_accuracy_data
     from ..train import SupernetScorer
 
     if threads is not None:
@@ -57,7 +57,7 @@ def predictor_data(
         err.print(f"warning: {warning}")
     records = []
     with ProgressBar("predictor data", enabled=rank == 0) as bar:
-        for record in collect(scorer, out, samples, repeats, seed, rank, world, progress=bar):
+        for record in collect_accuracy_data(scorer, out, samples, repeats, seed, rank, world, progress=bar):
             records.append(record)
     summary = {"out": str(out), "measured": len(records), "rank": rank,
                "seconds": round(sum(r["seconds"] for r in records), 1)}  # fmt: skip

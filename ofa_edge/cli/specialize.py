@@ -19,48 +19,9 @@ from .common import JsonOpt, emit_json, err, fmt_count
 
 if TYPE_CHECKING:
     from ..search.specialize import Result
-    from ..space.space import SearchSpace
-
-DEMO_PREDICTOR_PATTERNS = ("mbv3-fmnist-predictor.*", "mbv3-fmnist.predictor.*")
-
 
 def register_specialize_command(app: typer.Typer) -> None:
     app.command("specialize")(specialize)
-
-
-def default_table(space_name: str) -> str:
-    """The latency table used when no --table is given: onnxruntime on this CPU, fp32, 1 thread,
-    for ``space_name`` (a table of that name in ./latency_tables/ first, else the shipped one)."""
-    return f"onnxruntime-cpu-fp32-{space_name}"
-
-
-def demo_predictor_path() -> Path:
-    """The shipped accuracy predictor of the demo supernet; one error line if this install lacks it."""
-    weights = Path(__file__).resolve().parent.parent / "weights"
-    for pattern in DEMO_PREDICTOR_PATTERNS:
-        found = sorted(weights.glob(pattern), key=lambda p: (p.suffix != ".safetensors", p.name))
-        if found:
-            return found[0]
-    raise OFAEdgeError(
-        f"the demo supernet's accuracy predictor is missing from this install "
-        f"({weights}/{DEMO_PREDICTOR_PATTERNS[0]}); "
-        "fit one with `ofa-edge predictor data` and `ofa-edge predictor train`, then pass --predictor PATH"
-    )
-
-
-def load_predictor(path: Path, fingerprint: str | None, space: SearchSpace | None) -> Any:
-    """The accuracy predictor at ``path``, checked against the supernet and space when given."""
-    from ..search.predictor import AccuracyPredictor
-
-    return AccuracyPredictor.load(path, supernet_fingerprint=fingerprint, space=space)
-
-
-def supernet_identity(supernet: str) -> tuple[str, SearchSpace]:
-    """(fingerprint, space) of a supernet checkpoint ('demo': the shipped one)."""
-    from ..nn.checkpoint import load_supernet, state_fingerprint
-
-    net = load_supernet(supernet)
-    return state_fingerprint(net.state_dict()), net.space
 
 
 def specialize(
@@ -150,7 +111,9 @@ def specialize(
     """
     from rich.table import Table
 
+    from ..latency.store import default_cpu_table
     from ..search.budget import parse_count
+    from ..search.predictor import demo_predictor_path, load_predictor
     from ..search.specialize import ALGORITHMS, make_targets, write_outputs
     from ..search.specialize import specialize as run_specialize
 
@@ -161,22 +124,10 @@ def specialize(
     if not budget and macs_budget is None and params_budget is None:
         raise OFAEdgeError("give a latency --budget (e.g. --budget 25ms, 0.5ms or 250us), or --macs / --params")
 
-    # The predictor, and the supernet it must belong to.
-    fingerprint: str | None = None
-    space: SearchSpace | None = None
-    if predictor is None:
-        if supernet not in (None, "demo"):
-            raise OFAEdgeError("--predictor is required for a supernet other than the demo")
-        predictor_path = demo_predictor_path()
-        supernet = "demo"
-    else:
-        predictor_path = predictor
-    if supernet is not None:
-        fingerprint, space = supernet_identity(supernet)
-    model = load_predictor(predictor_path, fingerprint, space)
-    space = space if space is not None else model.space
+    model, fingerprint = load_predictor(predictor, supernet)
+    space = model.space
 
-    targets = make_targets(table or [default_table(space.name)], budget or [])
+    targets = make_targets(table or [default_cpu_table(space.name)], budget or [])
     results = run_specialize(
         model,
         targets,
@@ -201,9 +152,9 @@ def specialize(
             "population": population,
             "generations": generations,
         },
-        "supernet": supernet,
+        "supernet": supernet or ("demo" if predictor is None else None),
         "supernet_fingerprint": fingerprint or getattr(model, "supernet", None),
-        "predictor": str(Path(predictor_path).resolve()),
+        "predictor": str(Path(predictor).resolve() if predictor else demo_predictor_path()),
     }
     last = write_outputs(results, out, record, plot=plot)
     warnings = [w for w in (_machine_warning(r) for r in results) if w]

@@ -87,3 +87,9 @@ def list_tables() -> list[StoredTable]:
     return [StoredTable(p.stem, p, "user") for p in user] + [
         StoredTable(p.stem, p, "shipped", p.stem in user_names) for p in shipped
     ]
+
+
+def default_cpu_table(space: str) -> str:
+    """The table of this machine's CPU with onnxruntime (fp32, 1 thread) for ``space``: the name
+    ``profile`` gives it by default, so the user's own table of this CPU wins over the shipped one."""
+    return default_table_name("onnxruntime", "CPU", "fp32", 1, space)

@@ -204,3 +204,10 @@ def state_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def supernet_fingerprint(path: str | os.PathLike[str]) -> tuple[str, SearchSpace]:
+    """(fingerprint of its tensors, space) of a supernet checkpoint ('demo': the shipped one):
+    what predictors and data files are tied to."""
+    net = load_supernet(path)
+    return state_fingerprint(net.state_dict()), net.space

@@ -95,7 +95,7 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def collect(
+def collect_accuracy_data(
     scorer: SupernetScorer,
     out: Path,
     samples: int,

@@ -573,3 +573,38 @@ def train_predictor(
     }
     final.report = report
     return final, report
+
+
+# The accuracy predictor of the demo supernet ships inside the package, beside its weights.
+DEMO_PREDICTOR = Path(__file__).resolve().parent.parent / "weights" / "mbv3-fmnist-predictor.safetensors"
+
+
+def demo_predictor_path() -> Path:
+    """The shipped accuracy predictor of the demo supernet; one error line if this install lacks it."""
+    if not DEMO_PREDICTOR.exists():
+        raise PredictorError(
+            f"the demo supernet's accuracy predictor is missing from this install ({DEMO_PREDICTOR}); "
+            "fit one with `ofa-edge predictor data` and `ofa-edge predictor train`, then pass --predictor PATH"
+        )
+    return DEMO_PREDICTOR
+
+
+def load_predictor(
+    path: str | Path | None = None, supernet: str | None = None
+) -> tuple[AccuracyPredictor, str | None]:
+    """The accuracy predictor at ``path`` and the fingerprint of the supernet it is checked against.
+
+    With no ``path``: the demo supernet's shipped predictor (only for the demo supernet). With a
+    ``supernet`` checkpoint, the predictor must belong to it (same fingerprint and space); without
+    one, the predictor's own record of its supernet and space is trusted.
+    """
+    if path is None:
+        if supernet not in (None, "demo"):
+            raise PredictorError("a supernet other than the demo needs its own predictor (--predictor PATH)")
+        path, supernet = demo_predictor_path(), "demo"
+    fingerprint = space = None
+    if supernet is not None:
+        from ..nn.checkpoint import supernet_fingerprint
+
+        fingerprint, space = supernet_fingerprint(supernet)
+    return AccuracyPredictor.load(Path(path), fingerprint, space), fingerprint
