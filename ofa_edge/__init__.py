@@ -59,6 +59,9 @@ _EXPORTS: dict[str, str] = {
     "load_predictor": ".search.predictor",
     "Target": ".search.specialize",
     "specialize": ".search.specialize",
+    # export: convert, verify, time; deploy = specialise + export
+    "export_subnet": ".export.pipeline",
+    "deploy": ".export.deploy",
 }
 
 __all__ = list(_EXPORTS)

@@ -13,6 +13,8 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from ..errors import OFAEdgeError
 from .common import make_typer
+from .deploy import register_deploy_command
+from .export import register_export_command
 from .latency import register_latency_commands
 from .search import predictor_app
 from .space import arch_app, space_app
@@ -27,6 +29,8 @@ app.command("eval")(evaluate)
 register_latency_commands(app)
 app.add_typer(predictor_app, name="predictor")
 register_specialize_command(app)
+register_export_command(app)
+register_deploy_command(app)
 
 
 # ----------------------------------------------------------------------- main

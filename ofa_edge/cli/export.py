@@ -3,7 +3,6 @@ verified against PyTorch and timed (a thin layer over :func:`ofa_edge.export.exp
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,8 +23,9 @@ def export(
     ],
     arch_file: Annotated[
         Path | None,
-        typer.Option("--arch", help="Arch JSON (default: the first target of specialized/last.json).",
-                     metavar="ARCH.json"),
+        typer.Option(
+            "--arch", help="Arch JSON (default: the first target of specialized/last.json).", metavar="ARCH.json"
+        ),
     ] = None,
     int8: Annotated[
         bool, typer.Option("--int8", help="Also write a static int8 file, calibrated on training images.")
@@ -43,8 +43,11 @@ def export(
     ] = "demo",
     table: Annotated[
         str | None,
-        typer.Option("--table", help="Latency table to compare the measurement with (default: the specialize "
-                                     "record's when the arch comes from it)."),
+        typer.Option(
+            "--table",
+            help="Latency table to compare the measurement with (default: the specialize "
+            "record's when the arch comes from it).",
+        ),
     ] = None,
     budget: Annotated[
         str | None, typer.Option("--budget", help="Latency budget, e.g. 25ms or 800us (flagged when missed by >10%).")
@@ -59,9 +62,7 @@ def export(
         str, typer.Option("--data", help="fashion-mnist, mnist, or a folder of class folders.")
     ] = "fashion-mnist",
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder with the IDX files.")] = None,
-    calibration_images: Annotated[
-        int, typer.Option(min=1, help="Training images for BatchNorm recalibration.")
-    ] = 2000,
+    calibration_images: Annotated[int, typer.Option(min=1, help="Training images for BatchNorm recalibration.")] = 2000,
     int8_calibration_images: Annotated[
         int, typer.Option(min=1, help="Training images (of those) that calibrate the int8 quantiser.")
     ] = 300,
@@ -80,13 +81,18 @@ def export(
       ofa-edge export --format onnx --int8                       # the last specialize's arch\n
       ofa-edge export --format tflite --arch a.json --budget 1ms --test-images 2000
     """
-    import shlex
-
     from ..export.pipeline import export_subnet
     from ..export.specialized import last_specialized
     from ..profilers.base import Timing
     from ..search.budget import parse_latency
 
+    command = _command({
+        "--format": fmt, "--arch": arch_file, "--int8": int8, "--finetune-epochs": finetune_epochs,
+        "--finetune-images": finetune_images, "--out": out, "--name": name, "--supernet": supernet,
+        "--table": table, "--budget": budget, "--threads": threads, "--test-images": test_images, "--data": data,
+        "--data-dir": data_dir, "--calibration-images": calibration_images,
+        "--int8-calibration-images": int8_calibration_images, "--warmup": warmup, "--runs": runs, "--rounds": rounds,
+    })  # fmt: skip
     budget_ms = parse_latency(budget) if budget is not None else None
     if arch_file is not None:
         arch: Any = arch_file
@@ -120,13 +126,36 @@ def export(
         table=table,
         budget_ms=budget_ms,
         timing=Timing(warmup, runs, rounds),
-        command=shlex.join(["ofa-edge", *sys.argv[1:]]),
+        command=command,
         progress=progress,
     )
     if as_json:
         emit_json(result.to_dict())
         return
     _summary(result)
+
+
+_DEFAULTS: dict[str, Any] = {
+    "--arch": None, "--int8": False, "--finetune-epochs": 0, "--finetune-images": None, "--out": Path("exported"),
+    "--name": "subnet", "--supernet": "demo", "--table": None, "--budget": None, "--threads": None,
+    "--test-images": None, "--data": "fashion-mnist", "--data-dir": None, "--calibration-images": 2000,
+    "--int8-calibration-images": 300, "--warmup": 10, "--runs": 50, "--rounds": 5,
+}  # fmt: skip
+
+
+def _command(options: dict[str, Any]) -> str:
+    """The command as given (options that differ from their defaults), for the model cards."""
+    import shlex
+
+    words = ["ofa-edge", "export"]
+    for flag, value in options.items():
+        if flag in _DEFAULTS and value == _DEFAULTS[flag]:
+            continue
+        if isinstance(value, bool):
+            words.append(flag)
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def _summary(result: Any) -> None:
@@ -143,7 +172,8 @@ def _summary(result: Any) -> None:
         table.add_row(f.path, f"{f.top1:.2f}%", ms, f.sha256[:12])
     err.print(table)
     err.print(
-        f"parity: fp32 file vs PyTorch max |diff| {ver['fp32_max_abs_diff']:.2e} (tolerance {ver['fp32_tolerance']:g}), "
+        f"parity: fp32 file vs PyTorch max |diff| {ver['fp32_max_abs_diff']:.2e} "
+        f"(tolerance {ver['fp32_tolerance']:g}), "
         f"same top-1 on {ver['fp32_top1_agreement']:.2%} of {ver['images']} test images"
     )
     if result.int8:

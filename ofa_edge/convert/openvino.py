@@ -32,12 +32,16 @@ def convert_openvino(
     calibration: CalibrationData | None = None,
     ignored_scope: Any = None,
     subset_size: int | None = None,
+    preset: str = "mixed",
 ) -> Path:
     """Write ``module`` as OpenVINO IR at ``path`` (``.xml``; weights in the ``.bin`` beside it).
 
     Input ``input`` and output ``output`` with ``example``'s static shape. With ``int8`` the model
     goes through ``nncf.quantize`` (``ignored_scope``: an ``nncf.IgnoredScope`` of layers to keep
-    in float). Both files are written under temp names and renamed, weights first.
+    in float; ``preset`` "mixed": symmetric weights and asymmetric activations, which suits
+    hard-swish outputs (they lie in [-0.375, inf), half a symmetric range wasted), or
+    "performance": symmetric both). Both files are written under temp names and renamed, weights
+    first.
     """
     ov = require("openvino", EXTRA, "OpenVINO export")
     nncf = require("nncf", EXTRA, "OpenVINO int8 quantization") if int8 else None
@@ -50,7 +54,10 @@ def convert_openvino(
     model.outputs[0].get_tensor().set_names({"output"})
     if int8:
         batches = calibration_batches(calibration, tuple(example.shape))
-        options: dict[str, Any] = {"subset_size": subset_size or len(batches)}
+        presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
+        if preset not in presets:
+            raise ValueError(f"unknown nncf preset '{preset}' (known: {', '.join(presets)})")
+        options: dict[str, Any] = {"subset_size": subset_size or len(batches), "preset": presets[preset]}
         if ignored_scope is not None:
             options["ignored_scope"] = ignored_scope
         with convert_guarded("openvino int8", module, example):

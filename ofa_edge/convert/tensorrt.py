@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import OFAEdgeError
 from .common import ConversionError, temp_name
 
-TRTEXEC_HINT = "install TensorRT (pip install 'ofa-edge[tensorrt]' or NVIDIA's packages; on Jetson it is " \
-               "/usr/src/tensorrt/bin/trtexec)"  # fmt: skip
+# The pip wheel (ofa-edge[tensorrt]) brings the libraries and Python bindings, not trtexec.
+TRTEXEC_HINT = "it ships with NVIDIA's TensorRT packages and containers; on Jetson: /usr/src/tensorrt/bin/trtexec"
 
 
 class TensorRTUnavailable(OFAEdgeError):

@@ -41,6 +41,16 @@ FORMATS: dict[str, FormatSpec] = {
 }  # fmt: skip
 
 
+# The export forms each format's int8 graph is built from (see ofa_edge.convert.graph_form and
+# bench/int8.py for why).
+INT8_FORMS: dict[str, tuple[str, ...]] = {
+    "onnx": ("pool", "hswish"),
+    "openvino": (),
+    "tflite": ("hswish",),
+    "tensorrt": (),
+}
+
+
 def get_format(name: str) -> FormatSpec:
     if name not in FORMATS:
         raise OFAEdgeError(f"unknown export format '{name}' (known: {', '.join(FORMATS)})")
@@ -96,22 +106,39 @@ def convert_int8(
     options: dict[str, Any] | None = None,
 ) -> Path:
     """The int8 file at ``path``, quantised with ``fmt``'s own tool on ``calibration`` inputs.
-    ``options`` go to the quantiser (onnx: nodes_to_exclude, op_types; openvino: ignored_scope;
-    tflite: method "aeq" or "pt2e")."""
+
+    ``options["forms"]``: the export forms (see :mod:`ofa_edge.convert.graph_form`) the int8 graph
+    is built from (default: the format's :data:`INT8_FORMS`); the fp32 file is then converted again
+    from that form for the quantiser (the shipped fp32 file keeps the plain form). Other options go
+    to the quantiser (onnx: nodes_to_exclude, op_types; openvino: ignored_scope; tflite: method
+    "aeq" or "pt2e").
+    """
+    from ..convert.graph_form import export_form
+
     options = dict(options or {})
-    if fmt.name == "onnx":
-        from ..convert.onnx import quantize_qdq
+    forms = tuple(options.pop("forms", INT8_FORMS[fmt.name]))
+    source = export_form(module, forms)
+    fp32_form = temp_name(Path(path), "fp32") if forms and fmt.name in ("onnx", "tflite") else None
+    try:
+        if fp32_form is not None:
+            convert_fp32(fmt, source, example, fp32_form)
+            fp32_path = fp32_form
+        if fmt.name == "onnx":
+            from ..convert.onnx import quantize_qdq
 
-        return quantize_qdq(fp32_path, path, tuple(example.shape), calibration, **options)
-    if fmt.name == "openvino":
-        from ..convert.openvino import convert_openvino
+            return quantize_qdq(fp32_path, path, tuple(example.shape), calibration, **options)
+        if fmt.name == "openvino":
+            from ..convert.openvino import convert_openvino
 
-        return convert_openvino(module, example, path, int8=True, calibration=calibration, **options)
-    if fmt.name == "tflite":
-        from ..convert.tflite import quantize_tflite
+            return convert_openvino(source, example, path, int8=True, calibration=calibration, **options)
+        if fmt.name == "tflite":
+            from ..convert.tflite import quantize_tflite
 
-        return quantize_tflite(fp32_path, path, example, calibration, module=module, **options)
-    return _tensorrt(module, example, path, "int8", calibration)
+            return quantize_tflite(fp32_path, path, example, calibration, module=source, **options)
+        return _tensorrt(source, example, path, "int8", calibration)
+    finally:
+        if fp32_form is not None:
+            fp32_form.unlink(missing_ok=True)
 
 
 def _tensorrt(module: nn.Module, example: torch.Tensor, path: Path, precision: str,
@@ -194,6 +221,9 @@ def _io(name: str, shape: Any, dtype: str, quantization: tuple[float, int] | Non
     entry: dict[str, Any] = {"name": name, "shape": [int(d) if str(d).isdigit() else str(d) for d in shape or []],
                              "dtype": dtype}  # fmt: skip
     if quantization is not None:
-        entry["quantization"] = {"scale": quantization[0], "zero_point": quantization[1],
-                                 "formula": "q = round(x / scale) + zero_point; x = (q - zero_point) * scale"}
+        entry["quantization"] = {
+            "scale": quantization[0],
+            "zero_point": quantization[1],
+            "formula": "q = round(x / scale) + zero_point; x = (q - zero_point) * scale",
+        }
     return entry

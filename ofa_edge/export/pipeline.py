@@ -443,6 +443,10 @@ def _latency_summary(spec, precision, measured, backends, lut, table, space, arc
     return summary
 
 
+_CARD_LATENCY_KEYS = ("table", "predicted_ms", "prediction_error", "budget_ms", "over_budget", "budget_missed",
+                      "message", "timing")  # fmt: skip
+
+
 def _card(spec, precision, final, tmp, io, arch, space, supernet, normalization, accuracy, verification,
           measurement, backend, latency, finetune, command) -> dict[str, Any]:  # fmt: skip
     from .. import __version__
@@ -510,8 +514,7 @@ def _card(spec, precision, final, tmp, io, arch, space, supernet, normalization,
             "backend": info.to_dict(),
         }
         if latency is not None:
-            card["latency"].update({k: latency[k] for k in ("table", "predicted_ms", "prediction_error", "budget_ms",
-                                                             "over_budget", "budget_missed", "message", "timing")})
+            card["latency"].update({k: latency[k] for k in _CARD_LATENCY_KEYS})
     return card
 
 

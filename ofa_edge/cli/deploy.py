@@ -1,0 +1,114 @@
+"""CLI command ``deploy``: specialise, export and verify in one command (a thin layer over
+:func:`ofa_edge.export.deploy.deploy`)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .common import JsonOpt, emit_json, err
+
+
+def register_deploy_command(app: typer.Typer) -> None:
+    app.command("deploy")(deploy)
+
+
+def deploy(
+    budget: Annotated[
+        list[str] | None,
+        typer.Option("--budget", "-b", metavar="LATENCY",
+                     help="Latency budget, e.g. 0.3ms or 300us; one per --table, or one for all. "
+                     "Default: the middle of the table's feasible range."),
+    ] = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option("--table", "-t", metavar="NAME|PATH",
+                     help="Latency table of a target (repeat for several). Default: this CPU's onnxruntime table "
+                     "(yours from `ofa-edge profile` first, else the shipped one)."),
+    ] = None,
+    fmt: Annotated[
+        list[str] | None,
+        typer.Option("--format", "-f", help="onnx, openvino, tflite, tensorrt (repeat). Default: onnx, plus "
+                     "openvino and tflite when their extras are installed."),
+    ] = None,
+    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also export and verify static int8 files.")] = True,
+    supernet: Annotated[str, typer.Option(help="Supernet checkpoint, or 'demo'.")] = "demo",
+    predictor: Annotated[
+        Path | None, typer.Option(help="Accuracy predictor of the supernet (default: the demo's shipped one).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one subfolder per target).")] = Path(
+        "deploy"
+    ),
+    test_images: Annotated[
+        int | None, typer.Option(min=1, help="Verify and score on the first N test images (default: all).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Inference threads when timing (default: the table's).")
+    ] = None,
+    refit: Annotated[
+        int,
+        typer.Option(min=0, help="Rounds of the closed loop: a subnet measured >10% over budget refits the table "
+                     "with its measurement, then search and export run again."),
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the search.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Specialise the supernet for each target, then export, verify and time the chosen subnets.
+
+    With no options: the demo supernet and its predictor, this CPU's onnxruntime table, a budget in
+    the middle of its feasible range, ONNX (+ OpenVINO and TFLite when installed), fp32 and int8.
+    Prints one summary: the chosen arch, predicted vs measured latency, fp32/int8 accuracy, files.
+
+    Examples:\n
+      ofa-edge deploy\n
+      ofa-edge deploy --budget 0.25ms --format onnx --test-images 2000\n
+      ofa-edge deploy -t onnxruntime-cpu-fp32-mbv3-fmnist -b 0.3ms -t tflite-cpu-fp32-mbv3-fmnist -b 2ms
+    """
+    from ..export.deploy import deploy as run_deploy
+    from ..search.budget import parse_latency
+
+    budgets = [parse_latency(b) for b in budget or []]
+    deployments = run_deploy(
+        budgets, table, fmt, int8=int8, supernet=supernet, predictor=predictor, out_dir=out,
+        test_images=test_images, threads=threads, refit_rounds=refit, seed=seed,
+        command=shlex.join(["ofa-edge", *sys.argv[1:]]), progress=lambda message: err.print(f"[dim]{message}[/dim]"),
+    )  # fmt: skip
+    if as_json:
+        emit_json({"deployments": [d.to_dict() for d in deployments]})
+        return
+    summary = Table(title="ofa-edge deploy", title_justify="left")
+    for column in ("target", "budget", "arch", "format", "predicted", "measured fp32", "measured int8",
+                   "top-1 fp32", "top-1 int8", "files"):  # fmt: skip
+        summary.add_column(column)
+    for d in deployments:
+        c = d.choice
+        arch = f"r{c.arch.r} d{''.join(map(str, c.arch.d))} pred {c.accuracy:.2f}%"
+        for i, e in enumerate(d.exports):
+            lat = {f.precision: (f.latency or {}).get("measured_ms") for f in e.files}
+            top1 = {f.precision: f.top1 for f in e.files}
+            summary.add_row(
+                d.table if i == 0 else "", f"{d.budget_ms:.3f} ms" if i == 0 else "", arch if i == 0 else "",
+                e.format, f"{c.latency_ms:.3f} ms" if i == 0 else "",
+                _ms(lat.get("fp32")), _ms(lat.get("int8")), _pct(top1.get("fp32")), _pct(top1.get("int8")),
+                ", ".join(Path(f.path).name for f in e.files),
+            )  # fmt: skip
+    err.print(summary)
+    for d in deployments:
+        for note in d.notes + [w for e in d.exports for w in e.warnings]:
+            err.print(f"note: {note}")
+        for r in d.refits:
+            err.print(f"refit round {r['round']}: measured {r['measured_ms']:.3f} ms; table now {r['table']}")
+    err.print(f"files and model cards in {out}/")
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.3f} ms" if value is not None else "-"
+
+
+def _pct(value: float | None) -> str:
+    return f"{value:.2f}%" if value is not None else "-"

@@ -1,0 +1,108 @@
+"""Export forms of a subnet: the same function written with the ops each int8 runtime quantises.
+
+An int8 graph is only as fast as its slowest float island: an op the runtime has no int8 kernel
+for is wrapped in dequantize/quantize (onnxruntime) or left outside the accelerated partition
+(TFLite's XNNPACK delegate), and each such island costs two extra passes over the activation.
+What we found on these runtimes (see ``bench/int8.py``):
+
+* ``x.mean((2, 3), keepdim=True)`` (squeeze-excite and head pooling) exports to ONNX as
+  ``ReduceMean``, which onnxruntime's quantiser leaves in float; ``adaptive_avg_pool2d(x, 1)``
+  exports as ``GlobalAveragePool``, which it quantises (``QLinearGlobalAveragePool``).
+* XNNPACK takes no int8 ``HARD_SWISH``: every hard-swish of a static int8 .tflite runs in the
+  built-in kernels between two delegate partitions. Written as ``(x / 6) * relu6(x + 3)`` it is
+  ADD (fused ReLU6) and two MULs, all int8 in XNNPACK, and the whole net is one partition.
+  The same rewrite turns onnxruntime's float HardSigmoid islands (it splits HardSwish into
+  HardSigmoid and Mul) into QLinearAdd/QLinearMul; ``hsigmoid`` does it for the SE gates.
+
+Every form computes what the subnet computes (the export checks the file against the original
+subnet); they share its parameters (no copies).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn.layers import SqueezeExcite
+from ..nn.subnet import MobileNetV3Subnet
+
+FORMS = ("pool", "hswish", "hsigmoid")
+
+
+class GlobalPoolSE(nn.Module):
+    """Squeeze-and-excite with global average pooling written as ``adaptive_avg_pool2d``."""
+
+    def __init__(self, se: SqueezeExcite) -> None:
+        super().__init__()
+        self.fc = se.fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.fc(F.adaptive_avg_pool2d(x, 1))
+
+
+class DecomposedHardswish(nn.Module):
+    """``(x / 6) * relu6(x + 3)``: add (fused ReLU6) and two multiplies, int8 everywhere in XNNPACK.
+
+    The order matters: litert-torch folds ``x * relu6(x + 3) / 6`` (and ``x * hardsigmoid(x)``)
+    back into one HARD_SWISH; it leaves this one alone.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * (1.0 / 6.0)) * F.relu6(x + 3.0)
+
+
+class DecomposedHardsigmoid(nn.Module):
+    """``relu6(x + 3) / 6`` as add, clamp and a multiply (the squeeze-excite gate)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+class ExportForm(nn.Module):
+    """A :class:`MobileNetV3Subnet` with its head pooling as ``adaptive_avg_pool2d``."""
+
+    def __init__(self, subnet: MobileNetV3Subnet) -> None:
+        super().__init__()
+        self.subnet = subnet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.subnet
+        x = s.first_conv(x)
+        for block in s.blocks:
+            x = block(x)
+        x = s.feature_mix_layer(F.adaptive_avg_pool2d(s.final_expand_layer(x), 1))
+        return s.classifier(torch.flatten(x, 1))
+
+
+def _replace(module: nn.Module, swap) -> nn.Module:
+    for name, child in list(module.named_children()):
+        replacement = swap(child)
+        if replacement is not None:
+            setattr(module, name, replacement)
+        else:
+            _replace(child, swap)
+    return module
+
+
+def export_form(module: nn.Module, forms: tuple[str, ...] | list[str]) -> nn.Module:
+    """``module`` rewritten with ``forms`` ("pool", "hswish", "hsigmoid"); a shallow copy sharing its weights
+    (the original is left as it is). Other module types come back unchanged."""
+    unknown = set(forms) - set(FORMS)
+    if unknown:
+        raise ValueError(f"unknown export form(s) {sorted(unknown)} (known: {', '.join(FORMS)})")
+    if not forms or not isinstance(module, MobileNetV3Subnet):
+        return module
+    import copy
+
+    # Copy the module tree, not the tensors: the copy's parameters are the original's.
+    memo = {id(t): t for t in list(module.parameters()) + list(module.buffers())}
+    twin = copy.deepcopy(module, memo)
+    if "hswish" in forms:
+        _replace(twin, lambda m: DecomposedHardswish() if isinstance(m, nn.Hardswish) else None)
+    if "hsigmoid" in forms:
+        _replace(twin, lambda m: DecomposedHardsigmoid() if isinstance(m, nn.Hardsigmoid) else None)
+    if "pool" in forms:
+        _replace(twin, lambda m: GlobalPoolSE(m) if isinstance(m, SqueezeExcite) else None)
+        return ExportForm(twin).eval()
+    return twin.eval()

@@ -1,0 +1,343 @@
+"""Export: convert and verify a small demo subnet for each format (fp32 and int8), model cards,
+atomic outputs, missing extras, unsupported ops, TensorRT without a GPU, the CLI command."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ofa_edge import get_space
+from ofa_edge.convert.common import ConversionError, MissingExtraError
+from ofa_edge.errors import OFAEdgeError
+from ofa_edge.export import export_subnet, last_specialized, remove_stale_temps, sha256_file
+from ofa_edge.nn import MobileNetV3Subnet
+from ofa_edge.profilers import make_backend
+from ofa_edge.profilers.base import Timing
+
+SPACE = get_space("mbv3-fmnist")
+ARCH = SPACE.min_arch(20)  # the smallest demo subnet at the smallest resolution: quick to convert and run
+QUICK = {"test_images": 200, "timing": Timing(warmup=2, runs=10, rounds=2), "calibration_images": 500,
+         "int8_calibration_images": 100}  # fmt: skip
+CARD_FIELDS = {"file", "files", "sha256", "bytes", "format", "precision", "arch", "resolution", "macs", "params",
+               "input", "output", "normalization", "accuracy", "verification", "latency", "command",
+               "created"}  # fmt: skip
+
+
+def _check_export(result, fmt: str, int8: bool, out: Path) -> None:
+    precisions = ["fp32", "int8"] if int8 else ["fp32"]
+    assert [f.precision for f in result.files] == precisions
+    ver, acc = result.verification, result.accuracy
+    assert ver["passed"] and ver["fp32_max_abs_diff"] <= 1e-3 and ver["images"] == 200
+    assert ver["fp32_top1_agreement"] >= 0.99
+    assert acc["fp32_top1"] > 80 and abs(acc["fp32_top1"] - acc["torch_top1"]) <= 0.5
+    if int8:
+        assert acc["int8_agreement_with_fp32"] >= 0.9 and acc["int8_top1"] > 75
+    for f in result.files:
+        path = Path(f.path)
+        assert path.exists() and path.parent == out
+        card = json.loads(Path(f.card_json).read_text())
+        assert CARD_FIELDS <= set(card)
+        assert card["sha256"] == sha256_file(path) == f.sha256
+        for name, digest in card["files"].items():  # OpenVINO: the .bin too
+            assert sha256_file(out / name) == digest
+        assert card["arch"] == ARCH.to_dict() and card["resolution"] == 20
+        assert card["macs"] == SPACE.macs(ARCH) and card["params"] == SPACE.params(ARCH)
+        assert card["precision"] == f.precision and card["format"] == fmt
+        lat = card["latency"]
+        assert lat["measured_ms"] > 0 and lat["threads"] == 1 and lat["backend"]["precision"] == f.precision
+        assert lat["backend"]["backend"] == result.latency["backend"]["backend"] and lat["backend"]["device_detail"]
+        md = Path(f.card_md).read_text()
+        assert card["sha256"] in md and "latency" in md
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", "tflite"])
+def test_export_converts_and_verifies_fp32_and_int8(fmt, tmp_path):
+    result = export_subnet(ARCH, fmt, int8=True, out_dir=tmp_path, **QUICK)
+    _check_export(result, fmt, True, tmp_path)
+    assert result.latency["precision"] == "int8" and result.latency["int8_speedup"] > 0
+    if fmt == "tflite":  # static int8 files take and give int8: the card says how to convert
+        card = json.loads(Path(result.file("int8").card_json).read_text())
+        assert card["input"]["dtype"] == "int8" and card["input"]["quantization"]["scale"] > 0
+        assert "zero_point" in card["output"]["quantization"]
+
+
+@pytest.mark.slow
+def test_export_with_table_and_budget_flags_a_miss(tmp_path):
+    result = export_subnet(ARCH, "onnx", out_dir=tmp_path, table="onnxruntime-cpu-fp32-mbv3-fmnist",
+                           budget_ms=0.001, **QUICK)  # fmt: skip
+    _check_export(result, "onnx", False, tmp_path)
+    lat = result.latency
+    assert lat["table"] == "onnxruntime-cpu-fp32-mbv3-fmnist" and lat["predicted_ms"] > 0
+    assert lat["budget_missed"] and result.budget_missed and "misses the 0.001 ms budget" in lat["message"]
+    assert lat["message"] in result.warnings
+    card = json.loads(Path(result.file("fp32").card_json).read_text())
+    assert card["latency"]["predicted_ms"] == lat["predicted_ms"] and card["latency"]["budget_missed"]
+
+
+def test_a_table_for_another_backend_or_precision_is_refused(tmp_path):
+    with pytest.raises(OFAEdgeError, match="timed with onnxruntime"):
+        export_subnet(ARCH, "onnx", out_dir=tmp_path, table="openvino-cpu-fp32-mbv3-fmnist", **QUICK)
+    with pytest.raises(OFAEdgeError, match="precision"):
+        export_subnet(ARCH, "onnx", out_dir=tmp_path, table="onnxruntime-cpu-int8-mbv3-fmnist", **QUICK)
+    assert not list(tmp_path.iterdir())
+
+
+def test_tensorrt_exports_on_a_gpu_or_says_why_not_in_one_line(tmp_path):
+    from ofa_edge.convert.tensorrt import tensorrt_availability
+
+    ok, why = tensorrt_availability()
+    if not ok:
+        with pytest.raises(OFAEdgeError) as info:
+            export_subnet(ARCH, "tensorrt", out_dir=tmp_path, **QUICK)
+        assert "\n" not in str(info.value) and "GPU" in str(info.value)
+        assert not list(tmp_path.iterdir())
+        pytest.skip(f"no TensorRT here: {why}")
+    result = export_subnet(ARCH, "tensorrt", int8=True, out_dir=tmp_path, **QUICK)
+    assert result.verification["passed"] and result.latency["backend"]["device"] != "CPU"
+
+
+def test_tensorrt_backend_records_a_gpu_never_the_cpu():
+    from ofa_edge.profilers.tensorrt import gpu_index, parse_exported_times
+
+    be = make_backend("tensorrt", device="CPU")  # the CLI's default device
+    info = be.describe()
+    assert info.device != "CPU" and (info.device == f"GPU.{be.gpu}" or info.device == be.gpu_name())
+    assert (gpu_index("GPU.1", None), gpu_index("cuda:2", None), gpu_index("CPU", None), gpu_index("GPU", 3)) == (
+        1, 2, 0, 3)  # fmt: skip
+    times = json.dumps([{"computeMs": v} for v in [9.0, 9.0, 1.0, 2.0, 3.0]])
+    m = parse_exported_times(times, warmup=2)  # warm-up iterations are dropped
+    assert (m.median_ms, m.samples) == (2.0, 3)
+
+
+@pytest.mark.slow
+def test_finetuning_with_distillation_runs_and_is_recorded(tmp_path):
+    result = export_subnet(ARCH, "onnx", out_dir=tmp_path, finetune_epochs=1, finetune_images=256,
+                           measure_latency=False, **{k: v for k, v in QUICK.items() if k != "timing"})  # fmt: skip
+    ft = result.finetune
+    assert ft["epochs"] == 1 and ft["steps"] == 2 and ft["images_per_epoch"] == 256
+    assert ft["teacher"] == SPACE.max_arch(20).to_dict() and np.isfinite(ft["final_loss"])
+    assert result.verification["passed"] and result.latency is None
+    card = json.loads(Path(result.file("fp32").card_json).read_text())
+    assert card["finetune"]["steps"] == 2 and card["latency"] is None
+
+
+# ------------------------------------------------------------------ atomicity
+def test_a_failed_export_leaves_no_file_under_the_output_names(tmp_path, monkeypatch):
+    from ofa_edge.export import pipeline
+
+    (tmp_path / "subnet-fp32.onnx").write_bytes(b"an earlier export")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("quantiser crashed")
+
+    monkeypatch.setattr(pipeline, "convert_int8", fail)
+    with pytest.raises(RuntimeError, match="quantiser crashed"):
+        export_subnet(ARCH, "onnx", int8=True, out_dir=tmp_path, **QUICK)
+    # The fp32 file had been converted and checked: it is not put in place, and the old one stays.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["subnet-fp32.onnx"]
+    assert (tmp_path / "subnet-fp32.onnx").read_bytes() == b"an earlier export"
+
+
+@pytest.mark.slow
+def test_a_killed_export_leaves_no_file_under_the_output_names(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal
+        from ofa_edge.export import pipeline
+        def die(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+        pipeline.convert_int8 = die
+        pipeline.export_subnet({ARCH.to_dict()!r}, "openvino", int8=True, out_dir={str(tmp_path)!r},
+                               test_images=50, measure_latency=False, calibration_images=200)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == -9, done.stderr[-2000:]
+    names = [p.name for p in tmp_path.iterdir()]
+    assert names and all(n.startswith(".") for n in names)  # only hidden temp files of the dead run
+    assert sorted(p.name for p in remove_stale_temps(tmp_path)) == sorted(names)
+    assert not list(tmp_path.iterdir())
+
+
+def test_verification_failure_writes_nothing(tmp_path, monkeypatch):
+    from ofa_edge.export import pipeline
+    from ofa_edge.export.formats import Outputs
+
+    real = pipeline.run_file
+
+    def off_by_one(*args, **kwargs):
+        out = real(*args, **kwargs)
+        return Outputs(out.logits + 1.0, out.io)
+
+    monkeypatch.setattr(pipeline, "run_file", off_by_one)
+    with pytest.raises(pipeline.ExportVerificationError, match="differs from the PyTorch subnet by up to 1"):
+        export_subnet(ARCH, "onnx", out_dir=tmp_path, **QUICK)
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------- missing extras
+@pytest.mark.parametrize(("fmt", "module", "extra"), [("openvino", "openvino", "openvino"),
+                                                      ("openvino", "nncf", "openvino"),
+                                                      ("tflite", "litert_torch", "tflite"),
+                                                      ("tflite", "ai_edge_quantizer", "tflite")])  # fmt: skip
+def test_a_missing_extra_is_one_line_with_the_pip_command(fmt, module, extra, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails, find_spec finds nothing
+    with pytest.raises(MissingExtraError) as info:
+        export_subnet(ARCH, fmt, int8=True, out_dir=tmp_path, **QUICK)
+    message = str(info.value)
+    assert f"pip install 'ofa-edge[{extra}]'" in message and "\n" not in message
+    assert not list(tmp_path.iterdir())
+    if module in ("openvino", "litert_torch"):
+        ok, why = make_backend(fmt).availability()
+        assert not ok and f"pip install 'ofa-edge[{extra}]'" in why
+
+
+def test_the_converters_themselves_name_the_pip_command(monkeypatch, tmp_path):
+    from ofa_edge.convert.openvino import convert_openvino
+    from ofa_edge.convert.tflite import convert_tflite
+
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    monkeypatch.setitem(sys.modules, "litert_torch", None)
+    net, x = nn.Conv2d(1, 2, 1), torch.zeros(1, 1, 4, 4)
+    with pytest.raises(MissingExtraError, match=r"pip install 'ofa-edge\[openvino\]'"):
+        convert_openvino(net, x, tmp_path / "m.xml")
+    with pytest.raises(MissingExtraError, match=r"pip install 'ofa-edge\[tflite\]'"):
+        convert_tflite(net, x, tmp_path / "m.tflite")
+
+
+# ---------------------------------------------------------------- unsupported ops
+class _CumMax(nn.Module):
+    """An op no converter here handles (aten::cummax)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cummax(x, dim=1)[0]
+
+
+def _subnet_with_unsupported_op(block: int = 2) -> MobileNetV3Subnet:
+    net = MobileNetV3Subnet.from_arch(SPACE, ARCH).eval()
+    net.blocks[block].conv.depth_conv.act = _CumMax()
+    return net
+
+
+def _convert(fmt: str, net: nn.Module, x: torch.Tensor, folder: Path) -> None:
+    from ofa_edge.export.formats import FORMATS, convert_fp32
+
+    convert_fp32(FORMATS[fmt], net, x, folder / f"m{FORMATS[fmt].suffix}")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", pytest.param("tflite", marks=pytest.mark.slow)])
+def test_an_unsupported_op_is_named_with_its_block(fmt, tmp_path):
+    net = _subnet_with_unsupported_op(block=2)
+    with pytest.raises(ConversionError) as info:
+        _convert(fmt, net, torch.zeros(1, 1, 20, 20), tmp_path)
+    message = str(info.value)
+    assert "op 'cummax'" in message and "block 2 (blocks.2.conv.depth_conv.act)" in message, message
+    assert "\n" not in message
+    assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ int8 I/O
+def test_int8_io_round_trip():
+    from ofa_edge.convert.tflite import dequantize_output, io_quantization, quantize_input
+
+    detail = {"dtype": np.int8, "quantization": (0.05, -10)}
+    x = np.array([[-1.0, 0.0, 0.5, 100.0]], np.float32)
+    q = quantize_input(x, detail)
+    assert q.dtype == np.int8 and q.tolist() == [[-30, -10, 0, 127]]  # clipped at the top
+    assert np.allclose(dequantize_output(q, detail)[0, :3], x[0, :3])
+    assert io_quantization({"dtype": np.float32, "quantization": (0.0, 0)}) is None
+
+
+# ------------------------------------------------------------ specialize record
+def test_without_an_arch_the_last_specialize_is_used_or_one_line_says_what_to_do(tmp_path):
+    with pytest.raises(OFAEdgeError, match=r"run `ofa-edge specialize` first, or pass --arch"):
+        last_specialized(tmp_path / "specialized" / "last.json")
+    folder = tmp_path / "specialized"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps(ARCH.to_dict()))
+    record = {
+        "format": "ofa-edge-specialize/1",
+        "targets": [
+            {"table": "onnxruntime-cpu-fp32-mbv3-fmnist", "budget_ms": 0.5, "arch_file": str(folder / "a.json")}
+        ],
+    }
+    (folder / "last.json").write_text(json.dumps(record))
+    target = last_specialized(folder / "last.json")
+    assert target.arch == ARCH and target.table == "onnxruntime-cpu-fp32-mbv3-fmnist" and target.budget_ms == 0.5
+
+
+# ---------------------------------------------------------------- table refit
+def test_a_calibration_point_goes_to_a_copy_never_the_shipped_table(tmp_path, monkeypatch):
+    from ofa_edge.export import add_calibration_point
+    from ofa_edge.latency.store import resolve_table_path
+
+    monkeypatch.setenv("OFA_EDGE_TABLES", str(tmp_path / "latency_tables"))
+    name = "onnxruntime-cpu-fp32-mbv3-fmnist"
+    shipped = resolve_table_path(name)
+    before = shipped.read_bytes()
+    saved, table, warnings = add_calibration_point(name, SPACE, ARCH, 0.2)
+    assert saved == tmp_path / "latency_tables" / f"{name}.json" and saved.exists()
+    assert shipped.read_bytes() == before
+    assert table.calibration.points[-1]["measured_ms"] == 0.2 and table.calibration.points[-1]["source"] == "export"
+    assert any("ships with ofa-edge" in w for w in warnings)
+    again, table2, _ = add_calibration_point(name, SPACE, ARCH, 0.21)  # now found first, updated in place
+    assert again == saved and len(table2.calibration.points) == len(table.calibration.points) + 1
+
+
+# ------------------------------------------------------------------------ CLI
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from ofa_edge.cli.export import register_export_command
+
+    app_module = importlib.import_module("ofa_edge.cli.app")
+    if not any(c.name == "export" for c in app_module.app.registered_commands):
+        register_export_command(app_module.app)  # until app.py registers it
+    code = app_module.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_cli_export_json_prints_one_object(tmp_path, capsys):
+    arch_file = tmp_path / "arch.json"
+    arch_file.write_text(json.dumps(ARCH.to_dict()))
+    code, out, err = _cli(["export", "--format", "onnx", "--arch", str(arch_file), "--int8", "--out",
+                           str(tmp_path / "out"), "--test-images", "200", "--runs", "5", "--rounds", "1",
+                           "--budget", "1000ms", "--calibration-images", "500", "--json"], capsys)  # fmt: skip
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    payload = json.loads(lines[0])
+    assert payload["format"] == "onnx" and [f["precision"] for f in payload["files"]] == ["fp32", "int8"]
+    assert payload["latency"]["budget_ms"] == 1000 and not payload["latency"]["budget_missed"]
+    card = json.loads(Path(payload["files"][1]["card_json"]).read_text())
+    assert card["command"].startswith("ofa-edge export --format onnx")
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _cli(["export", "--format", "onnx"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "run `ofa-edge specialize` first, or pass --arch" in err
+    code, _, err = _cli(["export", "--format", "coreml", "--arch", "x.json"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    (tmp_path / "a.json").write_text(json.dumps(ARCH.to_dict()))
+    code, _, err = _cli(["export", "--format", "openvino", "--arch", "a.json"], capsys)
+    assert code == 2 and err == "error: openvino is not installed (openvino export needs it): " \
+                                "pip install 'ofa-edge[openvino]'\n"  # fmt: skip
+
+
+def test_stale_temps_of_live_processes_are_kept(tmp_path):
+    mine = tmp_path / f".subnet-fp32.partial-{os.getpid()}-0123abcd.onnx"
+    mine.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path) == [] and mine.exists()
