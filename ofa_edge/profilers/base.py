@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import OFAEdgeError
 from ..host import cpu_identity
+
+if TYPE_CHECKING:  # annotations only: timing and table code runs without importing torch
+    import torch
+    from torch import nn
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
