@@ -18,7 +18,7 @@ SupernetOpt = Annotated[
 
 @predictor_app.command("data")
 def predictor_data(
-    out: Annotated[Path, typer.Option("--out", help="JSON-lines file; appended to, and resumed from.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON-lines file; appended to, and resumed from.")],
     supernet: SupernetOpt = "demo",
     samples: Annotated[int, typer.Option(help="Random subnets (uniform over every choice), after the corners.")] = 500,
     repeats: Annotated[
@@ -72,7 +72,7 @@ def predictor_train(
     data: Annotated[Path, typer.Option("--data", help="JSON-lines file written by `predictor data`.")],
     out: Annotated[
         Path,
-        typer.Option("--out", help="Predictor file to write (one safetensors file, e.g. demo.predictor.safetensors)."),
+        typer.Option("--out", "-o", help="Predictor file to write (one safetensors file: weights and metadata)."),
     ],
     supernet: SupernetOpt = "demo",
     holdout: Annotated[float, typer.Option(help="Share of the random subnets held out to compare the models.")] = 0.2,
