@@ -19,21 +19,15 @@ Presets
       keeps the first block at full resolution and ends at 2x2 (28 px) or 2x2 (20 px), the same
       downsampling depth as ImageNet relative to its input (224/32 = 7 there, 28/16 ~ 2 here).
     * **Width multiplier 0.75** of the MobileNetV3 base widths (stem 16, stages 24/32/64/88/120,
-      head 720/960). Measured here (design notes: 2 threads, batch 128, channels-last): the largest
-      subnet trains at ~170 s per 50k-image epoch and the smallest at ~40 s; trained alone for 10
-      epochs they reach 93.1% and 92.8% test accuracy, so the 93%/91% goals are reachable. Width 0.5
-      was 1.7x faster but 0.6 points worse at the top. Our supernet with the largest subnet active
-      takes 405 ms per batch-128 step at 28 px (``bench/supernet_step.py --space mbv3-fmnist
-      --batch 128 --resolution 28``), i.e. ~160 s per epoch, in line with those numbers.
-    * **Resolutions 20, 24, 28.** Nets trained only at 28 px fall to 51-66% at 20 px, so elastic
+      head 720/960): trained alone, its largest and smallest subnets come within reach of the
+      accuracy goals in a CPU-sized budget, where width 0.5 trains faster but lands lower (the
+      measurements are in BENCHMARKS.md and the design notes).
+    * **Resolutions 20, 24, 28.** Nets trained only at 28 px collapse at 20 px, so elastic
       resolution must be trained; three steps of 4 px keep a real latency/accuracy trade-off
       (20 px costs about half the MACs of 28 px) without the collapse seen at 16 px.
-    * **Time budget.** Progressive shrinking costs about (in max-net epochs M, counting the
-      teacher forward as M/3 and the mean sampled subnet as ~0.6-0.75 of the max net): full 8,
-      kernel 4 x 1.33, depth (2+4) x 1.8, expand (2+4) x 2.7 = ~40 M; resolution sampling in
-      {20, 24, 28} scales that by the mean pixel ratio 0.75, so ~30 x 170 s = ~1.4 h, plus
-      validation and BN recalibration: within the ~3 h target on this 2-core machine.
-      (The training issue owns the schedule; these widths and resolutions are what it can afford.)
+    * **Time budget.** Progressive shrinking costs about 40 max-net epochs (full net 8, kernel
+      4 x 1.33, depth (2+4) x 1.8, expand (2+4) x 2.7, counting the teacher's forward and the mean
+      sampled subnet's size), scaled by 0.75 for the mean pixel count of the three resolutions.
 """
 
 from __future__ import annotations

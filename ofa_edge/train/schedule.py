@@ -9,7 +9,7 @@ Presets
 ``reference``  the paper's ImageNet schedule (epochs and learning rates of the reference code,
                whose per-GPU batch is 64; scale ``lr`` with your total batch size).
 ``fmnist``     the shipped demo on Fashion-MNIST (50k training images, batch 128): the same phase
-               order and subnets per step, epochs sized for about 1.3 h on a 2-core CPU.
+               order and subnets per step, epochs sized for a 2-core CPU (its cost: BENCHMARKS.md).
 ``quick``      a CI-sized run: every phase for a few steps on a small subset.
 ``fmnist-extend``  more training for a supernet that finished ``fmnist`` (``--init-from``): the
                full net refreshed for 2 epochs (it becomes the new teacher), then 2 epochs sampling
