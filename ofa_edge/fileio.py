@@ -68,3 +68,25 @@ def read_user_json(path: Path, what: str, error: type[OFAEdgeError], hint: str =
         raise error(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}){suffix}") from None
     except UnicodeDecodeError:
         raise error(f"{path} is not valid JSON (not UTF-8 text){suffix}") from None
+
+
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's header, from the file's first bytes (the
+    8-byte little-endian header length, then the JSON header). Raises ValueError when ``data`` is
+    not the start of a safetensors file."""
+    if len(data) < 8:
+        raise ValueError("shorter than a safetensors header")
+    length = int.from_bytes(data[:8], "little")
+    if len(data) < 8 + length:
+        raise ValueError("truncated safetensors header")
+    header = json.loads(data[8 : 8 + length])
+    if not isinstance(header, dict):
+        raise ValueError("safetensors header is not a JSON object")
+    return header.get("__metadata__") or {}
+
+
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """:func:`safetensors_metadata` of a file, reading only its header."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        return safetensors_metadata(head + handle.read(int.from_bytes(head, "little")) if len(head) == 8 else head)

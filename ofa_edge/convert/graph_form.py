@@ -13,6 +13,12 @@ What we found on these runtimes (see ``bench/int8.py``):
   ADD (fused ReLU6) and two MULs, all int8 in XNNPACK, and the whole net is one partition.
   The same rewrite turns onnxruntime's float HardSigmoid islands (it splits HardSwish into
   HardSigmoid and Mul) into QLinearAdd/QLinearMul; ``hsigmoid`` does it for the SE gates.
+* XNNPACK (ai-edge-litert 2.3) runs a depthwise convolution fast only up to 25 taps (its unipass
+  kernels: 3x3, 5x5, 3x7, ...); a 7x7 one takes its multipass path, several times slower than the
+  built-in kernels in fp32 and 50-1000x slower in int8 (a demo subnet with eleven 7x7 depthwise
+  convolutions: int8 ~7x slower than fp32, 95% of it in those convolutions). ``dwsplit`` writes
+  each such convolution (with its batch norm folded in) as row bands of at most 25 taps over the
+  padded input, summed: a few ADDs instead of one slow op.
 
 Every form computes what the subnet computes (the export checks the file against the original
 subnet); they share its parameters (no copies).
@@ -27,7 +33,8 @@ from torch import nn
 from ..nn.layers import SqueezeExcite
 from ..nn.subnet import MobileNetV3Subnet
 
-FORMS = ("pool", "hswish", "hsigmoid")
+FORMS = ("pool", "hswish", "hsigmoid", "dwsplit")
+MAX_DEPTHWISE_TAPS = 25  # the largest depthwise kernel XNNPACK runs in one pass
 
 
 class GlobalPoolSE(nn.Module):
@@ -59,6 +66,57 @@ class DecomposedHardsigmoid(nn.Module):
         return F.relu6(x + 3.0) * (1.0 / 6.0)
 
 
+class SplitDepthwise(nn.Module):
+    """A depthwise ``conv`` followed by its eval-mode ``bn``, as a sum of depthwise convolutions over
+    row bands of the kernel (each at most :data:`MAX_DEPTHWISE_TAPS` taps) on the padded input.
+
+    The batch norm is folded into the bands in ``forward`` (constants for the exporter; the bias goes
+    to the first band), so the parameters stay the original's.
+    """
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+        super().__init__()
+        self.conv = conv
+        self.bn = bn
+        kh, kw = conv.kernel_size
+        rows = max(1, MAX_DEPTHWISE_TAPS // kw)
+        self.bands = [(r, min(r + rows, kh)) for r in range(0, kh, rows)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, bn = self.conv, self.bn
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+        bias = bn.bias - bn.running_mean * scale
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+        kh, (sh, sw), (ph, pw) = conv.kernel_size[0], conv.stride, conv.padding
+        x = F.pad(x, (pw, pw, ph, ph))
+        out_h = (x.shape[2] - kh) // sh + 1
+        out = None
+        for r0, r1 in self.bands:
+            rows = x[:, :, r0 : r0 + (out_h - 1) * sh + (r1 - r0), :]
+            y = F.conv2d(rows, weight[:, :, r0:r1, :], bias if out is None else None, (sh, sw), 0, 1, conv.groups)
+            out = y if out is None else out + y
+        return out
+
+
+def _split_depthwise(module: nn.Module) -> None:
+    """Replace each ``conv``/``bn`` pair (an ``nn.Sequential``'s children) whose conv is depthwise with
+    more than :data:`MAX_DEPTHWISE_TAPS` taps by a :class:`SplitDepthwise` and an identity."""
+    for child in module.modules():
+        if not isinstance(child, nn.Sequential):
+            continue
+        conv, bn = getattr(child, "conv", None), getattr(child, "bn", None)
+        if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+            continue
+        depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+        kh, kw = conv.kernel_size
+        plain = conv.dilation == (1, 1) and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+        if depthwise and plain and kh * kw > MAX_DEPTHWISE_TAPS:
+            child.conv = SplitDepthwise(conv, bn)
+            child.bn = nn.Identity()
+
+
 class ExportForm(nn.Module):
     """A :class:`MobileNetV3Subnet` with its head pooling as ``adaptive_avg_pool2d``."""
 
@@ -86,7 +144,7 @@ def _replace(module: nn.Module, swap) -> nn.Module:
 
 
 def export_form(module: nn.Module, forms: tuple[str, ...] | list[str]) -> nn.Module:
-    """``module`` rewritten with ``forms`` ("pool", "hswish", "hsigmoid"); a shallow copy sharing its weights
+    """``module`` rewritten with ``forms`` ("pool", "hswish", "hsigmoid", "dwsplit"); a shallow copy sharing its weights
     (the original is left as it is). Other module types come back unchanged."""
     unknown = set(forms) - set(FORMS)
     if unknown:
@@ -102,6 +160,8 @@ def export_form(module: nn.Module, forms: tuple[str, ...] | list[str]) -> nn.Mod
         _replace(twin, lambda m: DecomposedHardswish() if isinstance(m, nn.Hardswish) else None)
     if "hsigmoid" in forms:
         _replace(twin, lambda m: DecomposedHardsigmoid() if isinstance(m, nn.Hardsigmoid) else None)
+    if "dwsplit" in forms:
+        _split_depthwise(twin)
     if "pool" in forms:
         _replace(twin, lambda m: GlobalPoolSE(m) if isinstance(m, SqueezeExcite) else None)
         return ExportForm(twin).eval()

@@ -46,7 +46,7 @@ FORMATS: dict[str, FormatSpec] = {
 INT8_FORMS: dict[str, tuple[str, ...]] = {
     "onnx": ("pool", "hswish"),
     "openvino": (),
-    "tflite": ("hswish",),
+    "tflite": ("hswish", "dwsplit"),
     "tensorrt": (),
 }
 

@@ -29,7 +29,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from ..errors import CheckpointError, OFAEdgeError
-from ..fileio import atomic_write_bytes, read_user_file
+from ..fileio import atomic_write_bytes, read_safetensors_metadata, read_user_file, safetensors_metadata
 from ..space.space import SPACE_NAMES, SearchSpace, get_space
 from .supernet import OFAMobileNetV3
 
@@ -110,7 +110,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], SearchSpace | 
         return _read_torch_file(path), None
     try:
         tensors = load_safetensors_bytes(data)
-        metadata = _safetensors_metadata(data)
+        metadata = safetensors_metadata(data)
     except (SafetensorError, ValueError, json.JSONDecodeError):
         raise CheckpointError(
             f"{path} is neither a safetensors file nor a torch.save checkpoint (or it is truncated)"
@@ -128,18 +128,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], SearchSpace | 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The metadata of an ofa-edge checkpoint (empty for other files)."""
     try:
-        with open(resolve_checkpoint(path), "rb") as handle:
-            head = handle.read(8)
-            header = handle.read(int.from_bytes(head, "little")) if len(head) == 8 else b""
-        return json.loads(header).get("__metadata__", {}) or {}
-    except (OSError, ValueError, json.JSONDecodeError, AttributeError, CheckpointError):
+        return read_safetensors_metadata(resolve_checkpoint(path))
+    except (OSError, ValueError, CheckpointError):  # json.JSONDecodeError is a ValueError
         return {}
-
-
-def _safetensors_metadata(data: bytes) -> dict[str, str]:
-    header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_len])
-    return header.get("__metadata__", {}) or {}
 
 
 def _read_torch_file(path: Path) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..space.arch import Arch
-from ..space.space import BlockSpec, SearchSpace, get_space, make_divisible
+from ..space.space import BlockSpec, SearchSpace, get_space
 from .dynamic_ops import (
     DynamicBatchNorm2d,
     DynamicDepthwiseConv2d,
@@ -69,7 +69,7 @@ class DynamicMBConv(nn.Module):
         return hasattr(self.depth_conv, "se")
 
     def mid_channels(self, expand: int) -> int:
-        return make_divisible(round(self.in_channels * expand), 8)
+        return SearchSpace.mid_channels(self.in_channels, expand)
 
     def set_active(self, kernel: int, expand: int) -> None:
         self.inverted_bottleneck.conv.active_out = self.mid_channels(expand)

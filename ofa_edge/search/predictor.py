@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArchError, OFAEdgeError
-from ..fileio import atomic_write_bytes, read_user_file
+from ..fileio import atomic_write_bytes, read_user_file, safetensors_metadata
 from ..space.arch import Arch
 from ..space.space import SearchSpace
 from .accuracy_data import FORMAT as DATA_FORMAT
@@ -343,8 +343,7 @@ class AccuracyPredictor:
         raw = read_user_file(path, "predictor", PredictorError)
         try:
             tensors = load_bytes(raw)
-            header_len = int.from_bytes(raw[:8], "little")
-            metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__") or {}
+            metadata = safetensors_metadata(raw)
         except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             raise PredictorError(f"{path} is not a predictor file (not safetensors, or truncated)") from None
         if metadata.get("format") != FORMAT:

@@ -151,7 +151,9 @@ class SearchSpace:
         """Block slots carried by ``ks``/``e``: stages x max depth (20 for OFA-MBv3)."""
         return self.num_stages * self.max_depth
 
-    def mid_channels(self, in_channels: int, expand: int) -> int:
+    @staticmethod
+    def mid_channels(in_channels: int, expand: int) -> int:
+        """An MBConv block's expanded (middle) width: the one rule, for specs and the supernet alike."""
         return make_divisible(round(in_channels * expand), 8)
 
     @staticmethod

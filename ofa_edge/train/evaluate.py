@@ -159,6 +159,8 @@ class SupernetScorer:
     def use_calibration_subset(self, subset: int, images: int | None = None) -> None:
         """Recalibrate BatchNorm from now on with block ``subset`` of ``images`` training images."""
         images = len(self.data.calibration) if images is None else images
+        if subset == 0:  # the usual case: as many as there are, up to ``images`` (tiny data sets have fewer)
+            images = min(images, len(self.train_part))
         start = subset * images
         if start + images > len(self.train_part):
             raise OFAEdgeError(

@@ -40,7 +40,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from ..errors import OFAEdgeError
-from ..fileio import atomic_write_bytes, atomic_write_text
+from ..fileio import atomic_write_bytes, atomic_write_text, safetensors_metadata
 from ..nn.checkpoint import (
     load_supernet,
     read_metadata,
@@ -277,8 +277,7 @@ class Trainer:
         data = self.checkpoint_path.read_bytes()
         try:
             tensors = load_safetensors_bytes(data)
-            header_len = int.from_bytes(data[:8], "little")
-            metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
+            metadata = safetensors_metadata(data)
         except (SafetensorError, ValueError, json.JSONDecodeError):
             raise OFAEdgeError(f"{self.checkpoint_path} is damaged; move it away to start over") from None
         if metadata.get("format") != TRAIN_FORMAT:
