@@ -70,7 +70,7 @@ def test_missing_data_says_how_to_get_it(tmp_path):
 
 def test_default_fashion_mnist_message_names_debian_package(monkeypatch, tmp_path):
     monkeypatch.setattr("ofa_edge.train.data.FASHION_MNIST_DIR", tmp_path / "absent")
-    from ofa_edge import data
+    from ofa_edge.train import data
 
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         data.load_idx_dataset("fashion-mnist", data.FASHION_MNIST_DIR, "train", data.FASHION_MNIST_CLASSES)

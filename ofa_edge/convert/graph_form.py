@@ -26,6 +26,8 @@ subnet); they share its parameters (no copies).
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,19 +70,19 @@ class DecomposedHardsigmoid(nn.Module):
 
 class SplitDepthwise(nn.Module):
     """A depthwise ``conv`` followed by its eval-mode ``bn``, as a sum of depthwise convolutions over
-    row bands of the kernel (each at most :data:`MAX_DEPTHWISE_TAPS` taps) on the padded input.
+    row bands of the kernel (each at most :data:`MAX_DEPTHWISE_TAPS` taps, band heights balanced).
 
-    The batch norm is folded into the bands in ``forward`` (constants for the exporter; the bias goes
-    to the first band), so the parameters stay the original's.
+    Kernel rows and columns that only ever meet padding (a 7x7 kernel on a 2x2 input uses its centre
+    3x3) are dropped first: they add nothing, and a band that sees only zeros calibrates to a
+    degenerate int8 range (XNNPACK then aborts). The batch norm is folded into the bands in
+    ``forward`` (constants for the exporter; the bias goes to the first band), so the parameters stay
+    the original's.
     """
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         super().__init__()
         self.conv = conv
         self.bn = bn
-        kh, kw = conv.kernel_size
-        rows = max(1, MAX_DEPTHWISE_TAPS // kw)
-        self.bands = [(r, min(r + rows, kh)) for r in range(0, kh, rows)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv, bn = self.conv, self.bn
@@ -89,15 +91,31 @@ class SplitDepthwise(nn.Module):
         bias = bn.bias - bn.running_mean * scale
         if conv.bias is not None:
             bias = bias + conv.bias * scale
-        kh, (sh, sw), (ph, pw) = conv.kernel_size[0], conv.stride, conv.padding
-        x = F.pad(x, (pw, pw, ph, ph))
-        out_h = (x.shape[2] - kh) // sh + 1
+        rows, cols = _used_taps(x.shape[2], conv, 0), _used_taps(x.shape[3], conv, 1)
+        weight = weight[:, :, rows[0] : rows[1], cols[0] : cols[1]]
+        (sh, sw), (ph, pw) = conv.stride, conv.padding
+        (kh, kw), (out_h, out_w) = weight.shape[2:], (rows[2], cols[2])
+        top, left = ph - rows[0], pw - cols[0]
+        bottom = max(0, (out_h - 1) * sh + kh - x.shape[2] - top)
+        right = max(0, (out_w - 1) * sw + kw - x.shape[3] - left)
+        x = F.pad(x, (left, right, top, bottom))
+        x = x[:, :, : (out_h - 1) * sh + kh, : (out_w - 1) * sw + kw]
+        count = -(-kh // max(1, MAX_DEPTHWISE_TAPS // kw))
+        edges = [kh * i // count for i in range(count + 1)]
         out = None
-        for r0, r1 in self.bands:
-            rows = x[:, :, r0 : r0 + (out_h - 1) * sh + (r1 - r0), :]
-            y = F.conv2d(rows, weight[:, :, r0:r1, :], bias if out is None else None, (sh, sw), 0, 1, conv.groups)
+        for r0, r1 in pairwise(edges):
+            band = x if count == 1 else x[:, :, r0 : r0 + (out_h - 1) * sh + (r1 - r0), :]
+            y = F.conv2d(band, weight[:, :, r0:r1, :], bias if out is None else None, (sh, sw), 0, 1, conv.groups)
             out = y if out is None else out + y
         return out
+
+
+def _used_taps(size: int, conv: nn.Conv2d, axis: int) -> tuple[int, int, int]:
+    """(first, end) of the kernel taps along ``axis`` that meet the input (not only padding) for some
+    output position, and the output size."""
+    k, s, p = conv.kernel_size[axis], conv.stride[axis], conv.padding[axis]
+    out = (size + 2 * p - k) // s + 1
+    return max(0, p - (out - 1) * s), min(k, size + p), out
 
 
 def _split_depthwise(module: nn.Module) -> None:
