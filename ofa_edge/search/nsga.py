@@ -39,6 +39,10 @@ def nsga2_search(
 ) -> SearchResult:
     """The accuracy/cost trade-off front within ``budgets`` (``result.front``, non-dominated, sorted
     by cost) and its most accurate arch (``result.arch``). Same ``seed``, same result."""
+    try:
+        import pymoo  # noqa: F401
+    except ImportError:
+        raise OFAEdgeError("NSGA-II needs pymoo: pip install 'ofa-edge[search]'") from None
     from pymoo.algorithms.moo.nsga2 import NSGA2
     from pymoo.config import Config
     from pymoo.core.crossover import Crossover

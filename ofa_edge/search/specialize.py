@@ -12,6 +12,7 @@ nothing (a note says so, and the most accurate subnet is returned).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import re
@@ -339,6 +340,16 @@ def output_stem(result: Result) -> str:
     return "-".join(parts)
 
 
+def _can_plot(result: Result) -> bool:
+    """Plots need matplotlib (the ``search`` extra); without it the result says so instead."""
+    if importlib.util.find_spec("matplotlib") is not None:
+        return True
+    note = "no Pareto plot: matplotlib is missing (pip install 'ofa-edge[search]')"
+    if note not in result.notes:
+        result.notes.append(note)
+    return False
+
+
 def write_outputs(results: Sequence[Result], out: Path, record: dict[str, Any] | None = None,
                   plot: bool = True) -> dict[str, Any]:  # fmt: skip
     """Per result an arch JSON and a Pareto plot in ``out``, then ``out/last.json`` recording this
@@ -354,7 +365,7 @@ def write_outputs(results: Sequence[Result], out: Path, record: dict[str, Any] |
         used.add(stem)
         arch_file = out / f"{stem}.json"
         save_arch(result.arch, arch_file)
-        plot_file = out / f"{stem}.png" if plot else None
+        plot_file = out / f"{stem}.png" if plot and _can_plot(result) else None
         if plot_file is not None:
             plot_front(result, plot_file)
         entry = {
