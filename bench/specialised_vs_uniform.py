@@ -32,10 +32,12 @@ from rich.table import Table
 
 import ofa_edge as oe
 from ofa_edge.latency.profiling import measure_group, subnet_model
+from ofa_edge.latency.store import resolve_table_path
 from ofa_edge.profilers import make_backend
 from ofa_edge.profilers.base import Timing
-from ofa_edge.search import Target, specialize
+from ofa_edge.search.efficiency import LatencyModel, feasible_range
 from ofa_edge.search.predictor import AccuracyPredictor, demo_predictor_path
+from ofa_edge.search.specialize import Target, specialize
 
 
 def uniform_archs(space: oe.SearchSpace) -> list[oe.Arch]:
@@ -73,7 +75,7 @@ def main() -> None:
         console.print("profiling a fresh onnxruntime table of mbv3-fmnist (1 thread) ...")
         _, table_path = oe.profile_table("onnxruntime", "mbv3-fmnist", out=args.out_dir / "table.json", timing=timing)
     else:
-        table_path = oe.latency.resolve_table_path(args.table)
+        table_path = resolve_table_path(args.table)
     table = oe.load_table(table_path)
     space = table.space()
     predictor = AccuracyPredictor.load(demo_predictor_path(), space=space)
@@ -82,8 +84,8 @@ def main() -> None:
     uniform = uniform_archs(space)
     uniform_ms = measure(space, uniform, timing, args.out_dir)
     uniform_acc = predictor.predict(uniform)
-    model = oe.search.LatencyModel(table, space)
-    low, high = oe.search.feasible_range(model, space)
+    model = LatencyModel(table, space)
+    low, high = feasible_range(model, space)
     budgets = np.linspace(low, high, args.budgets + 2)[1:-1]  # strictly inside the range
 
     scorer = oe.SupernetScorer.open("demo", split="test", engine="onnxruntime")

@@ -2,8 +2,10 @@
 specialisation for several devices at once. Names load on first use (pymoo and matplotlib only
 when NSGA-II or a plot needs them)::
 
-    from ofa_edge.search import Target, specialize
-    results = specialize(predictor, [Target("onnxruntime-cpu-fp32-mbv3-fmnist", 0.3)])
+    import ofa_edge as oe
+    results = oe.specialize(predictor, [oe.Target("onnxruntime-cpu-fp32-mbv3-fmnist", 0.3)])
+
+(``ofa_edge.search.specialize`` is the module; the function is ``ofa_edge.specialize``.)
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ _EXPORTS: dict[str, str] = {
     "BudgetError": ".budget",
     "Target": ".specialize",
     "Result": ".specialize",
-    "specialize": ".specialize",
     "plot_front": ".specialize",
     "write_outputs": ".specialize",
 }
