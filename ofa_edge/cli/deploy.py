@@ -22,7 +22,7 @@ def deploy(
     budget: Annotated[
         list[str] | None,
         typer.Option("--budget", "-b", metavar="LATENCY",
-                     help="Latency budget, e.g. 0.3ms or 300us; one per --table, or one for all. "
+                     help="Latency budget, e.g. 0.8ms or 800us; one per --table, or one for all. "
                      "Default: the middle of the table's feasible range."),
     ] = None,
     table: Annotated[
@@ -66,8 +66,8 @@ def deploy(
 
     Examples:\n
       ofa-edge deploy\n
-      ofa-edge deploy --budget 0.25ms --format onnx --test-images 2000\n
-      ofa-edge deploy -t onnxruntime-cpu-fp32-mbv3-fmnist -b 0.3ms -t tflite-cpu-fp32-mbv3-fmnist -b 2ms
+      ofa-edge deploy --budget 0.7ms --format onnx --test-images 2000\n
+      ofa-edge deploy -t onnxruntime-cpu-fp32-mbv3-fmnist -b 0.8ms -t tflite-cpu-fp32-mbv3-fmnist -b 2ms
     """
     from ..export.deploy import deploy as run_deploy
     from ..search.budget import parse_latency

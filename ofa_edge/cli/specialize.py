@@ -98,11 +98,11 @@ def specialize(
 
     \b
     Examples:
-      ofa-edge specialize --budget 0.3ms
+      ofa-edge specialize --budget 0.8ms
       ofa-edge specialize --budget 250us --macs 20M --params 2.5M
-      ofa-edge specialize --table onnxruntime-cpu-fp32-mbv3-fmnist --budget 0.3ms \\
+      ofa-edge specialize --table onnxruntime-cpu-fp32-mbv3-fmnist --budget 0.8ms \\
                           --table tflite-cpu-fp32-mbv3-fmnist --budget 1ms
-      ofa-edge specialize --budget 0.2ms --budget 0.4ms          (two budgets, one table)
+      ofa-edge specialize --budget 0.6ms --budget 1ms          (two budgets, one table)
       ofa-edge specialize --predictor my.predictor.safetensors --table my-table --budget 25ms
 
     Per target it writes OUT/TABLE-BUDGET.json (the arch, for `export`) and a Pareto plot
