@@ -45,10 +45,19 @@ class StandInPredictor:
         return 90.0 + features.astype(float) @ self.weights
 
 
+FIXED_TABLES = Path(__file__).resolve().parent / "fixtures" / "search-tables"
+
+
+@pytest.fixture(autouse=True)
+def fixed_demo_table(monkeypatch):
+    """The demo table by name resolves to a fixed copy (tests/fixtures/search-tables/README.md)."""
+    monkeypatch.setenv("OFA_EDGE_TABLES", str(FIXED_TABLES))
+
+
 @pytest.fixture(scope="module")
 def demo():
     space = get_space("mbv3-fmnist")
-    table = load_table(DEMO_TABLE)
+    table = load_table(FIXED_TABLES / f"{DEMO_TABLE}.json")
     return space, table, LatencyModel(table, space, name=DEMO_TABLE)
 
 

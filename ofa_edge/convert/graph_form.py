@@ -18,10 +18,10 @@ What we found on these runtimes (see ``bench/int8.py``):
   built-in kernels in fp32 and 50-1000x slower in int8 (a demo subnet with eleven 7x7 depthwise
   convolutions: int8 ~7x slower than fp32, 95% of it in those convolutions). ``dwsplit`` writes
   each such convolution (with its batch norm folded in) as row bands of at most 25 taps over the
-  padded input, summed: a few ADDs instead of one slow op.
+  padded input, summed: a few ADDs instead of one slow op (the folded bands are small copies).
 
 Every form computes what the subnet computes (the export checks the file against the original
-subnet); they share its parameters (no copies).
+subnet); they share its parameters (no copies, but for ``dwsplit``'s folded bands).
 """
 
 from __future__ import annotations
@@ -69,43 +69,56 @@ class DecomposedHardsigmoid(nn.Module):
 
 
 class SplitDepthwise(nn.Module):
-    """A depthwise ``conv`` followed by its eval-mode ``bn``, as a sum of depthwise convolutions over
-    row bands of the kernel (each at most :data:`MAX_DEPTHWISE_TAPS` taps, band heights balanced).
+    """A depthwise ``conv`` followed by its eval-mode ``bn``, for inputs of spatial ``size``, as a sum
+    of depthwise convolutions over row bands of the kernel (each at most :data:`MAX_DEPTHWISE_TAPS`
+    taps, band heights balanced) on the padded input.
 
     Kernel rows and columns that only ever meet padding (a 7x7 kernel on a 2x2 input uses its centre
     3x3) are dropped first: they add nothing, and a band that sees only zeros calibrates to a
-    degenerate int8 range (XNNPACK then aborts). The batch norm is folded into the bands in
-    ``forward`` (constants for the exporter; the bias goes to the first band), so the parameters stay
-    the original's.
+    degenerate int8 range (XNNPACK then aborts). The batch norm is folded into the bands (the bias
+    into the first); the bands are constant buffers, not computed in ``forward``: PT2E quantises a
+    convolution's weight only when it is a constant (a weight computed in the graph came out of
+    litert-torch as a ~10% top-1 int8 file). Inputs of another size run the plain conv and bn.
     """
 
-    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, size: tuple[int, int]) -> None:
         super().__init__()
         self.conv = conv
         self.bn = bn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv, bn = self.conv, self.bn
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        weight = conv.weight * scale.reshape(-1, 1, 1, 1)
-        bias = bn.bias - bn.running_mean * scale
-        if conv.bias is not None:
-            bias = bias + conv.bias * scale
-        rows, cols = _used_taps(x.shape[2], conv, 0), _used_taps(x.shape[3], conv, 1)
-        weight = weight[:, :, rows[0] : rows[1], cols[0] : cols[1]]
+        self.size = tuple(size)
         (sh, sw), (ph, pw) = conv.stride, conv.padding
-        (kh, kw), (out_h, out_w) = weight.shape[2:], (rows[2], cols[2])
+        rows, cols = _used_taps(size[0], conv, 0), _used_taps(size[1], conv, 1)
+        kh, kw = rows[1] - rows[0], cols[1] - cols[0]
+        out_h, out_w = rows[2], cols[2]
         top, left = ph - rows[0], pw - cols[0]
-        bottom = max(0, (out_h - 1) * sh + kh - x.shape[2] - top)
-        right = max(0, (out_w - 1) * sw + kw - x.shape[3] - left)
-        x = F.pad(x, (left, right, top, bottom))
-        x = x[:, :, : (out_h - 1) * sh + kh, : (out_w - 1) * sw + kw]
+        bottom = max(0, (out_h - 1) * sh + kh - size[0] - top)
+        right = max(0, (out_w - 1) * sw + kw - size[1] - left)
+        self.pad = (left, right, top, bottom)
+        self.out_h = out_h
+        self.extent = ((out_h - 1) * sh + kh, (out_w - 1) * sw + kw)
+        with torch.no_grad():
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            weight = (conv.weight * scale.reshape(-1, 1, 1, 1))[:, :, rows[0] : rows[1], cols[0] : cols[1]]
+            bias = bn.bias - bn.running_mean * scale
+            if conv.bias is not None:
+                bias = bias + conv.bias * scale
         count = -(-kh // max(1, MAX_DEPTHWISE_TAPS // kw))
         edges = [kh * i // count for i in range(count + 1)]
+        self.bands = list(pairwise(edges))
+        for i, (r0, r1) in enumerate(self.bands):
+            self.register_buffer(f"band{i}", weight[:, :, r0:r1, :].clone().contiguous())
+        self.register_buffer("bias", bias.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[2:]) != self.size:
+            return self.bn(self.conv(x))
+        x = F.pad(x, self.pad)[:, :, : self.extent[0], : self.extent[1]]
+        stride, out_h = self.conv.stride, self.out_h
         out = None
-        for r0, r1 in pairwise(edges):
-            band = x if count == 1 else x[:, :, r0 : r0 + (out_h - 1) * sh + (r1 - r0), :]
-            y = F.conv2d(band, weight[:, :, r0:r1, :], bias if out is None else None, (sh, sw), 0, 1, conv.groups)
+        for i, (r0, r1) in enumerate(self.bands):
+            band = x if len(self.bands) == 1 else x[:, :, r0 : r0 + (out_h - 1) * stride[0] + (r1 - r0), :]
+            weight = getattr(self, f"band{i}")
+            y = F.conv2d(band, weight, self.bias if out is None else None, stride, 0, 1, self.conv.groups)
             out = y if out is None else out + y
         return out
 
@@ -118,21 +131,38 @@ def _used_taps(size: int, conv: nn.Conv2d, axis: int) -> tuple[int, int, int]:
     return max(0, p - (out - 1) * s), min(k, size + p), out
 
 
-def _split_depthwise(module: nn.Module) -> None:
+def _split_depthwise(subnet: MobileNetV3Subnet) -> None:
     """Replace each ``conv``/``bn`` pair (an ``nn.Sequential``'s children) whose conv is depthwise with
-    more than :data:`MAX_DEPTHWISE_TAPS` taps by a :class:`SplitDepthwise` and an identity."""
-    for child in module.modules():
+    more than :data:`MAX_DEPTHWISE_TAPS` taps by a :class:`SplitDepthwise` (for the input size it
+    gets at the subnet's resolution) and an identity."""
+    found: list[tuple[nn.Sequential, nn.Conv2d, nn.BatchNorm2d]] = []
+    for child in subnet.modules():
         if not isinstance(child, nn.Sequential):
             continue
         conv, bn = getattr(child, "conv", None), getattr(child, "bn", None)
         if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
             continue
         depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
-        kh, kw = conv.kernel_size
         plain = conv.dilation == (1, 1) and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
-        if depthwise and plain and kh * kw > MAX_DEPTHWISE_TAPS:
-            child.conv = SplitDepthwise(conv, bn)
-            child.bn = nn.Identity()
+        if depthwise and plain and conv.kernel_size[0] * conv.kernel_size[1] > MAX_DEPTHWISE_TAPS:
+            found.append((child, conv, bn))
+    if not found:
+        return
+    sizes: dict[int, tuple[int, int]] = {}
+    hooks = [
+        conv.register_forward_pre_hook(lambda m, args: sizes.setdefault(id(m), tuple(args[0].shape[2:])))
+        for _, conv, _ in found
+    ]
+    try:
+        r = subnet.arch.r
+        with torch.no_grad():
+            subnet.eval()(torch.zeros(1, subnet.first_conv.conv.in_channels, r, r))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for child, conv, bn in found:
+        child.conv = SplitDepthwise(conv, bn, sizes[id(conv)])
+        child.bn = nn.Identity()
 
 
 class ExportForm(nn.Module):
