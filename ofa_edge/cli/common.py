@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -32,7 +31,7 @@ PIPELINE_ORDER = ("space", "arch", "train", "eval", "backends", "profile", "tabl
 class PipelineOrderGroup(TyperGroup):
     """Lists commands in :data:`PIPELINE_ORDER` (then any others), not alphabetically."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         names = list(self.commands)
         rank = {name: i for i, name in enumerate(PIPELINE_ORDER)}
         return sorted(names, key=lambda name: rank.get(name, len(rank)))
