@@ -15,7 +15,8 @@ from typer.core import TyperGroup
 
 from ..space.space import SPACE_NAMES
 
-err = Console(stderr=True, soft_wrap=True)
+# As wide as the terminal; 160 columns when stderr goes to a file or a pipe (rich would use 80).
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 SpaceOpt = Annotated[str, typer.Option("--space", "-s", help=f"Search space preset: {', '.join(SPACE_NAMES)}.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of tables.")]
