@@ -72,10 +72,10 @@ def backends(as_json: JsonOpt = False) -> None:
 def _parse_resolutions(text: str | None) -> list[int] | None:
     if not text:
         return None
-    try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise OFAEdgeError(f"--resolutions expects comma-separated integers like 160,224, got {text!r}") from None
+    parts = text.replace(" ", "").split(",")
+    if not all(part.isdigit() for part in parts):
+        raise OFAEdgeError(f"--resolutions expects comma-separated integers like 160,224, got {text!r}")
+    return [int(part) for part in parts]
 
 
 def _timing(warmup: int, runs: int, rounds: int) -> Any:
