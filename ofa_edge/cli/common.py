@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
+from ..errors import Interrupted
 from ..space.space import SPACE_NAMES
 
 # As wide as the terminal; 160 columns when stderr goes to a file or a pipe (rich would use 80).
@@ -105,3 +108,12 @@ class ProgressBar:
         if self.plain and tenth != self.last_tenth:
             self.last_tenth = tenth
             err.print(f"{self.description}: {done}/{total}")
+
+
+@contextmanager
+def resumable(what: str) -> Iterator[None]:
+    """Ctrl-C in a resumable job becomes one line saying it stopped and how to resume (exit 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"{what} stopped; what was measured is saved: run the same command again to resume") from None

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..errors import Interrupted, OFAEdgeError
-from .common import JsonOpt, OutOpt, ProgressBar, SpaceOpt, emit_json, err, make_typer
+from ..errors import OFAEdgeError
+from .common import JsonOpt, OutOpt, ProgressBar, SpaceOpt, emit_json, err, make_typer, resumable
 
 tables_app = make_typer("Manage latency lookup tables (import the official OFA YAML tables).")
 latency_app = make_typer("Predict, calibrate and validate subnet latency from a lookup table.")
@@ -134,16 +134,11 @@ def profile(
 
     timing = _timing(warmup, runs, rounds)
     parsed = _parse_resolutions(resolutions)
-    with ProgressBar(f"profile {backend} {precision}") as bar, ProgressBar("calibrate") as cal_bar:
-        try:
-            table, path = profile_table(
-                backend, space, device, threads, precision, parsed, out, calibration_samples, timing,
-                _options(option), _command_line(), progress=bar, calibration_progress=cal_bar,
-            )  # fmt: skip
-        except KeyboardInterrupt:
-            raise Interrupted(
-                "profile stopped; what was measured is saved: run the same command again to resume"
-            ) from None
+    with resumable("profile"), ProgressBar(f"profile {backend} {precision}") as bar, ProgressBar("calibrate") as cal:
+        table, path = profile_table(
+            backend, space, device, threads, precision, parsed, out, calibration_samples, timing,
+            _options(option), _command_line(), progress=bar, calibration_progress=cal,
+        )  # fmt: skip
     cal = table.calibration
     summary = {
         "table": str(path),
@@ -306,11 +301,8 @@ def latency_validate(
     from ..latency.profiling import validate_table
 
     timing = _timing(warmup, runs, rounds)
-    with ProgressBar("validate") as bar:
-        try:
-            result = validate_table(table, samples, seed, record, timing, _options(option), bar, _warn)
-        except KeyboardInterrupt:
-            raise Interrupted("validate stopped; run the same command again to resume") from None
+    with resumable("validate"), ProgressBar("validate") as bar:
+        result = validate_table(table, samples, seed, record, timing, _options(option), bar, _warn)
     summary = {k: v for k, v in result.items() if k not in ("points", "corner_points")}
     if as_json:
         emit_json(summary)
@@ -352,11 +344,8 @@ def latency_calibrate(
     from ..latency.profiling import calibrate_table
 
     timing = _timing(warmup, runs, rounds)
-    with ProgressBar("calibrate") as bar:
-        try:
-            cal, out = calibrate_table(table, samples, seed, fresh, timing, _options(option), bar, _warn)
-        except KeyboardInterrupt:
-            raise Interrupted("calibrate stopped; run the same command again to resume") from None
+    with resumable("calibrate"), ProgressBar("calibrate") as bar:
+        cal, out = calibrate_table(table, samples, seed, fresh, timing, _options(option), bar, _warn)
     if as_json:
         emit_json({"table": str(out), "a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)})
     else:

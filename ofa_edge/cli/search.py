@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import JsonOpt, ProgressBar, emit_json, err, make_typer
+from .common import JsonOpt, ProgressBar, emit_json, err, make_typer, resumable
 
 predictor_app = make_typer("Accuracy predictor of a supernet: measure subnets (data), then fit the predictor (train).")
 
@@ -56,7 +56,7 @@ def predictor_data(
     for warning in scorer.warnings:
         err.print(f"warning: {warning}")
     records = []
-    with ProgressBar("predictor data", enabled=rank == 0) as bar:
+    with resumable("predictor data"), ProgressBar("predictor data", enabled=rank == 0) as bar:
         for record in collect_accuracy_data(scorer, out, samples, repeats, seed, rank, world, progress=bar):
             records.append(record)
     summary = {"out": str(out), "measured": len(records), "rank": rank,
