@@ -141,6 +141,34 @@ def test_calibration_recovers_a_known_linear_model():
     assert (cal.a, cal.c, cal.b) == pytest.approx((1.3, -0.02, 0.4), abs=1e-9)
 
 
+def test_calibration_fits_a_scale_that_drifts_with_resolution():
+    """Points whose scale grows with the input resolution (as measured on CPU runtimes): the
+    resolution term is kept, recovered exactly, and applied per subnet; a round trip keeps it."""
+    rng = np.random.default_rng(2)
+    cal = Calibration()
+    for _ in range(36):
+        s, n, r = float(rng.uniform(0.3, 1.5)), int(rng.integers(16, 27)), int(rng.choice([20, 24, 28]))
+        measured = (1.2 + 0.02 * (r - 24)) * s + 0.003 * n + 0.05
+        cal.points.append({"arch": {"r": r}, "sum_ms": s, "units": n, "measured_ms": measured})
+    cal.refit()
+    assert cal.model == "(a+d*(r-r0))*sum+c*units+b" and cal.r0 == 24
+    assert (cal.a, cal.d, cal.c, cal.b) == pytest.approx((1.2, 0.02, 0.003, 0.05), abs=1e-9)
+    assert cal.apply(1.0, 20, 28) == pytest.approx(1.28 + 0.06 + 0.05)
+    with pytest.raises(ValueError, match="resolution"):
+        cal.apply(1.0, 20)
+    restored = Calibration(**{k: v for k, v in cal.to_dict().items()})
+    assert restored.apply(0.7, 18, 20) == cal.apply(0.7, 18, 20)
+    assert "r - 24" in cal.describe()
+
+
+def test_calibration_without_resolutions_keeps_the_three_term_models():
+    """Points without an arch (older tables) cannot fit the resolution term; it is not a candidate."""
+    cal = Calibration(points=[{"sum_ms": s, "units": 16 + i % 5, "measured_ms": 1.1 * s + 0.1}
+                              for i, s in enumerate(np.linspace(0.2, 2, 20))])  # fmt: skip
+    cal.refit()
+    assert "(a+d*(r-r0))*sum+c*units+b" not in cal.loo_mape and cal.d == 0.0 and cal.r0 == 0.0
+
+
 def test_calibration_keeps_only_the_terms_that_predict_held_out_points():
     """Proportional data with 3 % noise: extra terms only fit the noise, so the scale alone is kept."""
     rng = np.random.default_rng(1)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ofa_edge.errors import OFAEdgeError
-from ofa_edge.latency.table import load_table
+from ofa_edge.latency.table import Calibration, load_table
 from ofa_edge.search import population as P
 from ofa_edge.search.budget import BudgetError, parse_count, parse_latency
 from ofa_edge.search.efficiency import CostModel, LatencyModel, feasible_range, macs_model, params_model
@@ -59,6 +59,15 @@ def demo():
     space = get_space("mbv3-fmnist")
     table = load_table(FIXED_TABLES / f"{DEMO_TABLE}.json")
     return space, table, LatencyModel(table, space, name=DEMO_TABLE)
+
+
+@pytest.fixture(scope="module")
+def demo_drift():
+    """The demo table with a calibration whose scale drifts with the resolution (and a per-unit term)."""
+    space = get_space("mbv3-fmnist")
+    table = load_table(FIXED_TABLES / f"{DEMO_TABLE}.json")
+    table.calibration = Calibration(a=1.3, b=0.02, c=-0.004, d=0.03, r0=24.0, model="(a+d*(r-r0))*sum+c*units+b")
+    return space, table, LatencyModel(table, space, name="drift")
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +131,7 @@ def test_sampling_mutation_and_crossover_respect_the_choices(demo):
 
 
 # -------------------------------------------------------------------- efficiency
-@pytest.mark.parametrize("which", ["demo", "w10"])
+@pytest.mark.parametrize("which", ["demo", "demo_drift", "w10"])
 def test_latency_model_equals_table_predict(which, request):
     space, table, model = request.getfixturevalue(which)
     pop = _random_archs(space, 300, seed=3, resolutions=model.resolution_indices)
@@ -166,6 +175,20 @@ def test_extremes_are_exact_when_depth_choices_matter(demo, c):
     assert feasible_range(model) == pytest.approx((values.min(), values.max()), rel=1e-12)
 
 
+def test_extremes_are_exact_when_the_scale_drifts_with_resolution(demo):
+    # a scale that grows steeply with resolution: the dearest subnet is at the largest resolution
+    # even where its summed cost is not the largest; checked against every subnet of a small space
+    space = demo[0].restrict(kernel_choices=[3], expand_choices=[3])
+    model = CostModel(space, P.macs_cost(space), "cost", "", "test", a=1e-6, b=0.0, c=0.01, d=2e-7, r0=24.0,
+                      affine=True)  # fmt: skip
+    every = _enumerate(space, [(i, [0] * d, [0] * d) for i, d in enumerate(space.depth_choices)])
+    values = np.concatenate(
+        [model.predict(P.Population.from_genes(space, np.c_[every.genes[:, :-1], np.full(len(every), r)]))
+         for r in range(len(space.resolutions))]
+    )  # fmt: skip
+    assert feasible_range(model) == pytest.approx((values.min(), values.max()), rel=1e-12)
+
+
 def test_extremes_are_exact_when_kernel_choices_matter(demo):
     space = demo[0].restrict(expand_choices=[4], depth_choices=[2], resolutions=[20])
     model = params_model(space)
@@ -175,7 +198,7 @@ def test_extremes_are_exact_when_kernel_choices_matter(demo):
     assert feasible_range(model) == (values.min(), values.max())
 
 
-@pytest.mark.parametrize("which", ["demo", "w10"])
+@pytest.mark.parametrize("which", ["demo", "demo_drift", "w10"])
 def test_feasible_range_bounds_every_subnet(which, request):
     space, table, model = request.getfixturevalue(which)
     for cost in (model, macs_model(space), params_model(space)):

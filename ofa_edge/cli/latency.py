@@ -145,12 +145,12 @@ def profile(
         "entries": len(table.entries),
         "resolutions": table.resolutions,
         "backend": table.backend,
-        "calibration": {"a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)} if cal else None,
+        "calibration": cal.coefficients() if cal else None,
     }
     if as_json:
         emit_json(summary)
     else:
-        cal_text = f"; calibration {_fmt_cal(summary['calibration'])}" if cal else ""
+        cal_text = f"; calibration {cal.describe()}" if cal else ""
         err.print(f"wrote {path}: {len(table.entries)} entries ({table.label}){cal_text}")
 
 
@@ -347,10 +347,6 @@ def latency_calibrate(
     with resumable("calibrate"), ProgressBar("calibrate") as bar:
         cal, out = calibrate_table(table, samples, seed, fresh, timing, _options(option), bar, _warn)
     if as_json:
-        emit_json({"table": str(out), "a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)})
+        emit_json({"table": str(out), **cal.coefficients()})
     else:
-        err.print(f"{out}: {_fmt_cal({'a': cal.a, 'b': cal.b, 'c': cal.c})} ({len(cal.points)} subnets)")
-
-
-def _fmt_cal(cal: dict[str, float]) -> str:
-    return f"measured = {cal['a']:.3f} x sum {cal['c']:+.4f} ms x entries {cal['b']:+.3f} ms"
+        err.print(f"{out}: {cal.describe()} ({len(cal.points)} subnets)")

@@ -256,7 +256,7 @@ def validate(
     result["corners"] = {**_fidelity_of(table, corner_points), "subnets": _corner_rows(table, corner_points)}
     if table.calibration is not None:
         cal = table.calibration
-        result["calibration"] = {"model": cal.model, "a": cal.a, "b": cal.b, "c": cal.c, "points": len(cal.points)}
+        result["calibration"] = cal.coefficients()
     result["points"] = points
     result["corner_points"] = corner_points
     if out is not None:

@@ -2,7 +2,8 @@
 
 A table holds one latency per unit (see :mod:`ofa_edge.lut_units`) measured on one backend
 configuration, plus a calibration fitted on whole-subnet measurements. A subnet's predicted
-latency is ``a * (sum of its units) + c * (number of units) + b`` (see :class:`Calibration`):
+latency is ``a * (sum of its units) + c * (number of units) + b``, the scale ``a`` optionally
+drifting with the resolution (see :class:`Calibration`):
 standalone units run with hot caches and each pays a per-call overhead that a whole network pays
 once, so the raw sum is biased, but closely proportional to the truth.
 
@@ -12,7 +13,7 @@ File layout (``schema_version`` 1)::
      "space": {"name": ..., "config": {...}}, "backend": {BackendInfo}, "resolutions": [...],
      "created": ISO date, "command": "ofa-edge profile ...", "measure": {"warmup": .., "runs": ..},
      "complete": true, "entries": {key: {"median_ms", "p10_ms", "p90_ms", "samples", "statistic"}},
-     "calibration": {"model": "a*sum+b", "a", "b", "c", "loo_mape": {model: error},
+     "calibration": {"model": "a*sum+b", "a", "b", "c", "d", "r0", "loo_mape": {model: error},
                      "points": [{"arch", "sum_ms", "units", "measured_ms"}]} | null,
      "validation": {metrics..., "points": [...]} | null}
 """
@@ -49,15 +50,18 @@ class TableError(OFAEdgeError):
 
 @dataclass
 class Calibration:
-    """measured ~= a * unit_sum + c * unit_count + b, fitted on whole subnets (``points``).
+    """measured ~= (a + d * (r - r0)) * unit_sum + c * unit_count + b, fitted on whole subnets (``points``).
 
     ``a`` corrects the scale (standalone units run with hot caches); ``c`` removes the per-call
     overhead that every standalone unit measurement carries but a whole subnet pays only once (it
-    dominates at small inputs); ``b`` is the subnet's own fixed cost. Each term is only kept when
-    it earns its place: of the nested models ``a*sum``, ``a*sum+b`` and ``a*sum+c*units+b`` the
-    fit keeps the one with the lowest leave-one-out relative error on the points (a 3-term fit
-    to 20 noisy points can do worse than the raw sum). Fits minimise relative, not absolute,
-    error: a 10 % miss matters as much on a 0.2 ms subnet as on a 2 ms one.
+    dominates at small inputs); ``b`` is the subnet's own fixed cost; ``d`` lets the scale drift
+    with the input resolution ``r`` (around ``r0``, the points' median resolution): on the CPU
+    runtimes measured here one scale left the smallest resolution's subnets 9 % low and the
+    largest's 2 % low, and the search goes exactly to those corners. Each term is only kept when
+    it earns its place: of the nested models in :attr:`MODELS` the fit keeps the one with the
+    lowest leave-one-out relative error on the points (a 4-term fit to 20 noisy points can do
+    worse than the raw sum). Fits minimise relative, not absolute, error: a 10 % miss matters as
+    much on a 0.2 ms subnet as on a 2 ms one.
     """
 
     a: float = 1.0
@@ -67,12 +71,33 @@ class Calibration:
     model: str = "a*sum+c*units+b"
     loo_mape: dict[str, float] = field(default_factory=dict)  # leave-one-out error of each candidate
     host: str = ""  # the machine the points were measured on ('' in tables made before this was kept)
+    d: float = 0.0  # change of the scale per pixel of input resolution
+    r0: float = 0.0  # the resolution where the scale is ``a``
 
-    # Nested candidates: each adds one column of [sum, 1, units] to the one before.
-    MODELS = ("a*sum", "a*sum+b", "a*sum+c*units+b")
+    # Nested candidates: each adds one column of [sum, 1, units, sum * (r - r0)] to the one before.
+    MODELS = ("a*sum", "a*sum+b", "a*sum+c*units+b", "(a+d*(r-r0))*sum+c*units+b")
 
-    def apply(self, unit_sum_ms: float, unit_count: int) -> float:
-        return self.a * unit_sum_ms + self.c * unit_count + self.b
+    def scale(self, resolution: float | np.ndarray) -> float | np.ndarray:
+        """The multiplier of the unit sum at ``resolution``."""
+        return self.a + self.d * (np.asarray(resolution, float) - self.r0) if self.d else self.a
+
+    def apply(self, unit_sum_ms: float, unit_count: int, resolution: float | None = None) -> float:
+        if self.d and resolution is None:
+            raise ValueError(f"calibration {self.model} needs the subnet's resolution")
+        scale = self.a if resolution is None else float(self.scale(resolution))
+        return scale * unit_sum_ms + self.c * unit_count + self.b
+
+    def describe(self) -> str:
+        """The fitted formula with its numbers, e.g. ``measured = 1.369 x sum``."""
+        text = f"measured = {self.a:.3f}"
+        if self.d:
+            text = f"measured = ({self.a:.3f} {self.d:+.4f} x (r - {self.r0:g}))"
+        text += " x sum"
+        if self.c:
+            text += f" {self.c:+.4f} ms x entries"
+        if self.b:
+            text += f" {self.b:+.3f} ms"
+        return text
 
     @staticmethod
     def _fit(design: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -85,9 +110,16 @@ class Calibration:
         sums = np.array([p["sum_ms"] for p in self.points], float)
         counts = np.array([p["units"] for p in self.points], float)
         measured = np.array([p["measured_ms"] for p in self.points], float)
-        columns = np.stack([sums, np.ones_like(sums), counts], axis=1)
-        # At least 3 points per coefficient; the count term only where the counts differ.
-        usable = 3 if np.ptp(counts) > 0 else 2
+        resolutions = np.array([_point_resolution(p) for p in self.points], float)
+        self.r0 = float(np.median(resolutions)) if not np.isnan(resolutions).any() else 0.0
+        columns = np.stack([sums, np.ones_like(sums), counts, sums * (resolutions - self.r0)], axis=1)
+        # At least 3 points per coefficient; the count term only where the counts differ, the
+        # resolution term only where every point has a resolution and they differ.
+        usable = 2
+        if np.ptp(counts) > 0:
+            usable = 3
+            if not np.isnan(resolutions).any() and np.ptp(resolutions) > 0:
+                usable = 4
         candidates = [m for terms, m in enumerate(self.MODELS, 1) if terms <= usable and len(measured) >= 3 * terms]
         candidates = candidates or [self.MODELS[0]]
         self.loo_mape = {}
@@ -103,13 +135,25 @@ class Calibration:
         best = min(self.loo_mape.values())
         terms = next(t for t, m in enumerate(candidates, 1) if self.loo_mape[m] <= best * 1.01)
         self.model = candidates[terms - 1]
-        coef = np.zeros(3)  # terms left out stay 0
+        coef = np.zeros(4)  # terms left out stay 0
         coef[:terms] = self._fit(columns[:, :terms], measured)
-        self.a, self.b, self.c = (float(v) for v in coef)
+        self.a, self.b, self.c, self.d = (float(v) for v in coef)
+        if not self.d:
+            self.r0 = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "a": self.a, "b": self.b, "c": self.c, "host": self.host,
-                "loo_mape": self.loo_mape, "points": self.points}  # fmt: skip
+        return {"model": self.model, "a": self.a, "b": self.b, "c": self.c, "d": self.d, "r0": self.r0,
+                "host": self.host, "loo_mape": self.loo_mape, "points": self.points}  # fmt: skip
+
+    def coefficients(self) -> dict[str, Any]:
+        """The fitted numbers without the points (for summaries and JSON output)."""
+        return {"model": self.model, "a": self.a, "b": self.b, "c": self.c, "d": self.d, "r0": self.r0,
+                "points": len(self.points)}  # fmt: skip
+
+
+def _point_resolution(point: dict[str, Any]) -> float:
+    arch = point.get("arch")
+    return float(arch["r"]) if isinstance(arch, dict) and "r" in arch else math.nan
 
 
 @dataclass
@@ -184,7 +228,7 @@ class LatencyTable:
     def predict(self, space: SearchSpace, arch: Arch, calibrated: bool = True) -> float:
         total = self.unit_sum(space, arch)
         if calibrated and self.calibration is not None:
-            return self.calibration.apply(total, len(arch_units(space, arch)))
+            return self.calibration.apply(total, len(arch_units(space, arch)), arch.r)
         return total
 
     # ------------------------------------------------------------------ checking
@@ -256,6 +300,8 @@ class LatencyTable:
                     str(cal.get("model", "a*sum+c*units+b")),
                     dict(cal.get("loo_mape", {})),
                     str(cal.get("host", "")),
+                    float(cal.get("d", 0.0)),
+                    float(cal.get("r0", 0.0)),
                 )
                 if cal
                 else None

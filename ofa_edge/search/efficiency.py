@@ -1,10 +1,11 @@
 """Efficiency of whole populations: predicted latency from a table, MACs and params, vectorised.
 
 Each model is additive over a subnet's blocks (see :class:`~ofa_edge.search.population.SlotCost`)
-followed by an affine map: a latency table's calibration ``a * sum + c * units + b``, the identity
-for MACs and params. That structure gives, besides fast prediction, the exact cheapest and
-dearest subnet of the space: each used slot adds ``a * cost + c`` independently of the others, so
-the best choice per slot, then the best depth per stage, then the best resolution, is optimal.
+followed by an affine map: a latency table's calibration ``scale(r) * sum + c * units + b`` (the
+scale ``a + d * (r - r0)`` fixed per resolution ``r``), the identity for MACs and params. That
+structure gives, besides fast prediction, the exact cheapest and dearest subnet of the space: at
+one resolution each used slot adds ``scale(r) * cost + c`` independently of the others, so the
+best choice per slot, then the best depth per stage, then the best resolution, is optimal.
 (The min/max arch is not always the extreme: with a negative per-unit term a cheap block can
 cost less than nothing.)
 """
@@ -28,7 +29,8 @@ from .population import Population, SlotCost
 class CostModel:
     """A per-arch cost of a space, vectorised over populations.
 
-    ``predict(pop)`` is ``a * sum + c * units + b`` with the sum from ``cost``; resolutions the
+    ``predict(pop)`` is ``(a + d * (r - r0)) * sum + c * units + b`` with the sum from ``cost`` and
+    ``r`` the input resolution; resolutions the
     model cannot price (a table without them) predict ``inf``. ``what``/``unit`` name it in messages.
     """
 
@@ -40,6 +42,8 @@ class CostModel:
     a: float = 1.0
     b: float = 0.0
     c: float = 0.0
+    d: float = 0.0
+    r0: float = 0.0
     affine: bool = False
     covered: np.ndarray = field(default=None)  # type: ignore[assignment]  # (n_res,) bool
 
@@ -53,13 +57,20 @@ class CostModel:
         return tuple(r for r, ok in zip(self.space.resolutions, self.covered) if ok)
 
     @property
+    def scales(self) -> np.ndarray:
+        """The multiplier of the summed cost at each resolution of the space (``(n_res,)``)."""
+        if not self.affine:
+            return np.ones(len(self.space.resolutions))
+        return self.a + self.d * (np.asarray(self.space.resolutions, float) - self.r0)
+
+    @property
     def resolution_indices(self) -> np.ndarray:
         return np.flatnonzero(self.covered)
 
     def predict(self, pop: Population) -> np.ndarray:
         total = self.cost.values(self.space, pop)
         if self.affine:
-            total = self.a * total + self.c * self.cost.unit_counts(self.space, pop) + self.b
+            total = self.scales[pop.r] * total + self.c * self.cost.unit_counts(self.space, pop) + self.b
         if not self.covered.all():
             total = np.where(self.covered[pop.r], total, np.inf)
         return total
@@ -76,8 +87,8 @@ class CostModel:
             raise OFAEdgeError(f"{self.source} covers none of the allowed resolutions")
         sign = 1.0 if minimise else -1.0
         # what one used slot adds, per (resolution, slot, kernel, expand), signed so that lower is better
-        per_choice = sign * ((self.a if self.affine else 1.0) * self.cost.slot[allowed].astype(float)
-                             + (self.c if self.affine else 0.0))  # fmt: skip
+        scales = self.scales[allowed][:, None, None, None]
+        per_choice = sign * (scales * self.cost.slot[allowed].astype(float) + (self.c if self.affine else 0.0))
         n_r, slots, n_k, n_e = per_choice.shape
         flat = per_choice.reshape(n_r, slots, n_k * n_e)
         best_choice = np.argmin(flat, axis=2)  # (n_r, slots)
@@ -92,7 +103,7 @@ class CostModel:
         fixed = self.cost.head[allowed].sum(axis=1) + self.cost.tail[allowed].sum(axis=1)
         fixed = fixed.astype(float)
         if self.affine:
-            fixed = self.a * fixed + self.c * self.cost.fixed_units + self.b
+            fixed = self.scales[allowed] * fixed + self.c * self.cost.fixed_units + self.b
         best_r = int(np.argmin(sign * fixed + totals))
         choice = best_choice[best_r]
         return Population.from_parts(
@@ -165,6 +176,8 @@ class LatencyModel(CostModel):
             a=cal.a if cal else 1.0,
             b=cal.b if cal else 0.0,
             c=cal.c if cal else 0.0,
+            d=cal.d if cal else 0.0,
+            r0=cal.r0 if cal else 0.0,
             affine=cal is not None,
             covered=covered,
         )
