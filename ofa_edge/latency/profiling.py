@@ -271,7 +271,7 @@ def _fidelity_of(table: LatencyTable, points: list[dict[str, Any]]) -> dict[str,
     result = {"uncalibrated": fidelity([p["sum_ms"] for p in points], measured)}
     if table.calibration is not None:
         cal = table.calibration
-        result["calibrated"] = fidelity([cal.apply(p["sum_ms"], p["units"]) for p in points], measured)
+        result["calibrated"] = fidelity([cal.apply(p["sum_ms"], p["units"], p["arch"]["r"]) for p in points], measured)
     return result
 
 
@@ -280,7 +280,7 @@ def _corner_rows(table: LatencyTable, points: list[dict[str, Any]]) -> list[dict
     rows = []
     for p in points:
         arch = p["arch"]
-        predicted = table.calibration.apply(p["sum_ms"], p["units"]) if table.calibration else p["sum_ms"]
+        predicted = table.calibration.apply(p["sum_ms"], p["units"], arch["r"]) if table.calibration else p["sum_ms"]
         rows.append({
             "name": f"d{max(arch['d'])}-e{max(arch['e'])}-k{max(arch['ks'])}@{arch['r']}",
             "measured_ms": p["measured_ms"],
