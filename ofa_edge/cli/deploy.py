@@ -52,7 +52,7 @@ def deploy(
     ] = None,
     refit: Annotated[
         int,
-        typer.Option(min=0, help="Rounds of the closed loop: a subnet measured >10% over budget refits the table "
+        typer.Option(min=0, help="Rounds of the closed loop: a subnet measured over its budget refits the table "
                      "with its measurement, then search and export run again."),
     ] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the search.")] = 0,

@@ -3,6 +3,7 @@ verified against PyTorch and timed (a thin layer over :func:`ofa_edge.export.exp
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,6 +53,19 @@ def export(
     budget: Annotated[
         str | None, typer.Option("--budget", help="Latency budget, e.g. 25ms or 800us (flagged when missed by >10%).")
     ] = None,
+    refit: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Rounds of the closed loop: when the measurement is over --budget, add it to the table's "
+            "calibration, search again (with --predictor) and re-export. Needs a table of this format's backend.",
+        ),
+    ] = 0,
+    predictor: Annotated[
+        Path | None,
+        typer.Option(help="Accuracy predictor for --refit (default: the specialize record's, else the demo one)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the search --refit runs.")] = 0,
     threads: Annotated[
         int | None, typer.Option(min=1, help="Inference threads when timing (default: the table's, else 1).")
     ] = None,
@@ -79,23 +93,29 @@ def export(
 
     Examples:\n
       ofa-edge export --format onnx --int8                       # the last specialize's arch\n
-      ofa-edge export --format tflite --arch a.json --budget 1ms --test-images 2000
+      ofa-edge export --format tflite --arch a.json --budget 1ms --test-images 2000\n
+      ofa-edge export --format onnx --refit 2       # over budget: refit the table, search, export again
     """
-    from ..export.pipeline import export_subnet
+    from ..errors import OFAEdgeError
+    from ..export.closed_loop import export_within_budget
     from ..export.specialized import last_specialized
+    from ..latency.table import load_table
     from ..profilers.base import Timing
     from ..search.budget import parse_latency
+    from ..search.predictor import load_predictor
+    from ..space.arch import load_arch
 
     command = _command({
         "--format": fmt, "--arch": arch_file, "--int8": int8, "--finetune-epochs": finetune_epochs,
         "--finetune-images": finetune_images, "--out": out, "--name": name, "--supernet": supernet,
-        "--table": table, "--budget": budget, "--threads": threads, "--test-images": test_images, "--data": data,
+        "--table": table, "--budget": budget, "--refit": refit, "--predictor": predictor, "--seed": seed,
+        "--threads": threads, "--test-images": test_images, "--data": data,
         "--data-dir": data_dir, "--calibration-images": calibration_images,
         "--int8-calibration-images": int8_calibration_images, "--warmup": warmup, "--runs": runs, "--rounds": rounds,
     })  # fmt: skip
     budget_ms = parse_latency(budget) if budget is not None else None
     if arch_file is not None:
-        arch: Any = arch_file
+        arch: Any = load_arch(arch_file)
     else:
         target = last_specialized()
         arch = target.arch
@@ -104,40 +124,48 @@ def export(
             table = target.table
         if budget_ms is None and target.budget_ms is not None:
             budget_ms = target.budget_ms
+        if predictor is None and target.predictor:
+            predictor = Path(target.predictor)
+    if refit and (table is None or budget_ms is None):
+        raise OFAEdgeError("--refit needs a latency table and a budget: pass --table and --budget, or export the "
+                           "arch of `ofa-edge specialize --budget ...`")  # fmt: skip
 
     def progress(message: str) -> None:
         err.print(f"[dim]export:[/dim] {message}")
 
-    result = export_subnet(
-        arch,
-        fmt,
-        supernet=supernet,
-        int8=int8,
-        out_dir=out,
-        name=name,
-        finetune_epochs=finetune_epochs,
-        finetune_images=finetune_images,
-        data=data,
-        data_dir=data_dir,
-        calibration_images=calibration_images,
-        int8_calibration_images=int8_calibration_images,
-        test_images=test_images,
-        threads=threads,
-        table=table,
-        budget_ms=budget_ms,
-        timing=Timing(warmup, runs, rounds),
-        command=command,
-        progress=progress,
-    )
+    export_one = partial(
+        _export_one, fmt=fmt, supernet=supernet, int8=int8, out_dir=out, name=name, finetune_epochs=finetune_epochs,
+        finetune_images=finetune_images, data=data, data_dir=data_dir, calibration_images=calibration_images,
+        int8_calibration_images=int8_calibration_images, test_images=test_images, threads=threads,
+        budget_ms=budget_ms, timing=Timing(warmup, runs, rounds), command=command, progress=progress,
+    )  # fmt: skip
+    if refit:
+        model, fingerprint = load_predictor(predictor, supernet)
+        outcome = export_within_budget(
+            arch, export_one, table_ref=table, table=load_table(table), budget_ms=budget_ms, predictor=model,
+            space=model.space, supernet=fingerprint, rounds=refit, seed=seed, progress=progress,
+        )  # fmt: skip
+        result, refits = outcome.exports[0], outcome.refits
+    else:
+        result, refits = export_one(arch, table)[0], []
     if as_json:
-        emit_json(result.to_dict())
+        emit_json({**result.to_dict(), "refits": refits})
         return
+    for r in refits:
+        err.print(f"refit round {r['round']}: measured {r['measured_ms']:.3f} ms over budget; table now {r['table']}")
     _summary(result)
+
+
+def _export_one(arch: Any, table: str | Path | None, **options: Any) -> list[Any]:
+    from ..export.pipeline import export_subnet
+
+    return [export_subnet(arch, table=table, **options)]
 
 
 _DEFAULTS: dict[str, Any] = {
     "--arch": None, "--int8": False, "--finetune-epochs": 0, "--finetune-images": None, "--out": Path("exported"),
-    "--name": "subnet", "--supernet": "demo", "--table": None, "--budget": None, "--threads": None,
+    "--name": "subnet", "--supernet": "demo", "--table": None, "--budget": None, "--refit": 0, "--predictor": None,
+    "--seed": 0, "--threads": None,
     "--test-images": None, "--data": "fashion-mnist", "--data-dir": None, "--calibration-images": 2000,
     "--int8-calibration-images": 300, "--warmup": 10, "--runs": 50, "--rounds": 5,
 }  # fmt: skip

@@ -3,9 +3,9 @@
 The chain the toolkit exists for: the most accurate subnet under each target's latency budget
 (accuracy predictor + the target's latency table), extracted from the supernet, recalibrated,
 converted to every requested format (fp32 and int8), verified against PyTorch, and timed with the
-matching backend. With ``refit_rounds``, a subnet whose measurement misses its budget by more
-than 10% teaches the table (its measurement becomes a calibration point, on a table calibrated
-on this machine), and the search and export run again: the closed loop.
+matching backend. With ``refit_rounds``, a subnet measured over its budget teaches the table
+(its measurement becomes a calibration point, on a table calibrated on this machine), and the
+search and export run again: the closed loop (:mod:`ofa_edge.export.closed_loop`).
 """
 
 from __future__ import annotations
@@ -13,20 +13,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..errors import OFAEdgeError
-from ..host import cpu_identity
-from ..latency.profiling import calibrate_table
 from ..latency.store import default_cpu_table
 from ..latency.table import LatencyTable, load_table
 from ..search.efficiency import LatencyModel, feasible_range
 from ..search.predictor import load_predictor
 from ..search.specialize import Result, Target, specialize
+from ..space.arch import Arch
+from .closed_loop import export_within_budget
 from .formats import FORMATS, check_available, get_format
 from .pipeline import ExportResult, export_subnet
-from .refit import add_calibration_point
 
 # Formats exported by default when their extra is installed (ONNX always: it is in the core).
 DEFAULT_FORMATS = ("onnx", "openvino", "tflite")
@@ -127,32 +127,38 @@ def deploy(
         if (warning := table.machine_warning()) is not None:
             deployment.notes.append(warning)
         folder = Path(out_dir) / _slug(name)
-        table_ref: str | Path = name
-        for round_ in range(refit_rounds + 1):
-            progress(f"{name}: exporting {deployment.choice.arch.r} px subnet "
-                     f"(predicted {deployment.choice.latency_ms:.3f} ms) to {', '.join(chosen_formats)}")  # fmt: skip
-            deployment.exports = [
-                export_subnet(
-                    deployment.choice.arch, fmt, supernet=supernet, int8=int8, out_dir=folder, name=fmt,
-                    test_images=test_images, threads=threads, table=table_ref if _matches(fmt, table, int8) else None,
-                    budget_ms=budget, command=command, progress=progress,
-                )
-                for fmt in chosen_formats
-            ]  # fmt: skip
-            own = next((e for e in deployment.exports if get_format(e.format).backend == table.backend.get("backend")),
-                       None)  # fmt: skip
-            if own is None or not own.budget_missed or round_ == refit_rounds:
-                break
-            measured = own.file("fp32").latency["measured_ms"] if own.file("fp32").latency else None
-            if measured is None:
-                break
-            table_ref, table = _refit(table_ref, table, space, deployment.choice.arch, measured, progress)
-            deployment.refits.append({"round": round_ + 1, "arch": deployment.choice.arch.to_dict(),
-                                      "measured_ms": measured, "table": str(table_ref)})  # fmt: skip
-            deployment.choice = specialize(model, [Target(table, budget)], space=space, supernet=fingerprint,
-                                           seed=seed)[0]  # fmt: skip
+
+        export_all = partial(
+            _export_formats, label=name, formats=chosen_formats, folder=folder, budget_ms=budget, supernet=supernet,
+            int8=int8, test_images=test_images, threads=threads, command=command, progress=progress,
+        )  # fmt: skip
+        outcome = export_within_budget(
+            choice.arch, export_all, table_ref=name, table=table, budget_ms=budget, predictor=model, space=space,
+            supernet=fingerprint, rounds=refit_rounds, seed=seed, progress=progress,
+        )  # fmt: skip
+        deployment.exports, deployment.refits = outcome.exports, outcome.refits
+        deployment.choice = outcome.choice or choice
         deployments.append(deployment)
     return deployments
+
+
+def _export_formats(
+    arch: Arch, table_ref: str | Path, *, label: str, formats: list[str], folder: Path, budget_ms: float,
+    supernet: str, int8: bool, test_images: int | None, threads: int | None, command: str | None,
+    progress: Callable[[str], None],
+) -> list[ExportResult]:  # fmt: skip
+    """``arch`` exported to each of ``formats`` in ``folder``, each timed against ``table_ref``
+    where the table prices that format's file."""
+    progress(f"{label}: exporting the {arch.r} px subnet to {', '.join(formats)}")
+    table = load_table(table_ref)
+    return [
+        export_subnet(
+            arch, fmt, supernet=supernet, int8=int8, out_dir=folder, name=fmt, test_images=test_images,
+            threads=threads, table=table_ref if _matches(fmt, table, int8) else None, budget_ms=budget_ms,
+            command=command, progress=progress,
+        )
+        for fmt in formats
+    ]  # fmt: skip
 
 
 def _matches(fmt: str, table: LatencyTable, int8: bool) -> bool:
@@ -160,18 +166,3 @@ def _matches(fmt: str, table: LatencyTable, int8: bool) -> bool:
     wanted = "int8" if int8 else "fp32"
     return get_format(fmt).backend == table.backend.get("backend") and table.backend.get("precision") == wanted
 
-
-def _refit(
-    table_ref: str | Path, table: LatencyTable, space: Any, arch: Any, measured_ms: float,
-    progress: Callable[[str], None],
-) -> tuple[Path, LatencyTable]:  # fmt: skip
-    """The table with ``arch``'s measurement as a calibration point. A calibration made on another
-    machine is first redone here (one calibration never mixes two machines' measurements)."""
-    if table.calibration is None or table.calibration.host != cpu_identity():
-        progress(f"refit: calibrating {table_ref} on this machine first")
-        _, path = calibrate_table(table_ref, fresh=True, warn=progress)
-        table_ref = path
-    path, updated, warnings = add_calibration_point(table_ref, space, arch, measured_ms, source="deploy --refit")
-    for warning in warnings:
-        progress(warning)
-    return path, updated

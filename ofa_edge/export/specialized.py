@@ -22,6 +22,7 @@ class SpecializedTarget:
     table: str | None
     budget_ms: float | None
     source: Path
+    predictor: str | None = None  # the accuracy predictor the search used
 
 
 def last_specialized(path: Path = LAST_SPECIALIZED) -> SpecializedTarget:
@@ -46,10 +47,12 @@ def last_specialized(path: Path = LAST_SPECIALIZED) -> SpecializedTarget:
         arch = load_arch(arch_file)
     budget = target.get("budget_ms", record.get("budget_ms"))
     table = target.get("table", record.get("table"))
+    predictor = record.get("predictor")
     return SpecializedTarget(
         arch,
         arch_file,
         str(table) if table else None,
         float(budget) if isinstance(budget, (int, float)) and not isinstance(budget, bool) else None,
         path,
+        str(predictor) if isinstance(predictor, str) and predictor else None,
     )

@@ -1,0 +1,91 @@
+"""The closed loop of export and deploy (``--refit``): a subnet measured over its budget teaches the
+table and the search runs again. Real exports, real onnxruntime timings; the budget is set below
+what the first subnet measures so that the loop has to turn."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from ofa_edge import get_space
+from ofa_edge.host import cpu_identity
+from ofa_edge.latency.store import resolve_table_path
+
+SPACE = get_space("mbv3-fmnist")
+TABLE = "onnxruntime-cpu-fp32-mbv3-fmnist"
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    app_module = importlib.import_module("ofa_edge.cli.app")
+    code = app_module.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _table_calibrated_here(folder: Path) -> Path:
+    """A copy of the shipped demo table in the user's table folder, its calibration marked as made on
+    this machine (so the loop adds points to it instead of first re-calibrating from scratch)."""
+    data = json.loads(resolve_table_path(TABLE).read_text())
+    data["calibration"]["host"] = cpu_identity()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{TABLE}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_refit_needs_a_table_and_a_budget(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.json").write_text(json.dumps(SPACE.max_arch(28).to_dict()))
+    code, out, err = _cli(["export", "--format", "onnx", "--arch", "a.json", "--refit", "1"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "--refit needs a latency table and a budget" in err
+
+
+@pytest.mark.slow
+def test_export_refit_teaches_the_table_and_exports_a_cheaper_subnet(tmp_path, capsys, monkeypatch):
+    tables = tmp_path / "latency_tables"
+    monkeypatch.setenv("OFA_EDGE_TABLES", str(tables))
+    table_path = _table_calibrated_here(tables)
+    points_before = len(json.loads(table_path.read_text())["calibration"]["points"])
+    largest = SPACE.max_arch(28)
+    (tmp_path / "a.json").write_text(json.dumps(largest.to_dict()))
+    # the largest subnet predicts ~1.5 ms on this table: half of that is inside the feasible range
+    # and certainly under what the largest subnet measures
+    code, out, err = _cli(["export", "--format", "onnx", "--arch", str(tmp_path / "a.json"), "--table", TABLE,
+                           "--budget", "0.75ms", "--refit", "1", "--out", str(tmp_path / "out"), "--test-images",
+                           "200", "--runs", "5", "--rounds", "1", "--calibration-images", "500", "--json"],
+                          capsys)  # fmt: skip
+    assert code == 0, err
+    payload = json.loads(out)
+    [refit] = payload["refits"]
+    assert refit["arch"] == largest.to_dict() and refit["measured_ms"] > 0.75
+    assert Path(refit["table"]) == table_path
+    taught = json.loads(table_path.read_text())["calibration"]
+    assert len(taught["points"]) == points_before + 1 and taught["points"][-1]["arch"] == largest.to_dict()
+    # the file exported last is the new search's choice, priced under the budget by the refitted table
+    assert payload["arch"] != largest.to_dict()
+    assert payload["latency"]["table"] == str(table_path) and payload["latency"]["predicted_ms"] <= 0.75
+
+
+@pytest.mark.slow
+def test_deploy_refit_records_each_round_and_ships_the_last_choice(tmp_path, monkeypatch):
+    from ofa_edge.export.deploy import deploy
+
+    tables = tmp_path / "latency_tables"
+    monkeypatch.setenv("OFA_EDGE_TABLES", str(tables))
+    table_path = _table_calibrated_here(tables)
+    # A table that believes every subnet 40% cheaper than its own measured points say: its first
+    # choice measures well over the budget; the refit fits the calibration to the points again.
+    data = json.loads(table_path.read_text())
+    for key in ("a", "b", "c", "d"):
+        data["calibration"][key] = data["calibration"].get(key, 0.0) * 0.6
+    table_path.write_text(json.dumps(data))
+    [looped] = deploy([0.9], [TABLE], ["onnx"], int8=False, out_dir=tmp_path / "d", test_images=200,
+                      refit_rounds=2)  # fmt: skip
+    assert 1 <= len(looped.refits) <= 2
+    first = looped.refits[0]
+    assert first["round"] == 1 and first["measured_ms"] > 0.9 and Path(first["table"]) == table_path
+    assert looped.exports[0].arch == looped.choice.arch.to_dict() != first["arch"]
+    assert looped.choice.latency_ms <= 0.9
