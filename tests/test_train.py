@@ -367,3 +367,56 @@ def test_two_rank_ddp_stays_in_sync(tmp_path):
     assert ranks[0]["checksums"] == ranks[1]["checksums"], "ranks diverged"
     assert ranks[0]["shard_labels"] != ranks[1]["shard_labels"], "each rank reads its own shard"
     assert (tmp_path / "run" / "supernet.safetensors").exists()
+
+
+# ------------------------------------------------------------ devices, autocast, resume notice
+def test_a_cuda_device_without_a_gpu_or_an_unknown_one_is_one_clear_error(tmp_path):
+    from ofa_edge.train.trainer import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(OFAEdgeError, match="sees no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(OFAEdgeError, match="unknown device 'tpu9'"):
+        resolve_device("tpu9")
+    sched = get_schedule("quick")
+    data = TrainData.from_dataset(synthetic_dataset(), sched, seed=0, flip=True)
+    config = TrainConfig(get_space("mbv3-fmnist"), sched, tmp_path, data_name="synthetic", autocast="fp8")
+    with pytest.raises(OFAEdgeError, match="autocast must be one of off, bf16"):
+        Trainer(config, data)
+
+
+def test_bf16_autocast_trains_fp32_weights_and_a_finite_loss(tmp_path):
+    trainer = make_trainer(tmp_path)
+    trainer.config.autocast = "bf16"
+    phase = trainer.config.schedule.phases[0]
+    optimizer = make_optimizer(trainer.net, trainer.config.schedule)
+    for group in optimizer.param_groups:
+        group["lr"] = 0.1
+    from ofa_edge.train.trainer import SubnetsLoss
+
+    images, labels = next(trainer.loader.epoch(0))
+    before = trainer.net.first_conv.conv.weight.detach().clone()
+    loss = trainer._step(SubnetsLoss(trainer.net, 0.1, 1.0), optimizer, images, labels, phase)
+    assert math.isfinite(loss)
+    weight = trainer.net.first_conv.conv.weight
+    assert weight.dtype == torch.float32 and not torch.equal(weight.detach(), before)
+
+
+def test_a_resume_says_which_checkpoint_from_where_and_when(tmp_path):
+    events = []
+    with pytest.raises(Stop):
+        make_trainer(tmp_path, on_event=stop_at(4)).run()
+    trainer = make_trainer(tmp_path, on_event=lambda kind, info: events.append((kind, info)))
+    point = trainer.resume_point()
+    saved = json.loads(read_metadata(tmp_path / "checkpoint.safetensors")["position"])
+    assert point["checkpoint"] == str(tmp_path / "checkpoint.safetensors") and point["step"] == saved["step"] > 0
+    assert point["phase_name"] == trainer.config.schedule.phases[point["phase"]].name
+    from ofa_edge.host import cpu_identity
+
+    assert point["saved_on"] == cpu_identity() and point["saved_at"] != "unknown"
+    with pytest.raises(Stop):
+        trainer.on_event = lambda kind, info: (events.append((kind, info)), (_ for _ in ()).throw(Stop()))
+        trainer.run()
+    assert events[0] == ("resumed", point)

@@ -53,7 +53,11 @@ class TrainingProgress:
         if not self.enabled:
             return
         if kind == "resumed":
-            self.console.print(f"resuming at phase {info['phase']}, epoch {info['epoch']}, batch {info['batch']}")
+            self.console.print(
+                f"resuming {info['checkpoint']} (saved {info['saved_at']} on {info['saved_on']}): "
+                f"phase {info['phase'] + 1} '{info['phase_name']}', epoch {info['epoch'] + 1}, batch {info['batch']}, "
+                f"step {info['step']}"
+            )
         elif kind == "epoch_start":
             if self.epoch_task is not None:
                 self.progress.remove_task(self.epoch_task)

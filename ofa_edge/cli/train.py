@@ -44,6 +44,12 @@ def train(
         typer.Option("--flip/--no-flip", help="Random horizontal flips (default: on, except for mnist digits)."),
     ] = None,
     threads: ThreadsOpt = None,
+    device: Annotated[
+        str, typer.Option(help="cpu, cuda, cuda:N, or auto (CUDA when present). A run resumes on another device.")
+    ] = "cpu",
+    autocast: Annotated[
+        str, typer.Option(help="off, or bf16: mixed-precision forward passes (a GPU, or a CPU with AMX/AVX-512 BF16).")
+    ] = "off",
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Also checkpoint every N steps.")] = 50,
     report: Annotated[bool, typer.Option(help="Score the 8 corner subnets on the test split at the end.")] = True,
     as_json: JsonOpt = False,
@@ -62,7 +68,7 @@ def train(
     # Rank 0 alone draws (torchrun sets RANK before the process group exists).
     progress = TrainingProgress(enabled=int(os.environ.get("RANK", "0")) == 0)
     run = TrainingRun.prepare(out, space, data, data_dir, schedule, seed, init_from, checkpoint_every, flip,
-                              on_event=progress.event)  # fmt: skip
+                              on_event=progress.event, device=device, autocast=autocast)  # fmt: skip
     if run.rank == 0:
         for note in run.notes:
             err.print(f"note: {note}")

@@ -258,6 +258,7 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
+        device: torch.device | str = "cpu",
     ) -> None:
         if batch_size < 1:
             raise DataError("batch size must be at least 1")
@@ -272,6 +273,8 @@ class BatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.channels_last = channels_last
+        # Batches are drawn and augmented on the CPU (the same numbers on every device), then moved.
+        self.device = torch.device(device)
 
     def batches_per_epoch(self) -> int:
         per_rank = len(self.dataset) // self.world_size
@@ -304,6 +307,9 @@ class BatchLoader:
             generator = torch.Generator().manual_seed(step_seed * 31 + self.rank)
             images = augment(images, generator, flip=self.flip)
         images = self.normalization.apply(resize(images, resolution))
+        labels = self.dataset.labels[index]
+        if self.device.type != "cpu":
+            images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return images, self.dataset.labels[index]
+        return images, labels

@@ -39,6 +39,7 @@ class EvalData:
     normalization: Normalization
     batch_size: int = 256
     channels_last: bool = True
+    device: torch.device | str = "cpu"  # where the batches go: the model's device
 
     def loader(self, dataset: ImageDataset) -> BatchLoader:
         return BatchLoader(
@@ -49,6 +50,7 @@ class EvalData:
             train=False,
             drop_last=False,
             channels_last=self.channels_last,
+            device=self.device,
         )
 
 

@@ -160,6 +160,12 @@ class TrainConfig:
     init_from: str | None = None
     checkpoint_every: int = 50  # steps
     channels_last: bool = True
+    # "cpu", "cuda" (or "cuda:N"), or "auto": CUDA when present. Not part of the run's identity: a
+    # run started on a GPU resumes on a CPU and back (the numbers differ, the schedule does not).
+    device: str = "cpu"
+    # Mixed precision of the forward passes: "off" or "bf16" (autocast; weights, gradients and the
+    # optimizer stay fp32, so no loss scaling is needed).
+    autocast: str = "off"
     validate_every_epoch: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -180,8 +186,11 @@ class Trainer:
         self.out = config.out
         self.checkpoint_path = self.out / "checkpoint.safetensors"
         self.teacher_path = self.out / "teacher.safetensors"
+        self.device = resolve_device(config.device)
+        if config.autocast not in AUTOCAST_MODES:
+            raise OFAEdgeError(f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got '{config.autocast}'")
         torch.manual_seed(config.seed)  # the initial weights, too, follow from the seed
-        self.net = OFAMobileNetV3(config.space)
+        self.net = OFAMobileNetV3(config.space).to(self.device)
         if config.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.teacher: OFAMobileNetV3 | None = None
@@ -196,6 +205,7 @@ class Trainer:
             rank=self.rank,
             world_size=self.world_size,
             channels_last=config.channels_last,
+            device=self.device,
         )
         if self.loader.batches_per_epoch() < 1:
             raise OFAEdgeError(
@@ -223,6 +233,7 @@ class Trainer:
             scored=data.val.subset(torch.arange(min(schedule.epoch_val_images, len(data.val)))),
             normalization=data.normalization,
             channels_last=config.channels_last,
+            device=self.device,
         )
         self.checkpoint = self._read_checkpoint()
         if self.checkpoint is not None:  # where a resume will start, for progress bars and ETAs
@@ -266,8 +277,37 @@ class Trainer:
                 if buffer is not None:
                     tensors[f"optim/{names[id(param)]}"] = buffer.detach().cpu().contiguous().clone()
         tensors["rng/torch"] = torch.get_rng_state()
-        metadata = {"format": TRAIN_FORMAT, "position": json.dumps(self.position.to_dict()), **self._identity()}
+        metadata = {
+            "format": TRAIN_FORMAT,
+            "position": json.dumps(self.position.to_dict()),
+            **self._identity(),
+            "saved_on": self._device_description(),
+            "saved_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
         atomic_write_bytes(self.checkpoint_path, save_safetensors_bytes(tensors, metadata=metadata))
+
+    def _device_description(self) -> str:
+        if self.device.type == "cuda":
+            return f"{torch.cuda.get_device_name(self.device)} (CUDA)"
+        from ..host import cpu_identity
+
+        return cpu_identity()
+
+    def resume_point(self) -> dict[str, Any] | None:
+        """Where a resume starts and what it continues (None for a new run): the checkpoint file,
+        its position and phase name, and the machine and time it was saved on."""
+        if self.checkpoint is None:
+            return None
+        metadata = self.checkpoint[1]
+        position = Position(**json.loads(metadata["position"]))
+        phases = self.config.schedule.phases
+        return {
+            **position.to_dict(),
+            "phase_name": phases[position.phase].name if position.phase < len(phases) else "done",
+            "checkpoint": str(self.checkpoint_path),
+            "saved_on": metadata.get("saved_on", "unknown"),
+            "saved_at": metadata.get("saved_at", "unknown"),
+        }
 
     def _read_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
         """The run folder's checkpoint, checked against this run (None: a new run). Read when the
@@ -321,7 +361,7 @@ class Trainer:
 
     def _load_teacher(self) -> None:
         if self.teacher_path.exists():
-            self.teacher = load_supernet(self.teacher_path, space=self.config.space)
+            self.teacher = load_supernet(self.teacher_path, space=self.config.space).to(self.device)
             self.teacher.set_active(self.config.space.max_arch())
             self.teacher.eval()
             if self.config.channels_last:
@@ -330,9 +370,10 @@ class Trainer:
     # --------------------------------------------------------------- training
     def run(self) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
+        point = self.resume_point()
         momentum, resumed = self.try_resume()
         if resumed:
-            self.on_event("resumed", self.position.to_dict())
+            self.on_event("resumed", point)
         else:
             if self.init_state is not None:
                 self.net.load_state_dict(self.init_state)
@@ -373,7 +414,7 @@ class Trainer:
         if momentum:
             for name, param in self.net.named_parameters():
                 if name in momentum:
-                    optimizer.state[param]["momentum_buffer"] = momentum[name].to(param.dtype).clone()
+                    optimizer.state[param]["momentum_buffer"] = momentum[name].to(param.device, param.dtype).clone()
         step_module: nn.Module = SubnetsLoss(self.net, schedule.label_smoothing, schedule.kd_ratio)
         if self.distributed:
             step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
@@ -434,9 +475,10 @@ class Trainer:
         # Dropout follows from the step and rank; the archs from the step alone.
         torch.manual_seed(self.config.seed * 1_000_003 + step * 97 + self.rank)
         archs = self.archs_for_step(phase, step, resolution=images.shape[-1])
-        soft = self.soft_targets(phase, images)
         optimizer.zero_grad(set_to_none=True)
-        loss = step_module(images, labels, soft, archs)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.autocast == "bf16"):
+            soft = self.soft_targets(phase, images)
+            loss = step_module(images, labels, soft, archs)
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -507,6 +549,29 @@ def final_report(
             name: round(evaluate_arch(net, arch, data), 2) for name, arch in corner_archs(space, r).items()
         }
     return report
+
+
+AUTOCAST_MODES = ("off", "bf16")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The training device for ``name`` ("cpu", "cuda", "cuda:N" or "auto"); a CUDA device that is
+    not there is one clear error. Under torchrun each rank takes the GPU of its LOCAL_RANK."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise OFAEdgeError(f"unknown device '{name}' (use cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OFAEdgeError(f"device '{name}' asked for, but this torch sees no CUDA GPU (use --device cpu or auto)")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise OFAEdgeError(f"unsupported device '{name}' (use cpu, cuda, cuda:N or auto)")
+    return device
 
 
 def init_distributed() -> bool:
