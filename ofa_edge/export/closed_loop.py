@@ -8,10 +8,10 @@ measurement is over the budget:
 
 * it becomes a calibration point of the table (calibrated on this machine), which corrects the
   table everywhere a little;
-* the next search aims under the budget by the table's miss at that subnet (target = budget x
-  predicted / measured, never above the budget): a table's error at one subnet is shared by its
-  neighbours, which one more point among dozens barely moves (measured here: with the refit alone,
-  two rounds left subnets 3-6% over);
+* the next search aims under the budget by the miss (the new target is the last one x budget /
+  measured, never above the budget): a table's error at one subnet is shared by its neighbours,
+  which one more point among dozens barely moves (measured here: with the refit alone, two
+  rounds left subnets 3-6% over);
 
 then the new choice is exported and measured. Bounded by ``rounds``; the last export stands even
 when still over (its card and summary say by how much).
@@ -85,8 +85,10 @@ def search_until_within_budget(
             break
         table_ref, table = _refit(table_ref, table, space, outcome.arch, measured, progress)
         predicted = table.predict(space, outcome.arch)
-        # aim under the budget by the miss; never under the cheapest subnet (that search is infeasible)
-        target = max(min(budget_ms, target * predicted / measured), LatencyModel(table, space).range()[0])
+        # Aim under the budget by the miss: the last search aimed at ``target`` and measured
+        # ``measured``, so aiming at target x budget / measured lands on the budget if the table
+        # errs by the same factor around the new choice. Never under the cheapest subnet.
+        target = max(min(budget_ms, target * budget_ms / measured), LatencyModel(table, space).range()[0])
         progress(f"refit {round_}/{rounds}: measured {measured:.3f} ms is over the {budget_ms:g} ms budget "
                  f"(the table now predicts {predicted:.3f} ms); searching again under {target:.3f} ms")
         outcome.refits.append({"round": round_, "arch": outcome.arch.to_dict(), "measured_ms": measured,
