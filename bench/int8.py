@@ -36,7 +36,10 @@ shared CPU gave none worth keeping while this was written):
   onnxruntime's op profile the int8 elementwise ops (QLinearMul/QLinearAdd) take a third of the
   time of the QLinearConvs, while fp32 fuses HardSwish into its convolutions: int8 gains least on
   the smallest subnets.
-* TFLite: XNNPACK has no int8 HARD_SWISH. The plain int8 file of the demo subnet had 22 XNNPACK
+* TFLite: every .tflite (fp32 and int8) has its 7x7 depthwise convolutions written as row bands of
+  at most 25 taps by ``convert_tflite`` (XNNPACK runs >25-tap depthwise kernels several times
+  slower, 50-1000x in int8; see ``split_large_depthwise``). XNNPACK has no int8 HARD_SWISH. The
+  plain int8 file of the demo subnet had 22 XNNPACK
   partitions around 21 HARD_SWISH run by the built-in kernels (the w1.0 smallest subnet: 16 around
   15); with the hard-swish form, one partition and nothing outside it. litert-torch folds
   ``x * relu6(x + 3) / 6``, ``x * relu6(x + 3) * (1/6)`` and ``x * hardsigmoid(x)`` back into
