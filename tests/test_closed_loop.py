@@ -89,3 +89,49 @@ def test_deploy_refit_records_each_round_and_ships_the_last_choice(tmp_path, mon
     assert first["round"] == 1 and first["measured_ms"] > 0.9 and Path(first["table"]) == table_path
     assert looped.exports[0].arch == looped.choice.arch.to_dict() != first["arch"]
     assert looped.choice.latency_ms <= 0.9
+
+
+def test_loop_aims_under_the_budget_by_the_miss_with_a_stand_in_measurement(tmp_path, monkeypatch):
+    """The loop's arithmetic, with a stand-in for the backend (not a measurement): every subnet
+    "measures" 15% over what the starting table predicts. The first choice misses; the next
+    search aims at budget x budget / measured; the last choice fits; the table learnt each point."""
+    from ofa_edge.export.closed_loop import search_until_within_budget
+    from ofa_edge.latency.table import load_table
+    from ofa_edge.search.predictor import load_predictor
+    from ofa_edge.search.specialize import Target, specialize
+
+    tables = tmp_path / "latency_tables"
+    monkeypatch.setenv("OFA_EDGE_TABLES", str(tables))
+    table_path = _table_calibrated_here(tables)
+    original = load_table(table_path)
+    predictor, fingerprint = load_predictor(None, "demo")
+
+    def stand_in(arch, _table_ref):
+        return 1.15 * original.predict(SPACE, arch)
+
+    budget = 0.9
+    first = specialize(predictor, [Target(original, budget)], space=SPACE, supernet=fingerprint)[0]
+    outcome = search_until_within_budget(
+        first.arch, stand_in, table_ref=table_path, table=original, budget_ms=budget, predictor=predictor,
+        space=SPACE, supernet=fingerprint, rounds=3,
+    )  # fmt: skip
+    # the refitted table predicts a little differently from the stand-in's, so a second round may run
+    assert 1 <= len(outcome.refits) <= 2
+    refit = outcome.refits[0]
+    assert refit["measured_ms"] == pytest.approx(1.15 * first.latency_ms)
+    assert refit["search_target_ms"] == pytest.approx(budget * budget / refit["measured_ms"])
+    assert stand_in(outcome.arch, None) <= budget < stand_in(first.arch, None)
+    assert len(load_table(table_path).calibration.points) == len(original.calibration.points) + len(outcome.refits)
+
+
+def test_loop_does_nothing_when_the_first_choice_fits(tmp_path):
+    from ofa_edge.export.closed_loop import search_until_within_budget
+    from ofa_edge.latency.table import load_table
+
+    table = load_table(TABLE)
+    calls = []
+    outcome = search_until_within_budget(
+        SPACE.min_arch(20), lambda arch, ref: calls.append(arch) or 0.1, table_ref=TABLE, table=table,
+        budget_ms=0.5, predictor=None, space=SPACE, supernet=None, rounds=2,
+    )  # fmt: skip
+    assert calls == [SPACE.min_arch(20)] and outcome.refits == [] and outcome.choice is None
