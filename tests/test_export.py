@@ -330,6 +330,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert "run `ofa-edge specialize` first, or pass --arch" in err
     code, _, err = _cli(["export", "--format", "coreml", "--arch", "x.json"], capsys)
     assert code == 2 and err.count("\n") == 1
+    code, _, err = _cli(["export", "--format", "coreml"], capsys)  # no specialize record either
+    assert code == 2 and err.count("\n") == 1 and "unknown export format 'coreml'" in err
     monkeypatch.setitem(sys.modules, "openvino", None)
     (tmp_path / "a.json").write_text(json.dumps(ARCH.to_dict()))
     code, _, err = _cli(["export", "--format", "openvino", "--arch", "a.json"], capsys)

@@ -98,6 +98,7 @@ def export(
     """
     from ..errors import OFAEdgeError
     from ..export.closed_loop import export_within_budget
+    from ..export.formats import get_format
     from ..export.specialized import last_specialized
     from ..latency.table import load_table
     from ..profilers.base import Timing
@@ -113,6 +114,7 @@ def export(
         "--data-dir": data_dir, "--calibration-images": calibration_images,
         "--int8-calibration-images": int8_calibration_images, "--warmup": warmup, "--runs": runs, "--rounds": rounds,
     })  # fmt: skip
+    get_format(fmt)  # an unknown format is the first thing said, before any arch or table is looked up
     budget_ms = parse_latency(budget) if budget is not None else None
     if arch_file is not None:
         arch: Any = load_arch(arch_file)
