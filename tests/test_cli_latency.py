@@ -243,8 +243,11 @@ def test_interrupted_profile_says_how_to_resume(tmp_path):
     out = tmp_path / "t.json"
     command = [sys.executable, "-m", "ofa_edge.cli", "profile", "--resolutions", "20,24", "--out", str(out),
                "--runs", "30", "--warmup", "2", "--calibration-samples", "0"]  # fmt: skip
+    # Ctrl-C's default action in the child even when this test runs in the background (a shell's
+    # background job starts with SIGINT ignored, and the child would inherit that).
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+                               env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not out.exists():
         time.sleep(0.05)
