@@ -102,33 +102,19 @@ def search_until_within_budget(
 
 
 def export_within_budget(
-    arch: Arch,
-    export: Callable[[Arch, str | Path], list[ExportResult]],
-    *,
-    table_ref: str | Path,
-    table: LatencyTable,
-    budget_ms: float,
-    predictor: Any,
-    space: SearchSpace,
-    supernet: str | None,
-    rounds: int,
-    seed: int = 0,
-    progress: Callable[[str], None] = lambda message: None,
+    arch: Arch, export: Callable[[Arch, str | Path], list[ExportResult]], *, table: LatencyTable, **loop: Any
 ) -> LoopOutcome:
     """``export(arch, table_ref)`` (it exports and times ``arch`` against the table named
-    ``table_ref``), in :func:`search_until_within_budget`'s loop: the measurement is that of the
-    export timed by the table's backend, in the table's precision. The outcome holds the exports
-    of the last arch."""
+    ``table_ref``), in :func:`search_until_within_budget`'s loop (``loop``: its other keyword
+    arguments): the measurement is that of the export timed by the table's backend, in the
+    table's precision. The outcome holds the exports of the last arch."""
     exports: list[ExportResult] = []
 
     def measure(candidate: Arch, ref: str | Path) -> float | None:
         exports[:] = export(candidate, ref)
         return measured_latency(own_export(exports, table), table)
 
-    outcome = search_until_within_budget(
-        arch, measure, table_ref=table_ref, table=table, budget_ms=budget_ms, predictor=predictor, space=space,
-        supernet=supernet, rounds=rounds, seed=seed, progress=progress,
-    )  # fmt: skip
+    outcome = search_until_within_budget(arch, measure, table=table, **loop)
     outcome.exports = exports
     return outcome
 
