@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--autocast", default="off", choices=("off", "bf16"))
     parser.add_argument("--test-images", type=int, default=10_000)
+    parser.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST's IDX files (default: Debian's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     console = Console(stderr=True, width=140)
@@ -77,8 +78,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: unknown corner(s) {sorted(unknown)} (known: {', '.join(corner_archs(demo, 28))})")
     schedule = alone_schedule(args.epochs, args.images_per_epoch)
-    dataset = load_dataset("fashion-mnist", "train")
-    test = load_dataset("fashion-mnist", "test")
+    dataset = load_dataset("fashion-mnist", "train", args.data_dir)
+    test = load_dataset("fashion-mnist", "test", args.data_dir)
     test = test.subset(torch.arange(min(args.test_images, len(test))))
     data = TrainData.from_dataset(dataset, schedule, seed=args.seed, flip=True)
     calibration = data.train.subset(torch.arange(min(schedule.bn_calibration_images, len(data.train))))
@@ -119,7 +120,7 @@ def main() -> None:
             "seed": args.seed,
             "train_s_this_session": round(seconds, 1),
             "steps": trainer.position.step,
-            "device": args.device if args.device != "cpu" else cpu_identity(),
+            "device": torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else cpu_identity(),
             "autocast": args.autocast,
         }
         atomic_write_text(done, json.dumps(results[name], indent=2) + "\n")
