@@ -26,7 +26,11 @@ class _BatchStats:
     def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         x = inputs[0].detach()
         n = x.shape[0]
-        var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
+        # The mean, then the mean squared deviation from it (the reference's formula): two
+        # vectorised reductions, about 2x faster on the CPU than torch.var_mean's single-pass
+        # Welford loop, which took two thirds of a recalibration's time.
+        mean = x.mean(dim=(0, 2, 3))
+        var = (x - mean.view(1, -1, 1, 1)).square().mean(dim=(0, 2, 3))
         var, mean = var.double(), mean.double()  # accumulate in float64
         if self.mean_sum is None:
             self.mean_sum, self.var_sum = mean * n, var * n

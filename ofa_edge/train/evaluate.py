@@ -136,7 +136,8 @@ class SupernetScorer:
             raise OFAEdgeError(f"unknown scoring engine '{engine}' (known: {', '.join(SCORING_ENGINES)})")
         if calibration_images < 1 or calibration_subset < 0:
             raise OFAEdgeError("calibration needs at least 1 image and a subset index of 0 or more")
-        net = load_supernet(supernet)
+        # Channels-last, as in training: the CPU convolutions run about 1.3x faster in it.
+        net = load_supernet(supernet).to(memory_format=torch.channels_last)
         dataset = load_split(data, "train", data_dir, net.space)
         if len(dataset.classes) > net.space.num_classes:
             raise OFAEdgeError(
