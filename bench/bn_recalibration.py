@@ -37,15 +37,8 @@ FORMULAS = ("var_mean", "mean-then-deviation")
 def welford_stats(self: bn_calibration._BatchStats, module, inputs, output) -> None:
     """The earlier statistics: torch.var_mean over (N, H, W), accumulated in float64."""
     x = inputs[0].detach()
-    n = x.shape[0]
     var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
-    var, mean = var.double(), mean.double()
-    if self.mean_sum is None:
-        self.mean_sum, self.var_sum = mean * n, var * n
-    else:
-        self.mean_sum += mean * n
-        self.var_sum += var * n
-    self.count += n
+    self.add(mean, var, x.shape[0])
 
 
 def main() -> None:

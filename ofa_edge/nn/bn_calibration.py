@@ -25,12 +25,15 @@ class _BatchStats:
 
     def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         x = inputs[0].detach()
-        n = x.shape[0]
         # The mean, then the mean squared deviation from it (the reference's formula): two
         # vectorised reductions, about 2x faster on the CPU than torch.var_mean's single-pass
         # Welford loop, which took two thirds of a recalibration's time.
         mean = x.mean(dim=(0, 2, 3))
         var = (x - mean.view(1, -1, 1, 1)).square().mean(dim=(0, 2, 3))
+        self.add(mean, var, x.shape[0])
+
+    def add(self, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+        """Adds one batch's per-channel mean and biased variance, of ``n`` images."""
         var, mean = var.double(), mean.double()  # accumulate in float64
         if self.mean_sum is None:
             self.mean_sum, self.var_sum = mean * n, var * n
