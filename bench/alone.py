@@ -31,8 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ofa_edge import get_space
+from ofa_edge.errors import OFAEdgeError
 from ofa_edge.fileio import atomic_write_text
-from ofa_edge.host import cpu_identity
 from ofa_edge.space.space import SearchSpace, corner_archs
 from ofa_edge.train.data import load_dataset
 from ofa_edge.train.evaluate import EvalData, evaluate_arch
@@ -120,7 +120,7 @@ def main() -> None:
             "seed": args.seed,
             "train_s_this_session": round(seconds, 1),
             "steps": trainer.position.step,
-            "device": torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else cpu_identity(),
+            "device": trainer.device_description(),
             "autocast": args.autocast,
         }
         atomic_write_text(done, json.dumps(results[name], indent=2) + "\n")
@@ -138,4 +138,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except OFAEdgeError as error:  # missing data, a bad device: one line
+        raise SystemExit(f"error: {error}") from None

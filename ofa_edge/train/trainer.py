@@ -281,12 +281,13 @@ class Trainer:
             "format": TRAIN_FORMAT,
             "position": json.dumps(self.position.to_dict()),
             **self._identity(),
-            "saved_on": self._device_description(),
+            "saved_on": self.device_description(),
             "saved_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         }
         atomic_write_bytes(self.checkpoint_path, save_safetensors_bytes(tensors, metadata=metadata))
 
-    def _device_description(self) -> str:
+    def device_description(self) -> str:
+        """The machine this run trains on: the GPU's name, or the host CPU's identity."""
         if self.device.type == "cuda":
             return f"{torch.cuda.get_device_name(self.device)} (CUDA)"
         from ..host import cpu_identity
