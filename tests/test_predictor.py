@@ -13,7 +13,9 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
+import ofa_edge.search.predictor as predictor_module
 from ofa_edge.cli import main
 from ofa_edge.errors import OFAEdgeError
 from ofa_edge.search.accuracy_data import FORMAT as DATA_FORMAT
@@ -209,6 +211,23 @@ def test_mlp_is_deterministic_for_a_seed(data):
     b = fit_mlp(SPACE, FINGERPRINT, data.features, data.top1, seed=1, config=config)
     assert np.array_equal(a.predict_features(data.features), b.predict_features(data.features))
     assert len(a.tensors) == 2 * 3 + 1 and a.tensors["regressor.weight"].shape == (1, 32)
+
+
+@pytest.mark.parametrize("flushed_before", [False, True])
+def test_mlp_fit_flushes_denormals_and_restores_the_cpu_state(data, flushed_before):
+    """Fitting flushes denormals (a 14x slow path otherwise) but leaves the caller's state as it was."""
+    threads = torch.get_num_threads()
+    torch.set_flush_denormal(flushed_before)
+    try:
+        with predictor_module._mlp_fitting_cpu(1):
+            assert predictor_module._denormals_flushed()
+            assert torch.get_num_threads() == 1
+        assert predictor_module._denormals_flushed() is flushed_before
+        fit_mlp(SPACE, FINGERPRINT, data.features, data.top1, config=MLPConfig(hidden=16, epochs=1))
+        assert predictor_module._denormals_flushed() is flushed_before
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_flush_denormal(False)
 
 
 # ------------------------------------------------------------------------------- files

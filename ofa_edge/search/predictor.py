@@ -407,16 +407,31 @@ class MLPConfig:
 RIDGE_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-2, 4, 25))
 
 
+def _denormals_flushed() -> bool:
+    """Whether this thread's CPU flushes denormal floats to zero (torch has no getter for it)."""
+    tiny = np.array([1e-39], dtype=np.float32)  # a float32 denormal
+    return bool(tiny[0] * np.float32(1.0) == 0.0)
+
+
 @contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
+def _mlp_fitting_cpu(threads: int) -> Iterator[None]:
+    """``threads`` torch threads and denormals flushed to zero, both restored afterwards.
+
+    Why flush: Adam with weight decay drives many MLP weights and their moment estimates into the
+    denormal range late in training, and the CPU's slow path for denormals made a 150-epoch fit on
+    1600 subnets 14x slower here (190 s against 13.7 s). Values that small change no prediction.
+    """
     import torch
 
-    before = torch.get_num_threads()
+    threads_before = torch.get_num_threads()
+    flushed_before = _denormals_flushed()
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        torch.set_flush_denormal(flushed_before)
+        torch.set_num_threads(threads_before)
 
 
 def fit_mlp(
@@ -434,7 +449,7 @@ def fit_mlp(
     x = torch.from_numpy(np.asarray(features, dtype=np.float32))
     y = torch.from_numpy(((top1 - base_acc) / scale).astype(np.float32))
     n = len(y)
-    with _torch_threads(config.threads), torch.random.fork_rng(devices=[]):
+    with _mlp_fitting_cpu(config.threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         modules: list[torch.nn.Module] = []
         width = x.shape[1]
