@@ -6,8 +6,8 @@ largest, a middle and the smallest subnet), each converted to fp32 and to static
 format's own quantiser (onnxruntime ``quantize_static`` QDQ, ``nncf.quantize``, ai-edge-quantizer
 ``static_wi8_ai8``), exactly as ``ofa-edge export`` does, then timed with the format's latency
 backend at 1 thread: ``--rounds`` interleaved passes over every file of a backend, ``--warmup``
-untimed and ``--runs`` timed calls each; a file's latency is the median over passes of the
-per-pass medians. int8 variants: ``plain`` (the subnet as it is) and ``forms`` (the export forms
+untimed and ``--runs`` timed calls each; a file's latency is the lowest of its per-pass
+medians (the least disturbed pass). int8 variants: ``plain`` (the subnet as it is) and ``forms`` (the export forms
 ``ofa-edge export`` uses for that format, see ``ofa_edge/convert/graph_form.py``); with
 ``--variants all`` every form alone too, and for OpenVINO nncf's ``performance`` preset
 (symmetric activations) beside the ``mixed`` preset export uses.

@@ -62,10 +62,14 @@ def test_real_runtime_measures_a_block(backend, precision, tmp_path):
     assert info.version and info.device_detail
 
 
-def test_combine_rounds_takes_the_median_of_each_statistic():
-    rounds = [Measurement(1.0, 0.9, 1.2, 50), Measurement(3.0, 2.0, 4.0, 50), Measurement(1.2, 1.0, 1.3, 50)]
+def test_combine_rounds_keeps_the_least_disturbed_pass_whole():
+    rounds = [Measurement(1.2, 1.0, 1.3, 50), Measurement(3.0, 2.0, 4.0, 50), Measurement(1.0, 0.95, 1.6, 50)]
     combined = combine_rounds(rounds)
-    assert (combined.median_ms, combined.p10_ms, combined.p90_ms, combined.samples) == (1.2, 1.0, 1.3, 150)
+    assert (combined.median_ms, combined.p10_ms, combined.p90_ms, combined.samples) == (1.0, 0.95, 1.6, 150)
+    with pytest.raises(ValueError):
+        combine_rounds([])
+    with pytest.raises(ValueError):
+        Timing(runs=0)
     with pytest.raises(ValueError):
         Timing(runs=0)
 

@@ -82,7 +82,7 @@ def export(
     ] = 300,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before each timing pass.")] = 10,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per pass.")] = 50,
-    rounds: Annotated[int, typer.Option(min=1, help="Interleaved timing passes (the median over passes).")] = 5,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved timing passes; the least disturbed is kept.")] = 5,
     as_json: JsonOpt = False,
 ) -> None:
     """Extract a subnet, recalibrate BatchNorm, convert (and with --int8 quantise), verify and time it.

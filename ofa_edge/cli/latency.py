@@ -32,7 +32,7 @@ OptionsOpt = Annotated[
 WarmupOpt = Annotated[int, typer.Option(help="Untimed runs before timing each model.")]
 RunsOpt = Annotated[int, typer.Option(help="Timed runs per model in each pass (the median is kept).")]
 RoundsOpt = Annotated[
-    int, typer.Option(help="Interleaved timing passes over each group of models; the median over passes is kept.")
+    int, typer.Option(help="Interleaved timing passes over each group of models; the least disturbed pass is kept.")
 ]
 
 

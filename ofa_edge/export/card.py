@@ -72,7 +72,8 @@ def card_markdown(card: dict[str, Any]) -> str:
     if lat:
         threads = backend.get("threads")
         lines.append(
-            f"- latency: measured {_ms(lat.get('measured_ms'))} (median; p10-p90 {_ms(lat.get('p10_ms'))} - "
+            f"- latency: measured {_ms(lat.get('measured_ms'))} (median of the least disturbed pass; "
+            f"p10-p90 {_ms(lat.get('p10_ms'))} - "
             f"{_ms(lat.get('p90_ms'))}) on {backend.get('backend')} {backend.get('version')}, "
             f"{backend.get('device')} ({backend.get('device_detail')}), "
             f"{threads if threads is not None else '-'} thread(s); predicted {_ms(lat.get('predicted_ms'))}"

@@ -64,8 +64,8 @@ def measure_group(
 ) -> list[Measurement]:
     """Convert each (module, example input) for ``backend``, then time them all, interleaved.
 
-    Each of ``timing.rounds`` passes times every model once; a model's latency is the median over
-    passes (see :class:`Timing`).
+    Each of ``timing.rounds`` passes times every model once; a model's latency is its least
+    disturbed pass (see :func:`~ofa_edge.profilers.base.combine_rounds`).
     """
     paths = [
         backend.prepare(module, example, workdir / f"model{index}{backend.model_suffix}")
