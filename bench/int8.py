@@ -56,7 +56,12 @@ shared CPU gave none worth keeping while this was written):
   for TFLite is ai-edge-quantizer's recipe on the fp32 file; PT2E (``int8_options={"method":
   "pt2e"}``) left QUANTIZE/DEQUANTIZE pairs around the hard-swishes of the demo subnet.
 
+With ``--op-profile``, each runtime's own profiler splits fp32 and int8 kernel time by network
+part (depthwise, 1x1 convolutions, activations, squeeze-excite, quantize/dequantize, layout
+changes): where int8 gains and where it loses.
+
     python bench/int8.py                                  # everything, about 10-20 minutes here
+    python bench/int8.py --backends onnxruntime,openvino --no-accuracy --op-profile   # where the time goes
     python bench/int8.py --archs min --runs 5 --rounds 2 --no-accuracy     # a quick check that it runs
 
 Prints a table on stderr and one JSON object on stdout.
@@ -81,6 +86,7 @@ from rich.table import Table
 
 from ofa_edge import get_space
 from ofa_edge.convert.graph_form import FORMS
+from ofa_edge.errors import ArchError
 from ofa_edge.export.formats import FORMATS, INT8_FORMS, convert_fp32, convert_int8
 from ofa_edge.nn import MobileNetV3Subnet, recalibrate_bn
 from ofa_edge.profilers import make_backend
@@ -94,9 +100,31 @@ ACCURACY_DROP_GOAL = 0.5
 
 def w10_archs(resolution: int, which: list[str]) -> dict[str, Arch]:
     space = get_space("mbv3-w1.0")
+    unknown = [name for name in which if name not in ("max", "mid", "min")]
+    if unknown:
+        raise SystemExit(f"error: --archs takes max, mid and min, not {', '.join(unknown)}")
     mid = Arch((5,) * space.num_slots, (4,) * space.num_slots, (3,) * space.num_stages, resolution)
-    archs = {"max": space.max_arch(resolution), "mid": space.validate(mid), "min": space.min_arch(resolution)}
+    try:
+        archs = {"max": space.max_arch(resolution), "mid": space.validate(mid), "min": space.min_arch(resolution)}
+    except ArchError as exc:
+        raise SystemExit(f"error: --resolution: {exc}") from None
     return {name: archs[name] for name in which}
+
+
+def subnet_with_statistics(space, arch: Arch) -> tuple[MobileNetV3Subnet, torch.Tensor, list[np.ndarray]]:
+    """A seeded random-weight subnet, an example input and int8 calibration inputs.
+
+    Its BatchNorm gets statistics of its own (as a trained net has): activations of a sane range,
+    so int8 scales, and what the runtimes accept for them, look like a real model's."""
+    torch.manual_seed(0)
+    net = MobileNetV3Subnet.from_arch(space, arch)
+    generator = torch.Generator().manual_seed(0)
+    recalibrate_bn(net, [torch.randn(4, 3, arch.r, arch.r, generator=generator) for _ in range(2)])
+    net.eval()
+    x = torch.randn(1, 3, arch.r, arch.r, generator=generator)
+    rng = np.random.default_rng(0)
+    calibration = [rng.standard_normal((1, 3, arch.r, arch.r)).astype(np.float32) for _ in range(8)]
+    return net, x, calibration
 
 
 def shipped_variant(backend: str) -> str:
@@ -156,6 +184,109 @@ def tflite_diagnostics(path: Path) -> dict[str, Any]:
     return op_report(path)
 
 
+CONV_OPS = ("Conv", "FusedConv", "QLinearConv", "NchwcConv")
+CONV_ROLES = (("/se/", "squeeze-excite"), ("depth_conv/", "depthwise conv"),
+              ("inverted_bottleneck/", "expand 1x1 conv"), ("point_linear/", "project 1x1 conv"))  # fmt: skip
+
+
+def node_role(node_name: str, op_type: str) -> str:
+    """What part of the network an onnxruntime profile node belongs to, from its module path.
+
+    onnxruntime renames fused nodes after their last output (a fp32 convolution fused with its
+    activation is called ``.../act/Relu_output_0_nchwc``), so a convolution is placed by its module
+    path and an element-wise op by whether it is an activation, a squeeze-excite op or a residual add."""
+    if op_type in ("ReorderInput", "ReorderOutput", "Transpose"):
+        return "layout change"
+    if op_type in ("QuantizeLinear", "DequantizeLinear"):
+        return "quantize / dequantize"
+    if op_type in CONV_OPS:
+        return next((role for key, role in CONV_ROLES if key in node_name), "stem and head conv")
+    if "/se/" in node_name:
+        return "squeeze-excite"
+    if "/act/" in node_name:
+        return "activation (hard-swish)"
+    if "/blocks." in node_name and "/Add" in node_name and "/conv/" not in node_name:
+        return "residual add"
+    return "other (pooling, classifier)"
+
+
+def onnx_op_profile(path: Path, runs: int = 50, warmup: int = 10) -> dict[str, Any]:
+    """Mean per-run kernel time (ms) of an .onnx file by network part and by op type, from
+    onnxruntime's own node profiler at 1 thread (the session ``measure`` times)."""
+    backend = make_backend("onnxruntime", threads=1)
+    with tempfile.TemporaryDirectory() as folder:
+        session = backend.session(path, profile_prefix=str(Path(folder) / "profile"))
+        feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(
+            session.get_inputs()[0].shape).astype(np.float32)}  # fmt: skip
+        for _ in range(warmup + runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    by_role: dict[str, float] = collections.defaultdict(float)
+    by_op: dict[str, float] = collections.defaultdict(float)
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        op = event["args"]["op_name"]
+        ms = event["dur"] / 1000 / (warmup + runs)  # the profiler records warm-up runs too
+        by_role[node_role(event["name"], op)] += ms
+        by_op[op] += ms
+    return {"by_role_ms": dict(by_role), "by_op_ms": dict(by_op), "total_ms": sum(by_op.values())}
+
+
+def openvino_op_profile(path: Path, runs: int = 50) -> dict[str, Any]:
+    """Mean per-run time (ms) of an OpenVINO IR by kind of layer, from its performance counters at
+    1 thread. The compiled graph's layer names are mostly generated (``Multiply_17027`` after
+    BatchNorm folding), so layers are placed by type and kernel (``exec_type``), not by module."""
+    by_role: dict[str, float] = collections.defaultdict(float)
+    by_op: dict[str, float] = collections.defaultdict(float)
+    for row in make_backend("openvino", threads=1).layer_counters(path, runs=runs):
+        kind, exec_type = row["type"], row["exec_type"]
+        if kind == "GroupConvolution":
+            role = "depthwise conv"
+        elif kind == "Convolution":
+            role = "1x1 conv" if "1x1" in exec_type else "stem and head conv"
+        elif kind in ("Subgraph", "Eltwise", "Multiply", "Add", "HSwish", "HSigmoid"):
+            role = "element-wise (activation, squeeze-excite, residual)"
+        else:
+            role = f"other ({kind})"
+        by_role[role] += row["real_ms"]
+        by_op[f"{kind} [{exec_type}]"] += row["real_ms"]
+    return {"by_role_ms": dict(by_role), "by_op_ms": dict(by_op), "total_ms": sum(by_op.values())}
+
+
+OP_PROFILES = {"onnxruntime": onnx_op_profile, "openvino": openvino_op_profile}
+
+
+def bench_op_profile(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """Kernel time by network part, fp32 against the int8 file export ships, per backend and arch."""
+    space = get_space("mbv3-w1.0")
+    out: dict[str, Any] = {}
+    for backend in [b for b in args.backends if b in OP_PROFILES]:
+        fmt = FORMATS[BACKEND_FORMAT[backend]]
+        with tempfile.TemporaryDirectory(prefix="ofa-edge-int8-prof-") as folder:
+            for name, arch in w10_archs(args.resolution, args.archs).items():
+                net, x, calibration = subnet_with_statistics(space, arch)
+                fp32 = Path(folder) / f"{name}-fp32{fmt.suffix}"
+                int8 = Path(folder) / f"{name}-int8{fmt.suffix}"
+                convert_fp32(fmt, net, x, fp32)
+                convert_int8(fmt, net, x, fp32, int8, calibration, {"forms": INT8_FORMS[fmt.name]})
+                out[f"{backend}/{name}"] = {"fp32": OP_PROFILES[backend](fp32), "int8": OP_PROFILES[backend](int8)}
+    for key, profile in out.items():
+        backend, name = key.split("/")
+        title = f"{backend} kernel time by part, {name} subnet at {args.resolution} px, 1 thread (ms/run)"
+        table = Table(title=title)
+        for column in ("part", "fp32", "int8 (as exported)", "fp32 / int8"):
+            table.add_column(column)
+        fp32_ms, int8_ms = profile["fp32"]["by_role_ms"], profile["int8"]["by_role_ms"]
+        roles = sorted(set(fp32_ms) | set(int8_ms), key=lambda r: -max(fp32_ms.get(r, 0), int8_ms.get(r, 0)))
+        for role in [*roles, "total"]:
+            a = profile["fp32"]["total_ms"] if role == "total" else fp32_ms.get(role, 0.0)
+            b = profile["int8"]["total_ms"] if role == "total" else int8_ms.get(role, 0.0)
+            table.add_row(role, f"{a:.3f}", f"{b:.3f}", f"{a / b:.2f}x" if a and b else "-")
+        console.print(table)
+    return out
+
+
 DIAGNOSTICS = {"onnxruntime": onnx_diagnostics, "openvino": openvino_diagnostics, "tflite": tflite_diagnostics}
 
 
@@ -174,16 +305,7 @@ def bench_latency(args: argparse.Namespace, console: Console) -> tuple[list[dict
         with tempfile.TemporaryDirectory(prefix="ofa-edge-int8-") as folder:
             files: list[tuple[str, str, str, Path]] = []  # (arch, variant, precision, path)
             for name, arch in w10_archs(args.resolution, args.archs).items():
-                torch.manual_seed(0)
-                net = MobileNetV3Subnet.from_arch(space, arch)
-                # BatchNorm statistics of its own (as a trained net has): activations of a sane range,
-                # so int8 scales, and what the runtimes accept for them, look like a real model's.
-                generator = torch.Generator().manual_seed(0)
-                recalibrate_bn(net, [torch.randn(4, 3, arch.r, arch.r, generator=generator) for _ in range(2)])
-                net.eval()
-                x = torch.randn(1, 3, arch.r, arch.r, generator=generator)
-                rng = np.random.default_rng(0)
-                calibration = [rng.standard_normal((1, 3, arch.r, arch.r)).astype(np.float32) for _ in range(8)]
+                net, x, calibration = subnet_with_statistics(space, arch)
                 fp32 = Path(folder) / f"{name}-fp32{fmt.suffix}"
                 started = time.perf_counter()
                 convert_fp32(fmt, net, x, fp32)
@@ -253,6 +375,8 @@ def main() -> None:
     parser.add_argument("--demo-arch", default=json.dumps({"ks": [5] * 20, "e": [4] * 20, "d": [3] * 5, "r": 28}))
     parser.add_argument("--test-images", type=int, default=None, help="default: the whole test split")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for conversion and PyTorch scoring")
+    parser.add_argument("--op-profile", action="store_true",
+                        help="also split kernel time by network part, fp32 against int8 (onnxruntime, openvino)")
     args = parser.parse_args()
     args.backends = [b for b in args.backends.split(",") if b]
     args.archs = [a for a in args.archs.split(",") if a]
@@ -263,6 +387,7 @@ def main() -> None:
     rows, diagnostics = bench_latency(args, console) if args.latency else ([], {})
     ratios = speedups(rows)
     accuracy = bench_accuracy(args, console) if args.accuracy else []
+    op_profile = bench_op_profile(args, console) if args.op_profile else {}
 
     if rows:
         table = Table(title=f"int8 vs fp32 at {args.resolution} px, 1 thread (median ms)")
@@ -296,6 +421,7 @@ def main() -> None:
     print(json.dumps({"benchmark": "int8", "command": " ".join(["python", *sys.argv]), "resolution": args.resolution,
                       "threads": 1, "timing": {"warmup": args.warmup, "runs": args.runs, "rounds": args.rounds},
                       "latency": rows, "speedups": ratios, "diagnostics": diagnostics, "accuracy": accuracy,
+                      "op_profile": op_profile,
                       "summary": summary, "seconds": round(time.perf_counter() - started, 1)}))  # fmt: skip
 
 

@@ -45,6 +45,18 @@ def shrink(schedule: Schedule, images_per_epoch: int) -> Schedule:
 _RESULT_FIELDS = ("images_per_epoch", "epochs", "test_images", "resolution", "gain_per_corner", "mean_gain")
 
 
+def mean_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """Student-t confidence interval of the mean of ``values`` (runs as independent samples);
+    None for fewer than two."""
+    if len(values) < 2:
+        return None
+    from scipy import stats
+
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    mean = statistics.mean(values)
+    return float(mean - half), float(mean + half)
+
+
 def summarize(folders: list[Path], console: Console) -> None:
     """Per-corner gains of several finished runs (seeds) side by side, and their mean."""
     results = []
@@ -81,6 +93,11 @@ def summarize(folders: list[Path], console: Console) -> None:
     overall = statistics.mean(per_run)
     table.add_row("mean", *(f"{g:+.2f}" for g in per_run), f"{overall:+.2f}", "")
     console.print(table)
+    interval = mean_interval(per_run)
+    if interval is not None:
+        console.print(f"mean gain {overall:+.2f} points, 95% interval (t, {len(per_run) - 1} degrees of freedom) "
+                      f"{interval[0]:+.2f} to {interval[1]:+.2f}: "
+                      f"{'excludes' if interval[0] > 0 or interval[1] < 0 else 'includes'} zero")  # fmt: skip
     print(json.dumps({
         "benchmark": "ps_ablation_summary",
         "runs": [str(f) for f in folders],
@@ -88,6 +105,7 @@ def summarize(folders: list[Path], console: Console) -> None:
         "mean_gain_per_corner": mean_gain,
         "mean_gain": round(overall, 2),
         "mean_gain_stdev_over_runs": round(statistics.stdev(per_run), 2) if len(per_run) > 1 else None,
+        "mean_gain_95_interval": [round(v, 2) for v in interval] if interval is not None else None,
     }))  # fmt: skip
 
 

@@ -32,6 +32,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from ofa_edge.profilers.base import run_times
+
 STATISTICS = {
     "median of pass medians (before)": lambda passes: float(np.median([np.median(p) for p in passes])),
     "best pass median (shipped)": lambda passes: float(min(np.median(p) for p in passes)),
@@ -52,36 +54,11 @@ def _worker(backend_name: str, threads: int, paths: list[str], rounds: int, warm
     print(json.dumps(raw))
 
 
-def _inference(backend, path: Path):
-    """One call of ``path``'s model, set up exactly as the backend's ``measure`` sets it up."""
-    if backend.name == "onnxruntime":
-        session = backend.session(path)
-        inp = session.get_inputs()[0]
-        feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)}
-        return lambda: session.run(None, feed)
-    if backend.name == "openvino":
-        import openvino
-
-        compiled = backend.compile(path)
-        request = compiled.create_infer_request()
-        shape = tuple(compiled.input(0).shape)
-        request.set_input_tensor(openvino.Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32)))
-        return request.infer
-    raise SystemExit(f"this bench times onnxruntime or openvino in-process, not {backend.name}")
-
-
 def _run_times(backend, path: Path, warmup: int, runs: int) -> list[float]:
-    """Per-run times (ms) of one model: ``warmup`` untimed calls, then ``runs`` timed ones (as
-    :func:`ofa_edge.profilers.base.time_runs` does)."""
-    run = _inference(backend, path)
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
+    """Per-run times (ms) of one model, timed as the backend's ``measure`` times it."""
+    if backend.name not in ("onnxruntime", "openvino"):
+        raise SystemExit(f"this bench times onnxruntime or openvino in-process, not {backend.name}")
+    return run_times(backend.inference(path), warmup, runs)
 
 
 def _series(backend_name: str, threads: int, path: str, seconds: float, runs: int) -> None:

@@ -99,8 +99,9 @@ class Timing:
         return asdict(self)
 
 
-def time_runs(run: Callable[[], Any], warmup: int, runs: int, min_seconds: float = 0.0) -> Measurement:
-    """Call ``run`` ``warmup`` times untimed, then at least ``runs`` times (and ``min_seconds``) timed."""
+def run_times(run: Callable[[], Any], warmup: int, runs: int, min_seconds: float = 0.0) -> list[float]:
+    """Call ``run`` ``warmup`` times untimed, then at least ``runs`` times (and ``min_seconds``)
+    timed; the per-run times in milliseconds."""
     for _ in range(warmup):
         run()
     times: list[float] = []
@@ -109,7 +110,12 @@ def time_runs(run: Callable[[], Any], warmup: int, runs: int, min_seconds: float
         t0 = time.perf_counter()
         run()
         times.append((time.perf_counter() - t0) * 1e3)
-    return summarize(times)
+    return times
+
+
+def time_runs(run: Callable[[], Any], warmup: int, runs: int, min_seconds: float = 0.0) -> Measurement:
+    """:func:`run_times` summarised: median and 10th/90th percentiles."""
+    return summarize(run_times(run, warmup, runs, min_seconds))
 
 
 def host_cpu() -> str:

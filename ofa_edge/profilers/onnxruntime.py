@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,9 +62,14 @@ class OnnxRuntimeBackend:
         finally:
             fp32.unlink(missing_ok=True)
 
-    def session(self, model: Path):
+    def session(self, model: Path, profile_prefix: str | None = None):
+        """An inference session set up as ``measure`` times it; with ``profile_prefix``, onnxruntime's
+        per-node profiler is on and ``end_profiling()`` writes its JSON trace there."""
         ort = self._runtime()
         options = ort.SessionOptions()
+        if profile_prefix is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -70,8 +77,12 @@ class OnnxRuntimeBackend:
         options.log_severity_level = 3
         return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
-    def measure(self, model: Path, warmup: int, runs: int) -> Measurement:
+    def inference(self, model: Path) -> Callable[[], Any]:
+        """One batch-1 call of ``model`` on seeded random input: what ``measure`` times."""
         session = self.session(model)
         inp = session.get_inputs()[0]
         feed = {inp.name: np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)}
-        return time_runs(lambda: session.run(None, feed), warmup, runs)
+        return lambda: session.run(None, feed)
+
+    def measure(self, model: Path, warmup: int, runs: int) -> Measurement:
+        return time_runs(self.inference(model), warmup, runs)

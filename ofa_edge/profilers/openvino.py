@@ -6,6 +6,7 @@ backend times, which OpenVINO's CPU plugin executes with int8 kernels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +91,16 @@ class OpenVinoBackend:
             config["PERF_COUNT"] = "YES"
         return self._core().compile_model(str(model), self.device, config)
 
-    def measure(self, model: Path, warmup: int, runs: int) -> Measurement:
+    def inference(self, model: Path) -> Callable[[], Any]:
+        """One batch-1 call of ``model`` on seeded random input: what ``measure`` times."""
         compiled = self.compile(model)
         request = compiled.create_infer_request()
         shape = tuple(compiled.input(0).shape)
         request.set_input_tensor(_tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32)))
-        return time_runs(request.infer, warmup, runs)
+        return request.infer
+
+    def measure(self, model: Path, warmup: int, runs: int) -> Measurement:
+        return time_runs(self.inference(model), warmup, runs)
 
     def layer_counters(self, model: Path, runs: int = 20) -> list[dict[str, Any]]:
         """Per-layer times (ms, averaged over ``runs``) from OpenVINO's performance counters.

@@ -11,6 +11,7 @@ Transports, chosen by the device name:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,13 @@ class TFLiteBackend:
             timings = self.runner.benchmark(model, warmup, runs)
             std = timings.inference_std_us / 1e3 if timings.inference_std_us is not None else None
             return Measurement(timings.inference_avg_us / 1e3, None, None, timings.runs or runs, "mean", std)
+        return time_runs(self.inference(model), warmup, runs)
+
+    def inference(self, model: Path) -> Callable[[], Any]:
+        """One batch-1 call of ``model`` in this process's interpreter on seeded random input: what
+        ``measure`` times when no benchmark tool runs it (``benchmark_model``, a phone)."""
+        if self.runner is not None:
+            raise BackendUnavailable("this backend times models with benchmark_model; there is no in-process call")
         try:
             interpreter = make_interpreter(model, self.threads)
         except MissingExtraError as exc:
@@ -104,7 +112,7 @@ class TFLiteBackend:
         # Static int8 files take int8 input: the float data goes in through its scale and zero point.
         data = quantize_input(np.random.default_rng(0).standard_normal(detail["shape"]).astype(np.float32), detail)
         interpreter.set_tensor(detail["index"], data)
-        return time_runs(interpreter.invoke, warmup, runs)
+        return interpreter.invoke
 
 
 def _version() -> str:
