@@ -47,7 +47,7 @@ def make_trainer(
     data = TrainData.from_dataset(synthetic_dataset(classes=classes), sched, seed=0, flip=True)
     space = get_space(space) if isinstance(space, str) else space
     config = TrainConfig(space, sched, out, data_name="synthetic", seed=0,
-                         init_from=kwargs.pop("init_from", None),
+                         init_from=kwargs.pop("init_from", None), teacher_from=kwargs.pop("teacher_from", None),
                          checkpoint_every=kwargs.pop("checkpoint_every", 3), validate_every_epoch=False)  # fmt: skip
     return Trainer(config, data, **kwargs)
 
@@ -350,6 +350,51 @@ def test_subnets_distil_from_the_teacher(tmp_path):
     trainer._step(spy, make_optimizer(trainer.net, trainer.config.schedule), images, labels, shrink)
     assert handed[0] is not None
     torch.testing.assert_close(handed[0], soft)
+
+
+def one_arch_network(path: Path, seed: int, classes: int = 10) -> Path:
+    """A net of one arch at one resolution, saved as bench/alone.py saves one trained alone."""
+    space = get_space("mbv3-fmnist").with_classes(classes)
+    space = space.restrict(kernel_choices=[7], expand_choices=[6], depth_choices=[4], resolutions=[28])
+    torch.manual_seed(seed)
+    save_supernet(OFAMobileNetV3(space), path)
+    return path
+
+
+def test_a_schedule_without_a_full_net_phase_needs_a_teacher_and_says_so_before_writing(tmp_path):
+    with pytest.raises(OFAEdgeError, match="no full-net phase.*--teacher"):
+        make_trainer(tmp_path / "run", schedule="quick-distil")
+    with pytest.raises(OFAEdgeError, match="has 12 classes, this run's network 10"):
+        make_trainer(tmp_path / "run", schedule="quick-distil",
+                     teacher_from=str(one_arch_network(tmp_path / "t12.safetensors", 0, classes=12)))  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_external_teacher_sees_its_own_resolution_and_is_part_of_the_run(tmp_path):
+    teacher_file = one_arch_network(tmp_path / "alone.safetensors", seed=1)
+    trainer = make_trainer(tmp_path / "run", schedule="quick-distil", teacher_from=str(teacher_file))
+    assert trainer.teacher_resolution == 28
+    phase = trainer.config.schedule.phases[0]
+    images, _ = next(iter(trainer.loader.epoch(0, resolution=20)))
+    reference = load_supernet(teacher_file).eval()
+    with torch.no_grad():
+        expected = torch.softmax(reference(torch.nn.functional.interpolate(images, size=(28, 28), mode="bilinear")), 1)
+    torch.testing.assert_close(trainer.soft_targets(phase, images), expected)
+
+    trainer.run()
+    out = tmp_path / "run"
+    assert not (out / "teacher.safetensors").exists()  # the teacher stays the file given
+    assert json.loads((out / "config.json").read_text())["teacher_from"]["path"] == str(teacher_file)
+    assert read_metadata(out / "supernet.safetensors")["teacher"] == trainer.teacher_fingerprint
+
+    # A stopped run resumes only with the same teacher.
+    other = one_arch_network(tmp_path / "other.safetensors", seed=2)
+    with pytest.raises(Stop):
+        make_trainer(tmp_path / "stopped", schedule="quick-distil", teacher_from=str(teacher_file),
+                     checkpoint_every=1, on_event=stop_at(2)).run()  # fmt: skip
+    assert (tmp_path / "stopped" / "checkpoint.safetensors").exists()
+    with pytest.raises(OFAEdgeError, match="different --teacher weights"):
+        make_trainer(tmp_path / "stopped", schedule="quick-distil", teacher_from=str(other))
 
 
 @pytest.mark.slow

@@ -39,6 +39,16 @@ def train(
             "One trained for other classes gives all its weights but the classifier's.",
         ),
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            help="Distil from this network instead of the run's own full net: a supernet file (its largest "
+            "subnet teaches) or a net trained alone (bench/alone.py), e.g. --schedule fmnist-distil --init-from "
+            "demo --teacher runs/alone/d4-e6-k7-s0/supernet.safetensors. A teacher of one resolution sees each "
+            "batch resized to it.",
+        ),
+    ] = None,
     flip: Annotated[
         bool | None,
         typer.Option("--flip/--no-flip", help="Random horizontal flips (default: on, except for mnist digits)."),
@@ -68,7 +78,8 @@ def train(
     # Rank 0 alone draws (torchrun sets RANK before the process group exists).
     progress = TrainingProgress(enabled=int(os.environ.get("RANK", "0")) == 0)
     run = TrainingRun.prepare(out, space, data, data_dir, schedule, seed, init_from, checkpoint_every, flip,
-                              on_event=progress.event, device=device, autocast=autocast)  # fmt: skip
+                              on_event=progress.event, device=device, autocast=autocast,
+                              teacher_from=teacher)  # fmt: skip
     if run.rank == 0:
         for note in run.notes:
             err.print(f"note: {note}")

@@ -27,6 +27,10 @@ Presets
                subnet and was below the shipped demo on 13 of 16 corners (BENCHMARKS.md,
                "From-scratch demo run"). Its projected cost per machine: ``bench/step_time.py``.
                ``quick-scratch`` is its CI-sized twin.
+``fmnist-distil``  ``fmnist-sandwich`` without its full-net phase, for ``--teacher``: 3 epochs of
+               every choice under the sandwich rule, distilling from another network (e.g. the
+               largest subnet trained alone, ``bench/alone.py``) instead of the supernet's own
+               full net, which bounds its largest subnet. ``quick-distil`` is its CI-sized twin.
 ``no-ps``      the ablation: ``fmnist`` with every phase after the full net sampling from the whole
                space (no progressive order, no channel re-sorting), same epochs, subnets per step,
                learning rates and distillation teacher.
@@ -143,12 +147,13 @@ def _sandwich_last(phases: tuple[Phase, ...]) -> tuple[Phase, ...]:
 
 
 def _extension(full_epochs: int, all_epochs: int, lr: float, sandwich: bool = False) -> tuple[Phase, ...]:
-    """Continue a trained supernet: refresh the full net (the teacher), then train every choice."""
-    return (
-        Phase("full", full_epochs, lr, full_net=True),
-        Phase("all", all_epochs, lr, kernel_choices=(3, 5, 7), expand_choices=(3, 4, 6), depth_choices=(2, 3, 4),
-              subnets_per_step=4, sandwich=sandwich),
-    )  # fmt: skip
+    """Continue a trained supernet: refresh the full net (the teacher), then train every choice.
+    With ``full_epochs=0`` there is no full-net phase: the run distils from a ``--teacher`` file."""
+    every = Phase("all", all_epochs, lr, kernel_choices=(3, 5, 7), expand_choices=(3, 4, 6), depth_choices=(2, 3, 4),
+                  subnets_per_step=4, sandwich=sandwich)  # fmt: skip
+    if full_epochs == 0:
+        return (every,)
+    return (Phase("full", full_epochs, lr, full_net=True), every)
 
 
 def _without_progression(schedule: Schedule, name: str) -> Schedule:
@@ -215,9 +220,11 @@ def _presets() -> dict[str, Schedule]:
         "fmnist-scratch": scratch,
         "fmnist-extend": replace(fmnist, name="fmnist-extend", phases=_extension(2, 2, lr=0.02)),
         "fmnist-sandwich": replace(fmnist, name="fmnist-sandwich", phases=_extension(2, 3, lr=0.02, sandwich=True)),
+        "fmnist-distil": replace(fmnist, name="fmnist-distil", phases=_extension(0, 3, lr=0.02, sandwich=True)),
         "quick": quick,
         "quick-extend": replace(quick, name="quick-extend", phases=_extension(1, 1, lr=0.02)),
         "quick-sandwich": replace(quick, name="quick-sandwich", phases=_extension(1, 1, lr=0.02, sandwich=True)),
+        "quick-distil": replace(quick, name="quick-distil", phases=_extension(0, 1, lr=0.02, sandwich=True)),
         "quick-scratch": replace(quick, name="quick-scratch", phases=_sandwich_last(quick.phases)),
         "no-ps": _without_progression(fmnist, "no-ps"),
         "quick-no-ps": _without_progression(quick, "quick-no-ps"),

@@ -158,6 +158,10 @@ class TrainConfig:
     # Start from these weights instead of a random init ('demo', an ofa-edge or official file);
     # the schedule's full-net phase then refreshes the teacher from them.
     init_from: str | None = None
+    # Distil from this network's largest subnet (a supernet file; a net trained alone by
+    # bench/alone.py is a supernet of one arch) instead of the run's own full net, whose accuracy
+    # otherwise bounds the largest subnet's. Full-net phases then train but no longer set the teacher.
+    teacher_from: str | None = None
     checkpoint_every: int = 50  # steps
     channels_last: bool = True
     # "cpu", "cuda" (or "cuda:N"), or "auto": CUDA when present. Not part of the run's identity: a
@@ -228,6 +232,15 @@ class Trainer:
             self.init_state, self.init_new_classifier = self._initial_weights(config.init_from)
             self.init_fingerprint = state_fingerprint(self.init_state)
             self.init_schedule = read_metadata(config.init_from).get("schedule", "unknown")
+        self.teacher_fingerprint = ""
+        self.teacher_resolution: int | None = None  # a teacher of one resolution sees its own
+        if config.teacher_from is not None:
+            self.teacher = self._external_teacher(config.teacher_from)
+        elif not schedule.phases[0].full_net:
+            raise OFAEdgeError(
+                f"schedule {schedule.name} has no full-net phase to train a teacher from; "
+                "give --teacher FILE (a supernet, or a net trained alone, whose largest subnet the subnets distil from)"
+            )
         self.epoch_eval = EvalData(
             calibration=data.train.subset(torch.arange(min(schedule.epoch_calibration_images, len(data.train)))),
             scored=data.val.subset(torch.arange(min(schedule.epoch_val_images, len(data.val)))),
@@ -238,6 +251,23 @@ class Trainer:
         self.checkpoint = self._read_checkpoint()
         if self.checkpoint is not None:  # where a resume will start, for progress bars and ETAs
             self.position = Position(**json.loads(self.checkpoint[1]["position"]))
+
+    def _external_teacher(self, path: str) -> OFAMobileNetV3:
+        """The --teacher network, set to its largest subnet, in eval mode on this run's device."""
+        teacher = load_supernet(path)
+        ours = self.config.space
+        for label, theirs, mine in (("classes", teacher.space.num_classes, ours.num_classes),
+                                    ("input channels", teacher.space.in_channels, ours.in_channels)):  # fmt: skip
+            if theirs != mine:
+                raise OFAEdgeError(f"--teacher {path} has {theirs} {label}, this run's network {mine}")
+        self.teacher_fingerprint = state_fingerprint(teacher.state_dict())
+        if len(teacher.space.resolutions) == 1:
+            self.teacher_resolution = teacher.space.resolutions[0]
+        teacher.set_active(teacher.space.max_arch())
+        teacher.to(self.device).eval()
+        if self.config.channels_last:
+            teacher.to(memory_format=torch.channels_last)
+        return teacher
 
     def _initial_weights(self, path: str) -> tuple[dict[str, torch.Tensor], bool]:
         """The --init-from weights for this run's space, and whether the classifier was left new.
@@ -264,6 +294,7 @@ class Trainer:
             "seed": str(self.config.seed),
             "data": self.config.data_name,
             "init": self.init_fingerprint,
+            "teacher": self.teacher_fingerprint,
         }
 
     def save_checkpoint(self, optimizer: torch.optim.Optimizer) -> None:
@@ -330,6 +361,7 @@ class Trainer:
             ("seed", "seed"),
             ("data", "data"),
             ("init", "--init-from weights"),
+            ("teacher", "--teacher weights"),
         ):
             if metadata.get(key, "") != mine[key]:
                 theirs = metadata.get("schedule") if key == "schedule_fingerprint" else metadata.get(key)
@@ -355,7 +387,7 @@ class Trainer:
         self.net.load_state_dict({k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")})
         torch.set_rng_state(tensors["rng/torch"])
         self.position = Position(**json.loads(metadata["position"]))
-        if self.position.phase > 0:
+        if self.position.phase > 0 and self.config.teacher_from is None:
             self._load_teacher()
         buffers = {k[len("optim/") :]: v for k, v in tensors.items() if k.startswith("optim/")}
         return buffers, True
@@ -386,11 +418,12 @@ class Trainer:
             self._run_phase(phase, momentum)
             momentum = {}
             self._sync_buffers()
-            if phase.full_net and self.rank == 0:
+            own_teacher = phase.full_net and self.config.teacher_from is None
+            if own_teacher and self.rank == 0:
                 save_supernet(self.net, self.teacher_path)
             if self.distributed:
                 dist.barrier()
-            if phase.full_net:
+            if own_teacher:
                 self._load_teacher()
             if self.rank == 0:
                 save_supernet(self.net, self.out / f"phase-{phase.name}.safetensors", extra=self._weights_metadata())
@@ -496,6 +529,10 @@ class Trainer:
             return None
         if self.teacher is None:
             raise OFAEdgeError("this phase distils from the full net, but no teacher was saved in the run folder")
+        if self.teacher_resolution is not None and images.shape[-1] != self.teacher_resolution:
+            # A teacher trained at one resolution is weak at others: it sees the batch at its own.
+            size = (self.teacher_resolution, self.teacher_resolution)
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         with torch.no_grad():
             return F.softmax(self.teacher(images), dim=1)
 
@@ -518,6 +555,7 @@ class Trainer:
             "data": self.config.data_name,
             "normalization": json.dumps({"mean": list(norm.mean), "std": list(norm.std)}),
             "split": json.dumps({"seed": self.config.seed, "val_images": len(self.data.val)}),
+            **({"teacher": self.teacher_fingerprint} if self.teacher_fingerprint else {}),
         }
 
     def _config_record(self) -> dict[str, Any]:
@@ -531,6 +569,8 @@ class Trainer:
             "seed": self.config.seed,
             "data": self.config.data_name,
             "init_from": init,
+            "teacher_from": (None if self.config.teacher_from is None
+                             else {"path": self.config.teacher_from, "fingerprint": self.teacher_fingerprint}),
             "train_images": len(self.data.train),
             "val_images": len(self.data.val),
             "world_size": self.world_size,
