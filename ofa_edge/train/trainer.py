@@ -236,6 +236,9 @@ class Trainer:
         self.teacher_resolution: int | None = None  # a teacher of one resolution sees its own
         if config.teacher_from is not None:
             self.teacher = self._external_teacher(config.teacher_from)
+            self.teacher_fingerprint = state_fingerprint(self.teacher.state_dict())
+            if len(self.teacher.space.resolutions) == 1:
+                self.teacher_resolution = self.teacher.space.resolutions[0]
         elif not schedule.phases[0].full_net:
             raise OFAEdgeError(
                 f"schedule {schedule.name} has no full-net phase to train a teacher from; "
@@ -260,9 +263,6 @@ class Trainer:
                                     ("input channels", teacher.space.in_channels, ours.in_channels)):  # fmt: skip
             if theirs != mine:
                 raise OFAEdgeError(f"--teacher {path} has {theirs} {label}, this run's network {mine}")
-        self.teacher_fingerprint = state_fingerprint(teacher.state_dict())
-        if len(teacher.space.resolutions) == 1:
-            self.teacher_resolution = teacher.space.resolutions[0]
         teacher.set_active(teacher.space.max_arch())
         teacher.to(self.device).eval()
         if self.config.channels_last:
