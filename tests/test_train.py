@@ -48,6 +48,7 @@ def make_trainer(
     space = get_space(space) if isinstance(space, str) else space
     config = TrainConfig(space, sched, out, data_name="synthetic", seed=0,
                          init_from=kwargs.pop("init_from", None), teacher_from=kwargs.pop("teacher_from", None),
+                         teacher_other_resolutions=kwargs.pop("teacher_other_resolutions", "resize"),
                          checkpoint_every=kwargs.pop("checkpoint_every", 3), validate_every_epoch=False)  # fmt: skip
     return Trainer(config, data, **kwargs)
 
@@ -184,6 +185,7 @@ def stop_at(step: int):
 
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
     return load_supernet(out / "supernet.safetensors").state_dict()
+
 
 
 @pytest.mark.slow
@@ -395,6 +397,45 @@ def test_an_external_teacher_sees_its_own_resolution_and_is_part_of_the_run(tmp_
     assert (tmp_path / "stopped" / "checkpoint.safetensors").exists()
     with pytest.raises(OFAEdgeError, match="different --teacher weights"):
         make_trainer(tmp_path / "stopped", schedule="quick-distil", teacher_from=str(other))
+
+
+def test_init_teaches_where_a_one_resolution_teacher_was_not_trained(tmp_path):
+    teacher_file = one_arch_network(tmp_path / "alone.safetensors", seed=1)
+    torch.manual_seed(3)
+    init_file = tmp_path / "init.safetensors"
+    save_supernet(OFAMobileNetV3(get_space("mbv3-fmnist")), init_file)
+    with pytest.raises(OFAEdgeError, match="needs --init-from"):
+        make_trainer(tmp_path / "run", schedule="quick-distil", teacher_from=str(teacher_file),
+                     teacher_other_resolutions="init")  # fmt: skip
+    with pytest.raises(OFAEdgeError, match="needs --teacher"):
+        make_trainer(tmp_path / "run", init_from=str(init_file), teacher_other_resolutions="init")
+    with pytest.raises(OFAEdgeError, match="several resolutions"):
+        make_trainer(tmp_path / "run", schedule="quick-distil", init_from=str(init_file),
+                     teacher_from=str(init_file), teacher_other_resolutions="init")  # fmt: skip
+    with pytest.raises(OFAEdgeError, match="must be one of resize, init"):
+        make_trainer(tmp_path / "run", teacher_other_resolutions="nearest")
+    assert not (tmp_path / "run").exists()
+
+    trainer = make_trainer(tmp_path / "run", schedule="quick-distil", init_from=str(init_file),
+                           teacher_from=str(teacher_file), teacher_other_resolutions="init")  # fmt: skip
+    phase = trainer.config.schedule.phases[0]
+    init_net = load_supernet(init_file).eval()
+    init_net.set_active(init_net.space.max_arch())
+    alone = load_supernet(teacher_file).eval()
+    for resolution, reference in ((20, init_net), (28, alone)):
+        images, _ = next(iter(trainer.loader.epoch(0, resolution=resolution)))
+        with torch.no_grad():
+            expected = torch.softmax(reference(images), dim=1)
+        torch.testing.assert_close(trainer.soft_targets(phase, images), expected)
+
+    # The mode is part of the run: a stopped run resumes only with the same one.
+    with pytest.raises(Stop):
+        make_trainer(tmp_path / "stopped", schedule="quick-distil", init_from=str(init_file),
+                     teacher_from=str(teacher_file), teacher_other_resolutions="init",
+                     checkpoint_every=1, on_event=stop_at(2)).run()  # fmt: skip
+    with pytest.raises(OFAEdgeError, match="different --teacher weights"):
+        make_trainer(tmp_path / "stopped", schedule="quick-distil", init_from=str(init_file),
+                     teacher_from=str(teacher_file))  # fmt: skip
 
 
 @pytest.mark.slow

@@ -46,9 +46,17 @@ def train(
             help="Distil from this network instead of the run's own full net: a supernet file (its largest "
             "subnet teaches) or a net trained alone (bench/alone.py), e.g. --schedule fmnist-distil --init-from "
             "demo --teacher runs/alone/d4-e6-k7-s0/supernet.safetensors. A teacher of one resolution sees each "
-            "batch resized to it.",
+            "batch resized to it, unless --teacher-other-resolutions init.",
         ),
     ] = None,
+    teacher_other_resolutions: Annotated[
+        str,
+        typer.Option(
+            "--teacher-other-resolutions",
+            help="Who teaches at the resolutions a one-resolution --teacher was not trained at: resize (it sees "
+            "the batch resized to its resolution) or init (the largest subnet of the --init-from weights).",
+        ),
+    ] = "resize",
     flip: Annotated[
         bool | None,
         typer.Option("--flip/--no-flip", help="Random horizontal flips (default: on, except for mnist digits)."),
@@ -79,7 +87,7 @@ def train(
     progress = TrainingProgress(enabled=int(os.environ.get("RANK", "0")) == 0)
     run = TrainingRun.prepare(out, space, data, data_dir, schedule, seed, init_from, checkpoint_every, flip,
                               on_event=progress.event, device=device, autocast=autocast,
-                              teacher_from=teacher)  # fmt: skip
+                              teacher_from=teacher, teacher_other_resolutions=teacher_other_resolutions)  # fmt: skip
     if run.rank == 0:
         for note in run.notes:
             err.print(f"note: {note}")

@@ -55,13 +55,15 @@ class TrainingRun:
         device: str = "cpu",
         autocast: str = "off",
         teacher_from: str | None = None,
+        teacher_other_resolutions: str = "resize",
     ) -> TrainingRun:
         """Check every input and build the trainer (one clear error before any work starts).
 
         The classifier gets one output per class of the data; ``flip`` defaults to
         :func:`default_flip`. Under torchrun this joins the process group. ``device``: cpu, cuda,
         cuda:N or auto; ``autocast``: off or bf16 (mixed-precision forward passes); ``teacher_from``: a
-        network file to distil from instead of the run's own full net (see :class:`TrainConfig`).
+        network file to distil from instead of the run's own full net, and ``teacher_other_resolutions``
+        what teaches where that file was not trained (see :class:`TrainConfig`).
         """
         sp = get_space(space) if isinstance(space, str) else space
         sched = get_schedule(schedule)
@@ -79,7 +81,8 @@ class TrainingRun:
         train_data = TrainData.from_dataset(dataset, sched, seed, flip=default_flip(data) if flip is None else flip)
         config = TrainConfig(sp, sched, Path(out), data_name=data, seed=seed, init_from=init_from,
                              checkpoint_every=checkpoint_every, device=device, autocast=autocast,
-                             teacher_from=teacher_from)  # fmt: skip
+                             teacher_from=teacher_from,
+                             teacher_other_resolutions=teacher_other_resolutions)  # fmt: skip
         kwargs = {"on_event": on_event} if on_event is not None else {}
         trainer = Trainer(config, train_data, **kwargs)  # checks the run folder and the init weights
         if trainer.init_new_classifier:

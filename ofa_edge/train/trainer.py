@@ -162,6 +162,10 @@ class TrainConfig:
     # bench/alone.py is a supernet of one arch) instead of the run's own full net, whose accuracy
     # otherwise bounds the largest subnet's. Full-net phases then train but no longer set the teacher.
     teacher_from: str | None = None
+    # What teaches at the resolutions a one-resolution --teacher was not trained at: "resize" (the
+    # teacher sees the batch resized to its resolution) or "init" (the largest subnet of the
+    # --init-from weights, frozen: a supernet trained at every resolution is the better teacher there).
+    teacher_other_resolutions: str = "resize"
     checkpoint_every: int = 50  # steps
     channels_last: bool = True
     # "cpu", "cuda" (or "cuda:N"), or "auto": CUDA when present. Not part of the run's identity: a
@@ -234,11 +238,23 @@ class Trainer:
             self.init_schedule = read_metadata(config.init_from).get("schedule", "unknown")
         self.teacher_fingerprint = ""
         self.teacher_resolution: int | None = None  # a teacher of one resolution sees its own
+        self.other_resolutions_teacher: OFAMobileNetV3 | None = None
+        if config.teacher_other_resolutions not in TEACHER_OTHER_RESOLUTIONS:
+            raise OFAEdgeError(
+                f"teacher at other resolutions must be one of {', '.join(TEACHER_OTHER_RESOLUTIONS)}, "
+                f"got '{config.teacher_other_resolutions}'"
+            )
         if config.teacher_from is not None:
             self.teacher = self._external_teacher(config.teacher_from)
             self.teacher_fingerprint = state_fingerprint(self.teacher.state_dict())
             if len(self.teacher.space.resolutions) == 1:
                 self.teacher_resolution = self.teacher.space.resolutions[0]
+            if config.teacher_other_resolutions == "init":
+                self.other_resolutions_teacher = self._init_teacher()
+                # Part of the run's identity: a resume with the other mode is another run.
+                self.teacher_fingerprint += "+init-elsewhere"
+        elif config.teacher_other_resolutions != "resize":
+            raise OFAEdgeError("--teacher-other-resolutions init needs --teacher FILE")
         elif not schedule.phases[0].full_net:
             raise OFAEdgeError(
                 f"schedule {schedule.name} has no full-net phase to train a teacher from; "
@@ -265,6 +281,24 @@ class Trainer:
                 raise OFAEdgeError(f"--teacher {path} has {theirs} {label}, this run's network {mine}")
         teacher.set_active(teacher.space.max_arch())
         teacher.to(self.device).eval()
+        if self.config.channels_last:
+            teacher.to(memory_format=torch.channels_last)
+        return teacher
+
+    def _init_teacher(self) -> OFAMobileNetV3:
+        """The largest subnet of the --init-from weights, frozen: the teacher at the resolutions a
+        one-resolution --teacher was not trained at."""
+        if self.teacher_resolution is None:
+            raise OFAEdgeError(
+                f"--teacher {self.config.teacher_from} was trained at several resolutions; "
+                "--teacher-other-resolutions init is for a teacher of one resolution"
+            )
+        if self.init_state is None:
+            raise OFAEdgeError("--teacher-other-resolutions init needs --init-from (its largest subnet teaches there)")
+        teacher = OFAMobileNetV3(self.config.space).to(self.device)
+        teacher.load_state_dict(self.init_state)
+        teacher.set_active(self.config.space.max_arch())
+        teacher.eval()
         if self.config.channels_last:
             teacher.to(memory_format=torch.channels_last)
         return teacher
@@ -529,12 +563,15 @@ class Trainer:
             return None
         if self.teacher is None:
             raise OFAEdgeError("this phase distils from the full net, but no teacher was saved in the run folder")
+        teacher = self.teacher
         if self.teacher_resolution is not None and images.shape[-1] != self.teacher_resolution:
-            # A teacher trained at one resolution is weak at others: it sees the batch at its own.
-            size = (self.teacher_resolution, self.teacher_resolution)
-            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+            if self.other_resolutions_teacher is not None:
+                teacher = self.other_resolutions_teacher
+            else:  # a teacher trained at one resolution is weak at others: it sees the batch at its own
+                size = (self.teacher_resolution, self.teacher_resolution)
+                images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         with torch.no_grad():
-            return F.softmax(self.teacher(images), dim=1)
+            return F.softmax(teacher(images), dim=1)
 
     def validate_corners(self, resolution: int | None = None) -> dict[str, float]:
         r = resolution or max(self.config.space.resolutions)
@@ -563,14 +600,17 @@ class Trainer:
         if self.config.init_from is not None:
             init = {"path": self.config.init_from, "schedule": self.init_schedule, "fingerprint": self.init_fingerprint,
                     "new_classifier": self.init_new_classifier}  # fmt: skip
+        teacher = None
+        if self.config.teacher_from is not None:
+            teacher = {"path": self.config.teacher_from, "fingerprint": self.teacher_fingerprint,
+                       "other_resolutions": self.config.teacher_other_resolutions}  # fmt: skip
         return {
             "space": self.config.space.config_dict(),
             "schedule": self.config.schedule.to_dict(),
             "seed": self.config.seed,
             "data": self.config.data_name,
             "init_from": init,
-            "teacher_from": (None if self.config.teacher_from is None
-                             else {"path": self.config.teacher_from, "fingerprint": self.teacher_fingerprint}),
+            "teacher_from": teacher,
             "train_images": len(self.data.train),
             "val_images": len(self.data.val),
             "world_size": self.world_size,
@@ -593,6 +633,7 @@ def final_report(
 
 
 AUTOCAST_MODES = ("off", "bf16")
+TEACHER_OTHER_RESOLUTIONS = ("resize", "init")
 
 
 def resolve_device(name: str) -> torch.device:
