@@ -141,6 +141,9 @@ def variants(backend: str, mode: str) -> dict[str, dict[str, Any]]:
     if mode == "all":
         for form in FORMS:
             out.setdefault(form, {"forms": (form,)})
+        if len(chosen) > 1:  # what each of export's forms adds on top of the others
+            for form in chosen:
+                out[f"forms-no-{form}"] = {"forms": tuple(f for f in chosen if f != form)}
         if backend == "openvino":  # export uses nncf's mixed preset (asymmetric activations): its cost
             out["performance-preset"] = {"forms": (), "preset": "performance"}
     return out

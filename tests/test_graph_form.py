@@ -10,6 +10,7 @@ from torch import nn
 from ofa_edge import get_space
 from ofa_edge.convert.graph_form import FORMS, MAX_DEPTHWISE_TAPS, SplitDepthwise, export_form
 from ofa_edge.nn import MobileNetV3Subnet
+from ofa_edge.nn.layers import MBConv
 from ofa_edge.space.arch import Arch
 
 SPACE = get_space("mbv3-fmnist")
@@ -102,12 +103,35 @@ def test_dwsplit_is_a_no_op_without_7x7_depthwise():
         assert torch.equal(form(x), net(x))
 
 
+def _middle_channels(net: nn.Module) -> list[int]:
+    convs = [m.depth_conv.conv for m in net.modules() if isinstance(m, MBConv)]
+    return [(conv.conv if isinstance(conv, SplitDepthwise) else conv).out_channels for conv in convs]
+
+
+@pytest.mark.parametrize("forms", [("pad16",), ("pool", "hswish", "pad16"), FORMS])
+def test_pad16_pads_middle_channels_to_16_and_computes_what_the_subnet_computes(forms):
+    # expand 3 and 4 give 72, 96, 264 and 360 middle channels here: some need padding, some not
+    arch = Arch(ks=(3, 7) * 10, e=(3, 4) * 10, d=(4,) * 5, r=24)
+    net = _subnet(arch, seed=2)
+    before = _middle_channels(net)
+    assert any(c % 16 for c in before[1:]) and any(c % 16 == 0 for c in before)
+    form = export_form(net, forms)
+    after = _middle_channels(form)
+    # the first block has no expansion conv (its middle is its input): it is left as it is
+    assert after[0] == before[0]
+    assert all(c % 16 == 0 and 0 <= c - b < 16 for c, b in zip(after[1:], before[1:], strict=True))
+    x = torch.randn(2, SPACE.in_channels, arch.r, arch.r, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want, got = net(x), form(x)
+    assert (got - want).abs().max().item() < 1e-4 * max(1.0, want.abs().max().item())
+    assert _middle_channels(net) == before  # the original is left as it is
+
+
 def test_unknown_forms_are_refused():
     with pytest.raises(ValueError, match="unknown export form"):
         export_form(_subnet(SPACE.min_arch(20)), ("dwsplit", "nope"))
 
 
-@pytest.mark.slow
 def _small_kernels(path) -> list[tuple[int, int]]:
     """(kh, kw) of the [1, kh, kw, C] tensors of a .tflite that are at most 7x7: the depthwise
     filters, and any activation maps that small (none of them is 7x7 in the callers' nets)."""
@@ -118,6 +142,7 @@ def _small_kernels(path) -> list[tuple[int, int]]:
             if len(d["shape"]) == 4 and d["shape"][0] == 1 and max(d["shape"][1:3]) <= 7]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_tflite_int8_with_dwsplit_agrees_with_fp32_in_one_partition(tmp_path):
     pytest.importorskip("litert_torch")
     pytest.importorskip("ai_edge_quantizer")
