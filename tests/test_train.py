@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ofa_edge import OFAEdgeError, get_space
+from ofa_edge.nn.bn_calibration import recalibrate_bn
 from ofa_edge.nn.checkpoint import load_supernet, read_metadata, save_supernet
 from ofa_edge.nn.supernet import OFAMobileNetV3
 from ofa_edge.space.space import SearchSpace
@@ -419,8 +420,14 @@ def test_init_teaches_where_a_one_resolution_teacher_was_not_trained(tmp_path):
     trainer = make_trainer(tmp_path / "run", schedule="quick-distil", init_from=str(init_file),
                            teacher_from=str(teacher_file), teacher_other_resolutions="init")  # fmt: skip
     phase = trainer.config.schedule.phases[0]
-    init_net = load_supernet(init_file).eval()
-    init_net.set_active(init_net.space.max_arch())
+    assert sorted(trainer.other_resolutions_teachers) == [20, 24]
+    # At 20 px: the init weights' largest subnet, its BatchNorm recalibrated at 20 px on the
+    # run's calibration images (the statistics stored in a supernet belong to no one subnet).
+    init_net = load_supernet(init_file).to(memory_format=torch.channels_last)  # as the run's nets
+    init_net.set_active(init_net.space.max_arch(20))
+    calibration = trainer.epoch_eval
+    recalibrate_bn(init_net, calibration.loader(calibration.calibration).epoch(0, resolution=20))
+    init_net.eval()
     alone = load_supernet(teacher_file).eval()
     for resolution, reference in ((20, init_net), (28, alone)):
         images, _ = next(iter(trainer.loader.epoch(0, resolution=resolution)))

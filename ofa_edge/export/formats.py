@@ -44,7 +44,7 @@ FORMATS: dict[str, FormatSpec] = {
 # The export forms each format's int8 graph is built from (see ofa_edge.convert.graph_form and
 # bench/int8.py for why).
 INT8_FORMS: dict[str, tuple[str, ...]] = {
-    "onnx": ("pool", "hswish"),
+    "onnx": ("pool", "hswish", "pad16"),
     "openvino": (),
     # every .tflite (fp32 and int8, latency units too) also gets "dwsplit" from convert_tflite
     "tflite": ("hswish",),

@@ -41,6 +41,7 @@ from torch import nn
 
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_bytes, atomic_write_text, safetensors_metadata
+from ..nn.bn_calibration import recalibrate_bn
 from ..nn.checkpoint import (
     load_supernet,
     read_metadata,
@@ -236,9 +237,16 @@ class Trainer:
             self.init_state, self.init_new_classifier = self._initial_weights(config.init_from)
             self.init_fingerprint = state_fingerprint(self.init_state)
             self.init_schedule = read_metadata(config.init_from).get("schedule", "unknown")
+        self.epoch_eval = EvalData(
+            calibration=data.train.subset(torch.arange(min(schedule.epoch_calibration_images, len(data.train)))),
+            scored=data.val.subset(torch.arange(min(schedule.epoch_val_images, len(data.val)))),
+            normalization=data.normalization,
+            channels_last=config.channels_last,
+            device=self.device,
+        )
         self.teacher_fingerprint = ""
         self.teacher_resolution: int | None = None  # a teacher of one resolution sees its own
-        self.other_resolutions_teacher: OFAMobileNetV3 | None = None
+        self.other_resolutions_teachers: dict[int, OFAMobileNetV3] = {}
         if config.teacher_other_resolutions not in TEACHER_OTHER_RESOLUTIONS:
             raise OFAEdgeError(
                 f"teacher at other resolutions must be one of {', '.join(TEACHER_OTHER_RESOLUTIONS)}, "
@@ -250,9 +258,9 @@ class Trainer:
             if len(self.teacher.space.resolutions) == 1:
                 self.teacher_resolution = self.teacher.space.resolutions[0]
             if config.teacher_other_resolutions == "init":
-                self.other_resolutions_teacher = self._init_teacher()
+                self.other_resolutions_teachers = self._init_teachers()
                 # Part of the run's identity: a resume with the other mode is another run.
-                self.teacher_fingerprint += "+init-elsewhere"
+                self.teacher_fingerprint += "+init-recalibrated"
         elif config.teacher_other_resolutions != "resize":
             raise OFAEdgeError("--teacher-other-resolutions init needs --teacher FILE")
         elif not schedule.phases[0].full_net:
@@ -260,13 +268,6 @@ class Trainer:
                 f"schedule {schedule.name} has no full-net phase to train a teacher from; "
                 "give --teacher FILE (a supernet, or a net trained alone, whose largest subnet the subnets distil from)"
             )
-        self.epoch_eval = EvalData(
-            calibration=data.train.subset(torch.arange(min(schedule.epoch_calibration_images, len(data.train)))),
-            scored=data.val.subset(torch.arange(min(schedule.epoch_val_images, len(data.val)))),
-            normalization=data.normalization,
-            channels_last=config.channels_last,
-            device=self.device,
-        )
         self.checkpoint = self._read_checkpoint()
         if self.checkpoint is not None:  # where a resume will start, for progress bars and ETAs
             self.position = Position(**json.loads(self.checkpoint[1]["position"]))
@@ -285,9 +286,12 @@ class Trainer:
             teacher.to(memory_format=torch.channels_last)
         return teacher
 
-    def _init_teacher(self) -> OFAMobileNetV3:
-        """The largest subnet of the --init-from weights, frozen: the teacher at the resolutions a
-        one-resolution --teacher was not trained at."""
+    def _init_teachers(self) -> dict[int, OFAMobileNetV3]:
+        """The largest subnet of the --init-from weights, frozen, with its BatchNorm statistics
+        recalibrated at each resolution the one-resolution --teacher was not trained at: the
+        teachers there. (The statistics stored in a supernet are those of whichever subnets trained
+        last; used as they are, they made 20-px soft labels that cost the 20-px subnets 10-15
+        points of top-1.)"""
         if self.teacher_resolution is None:
             raise OFAEdgeError(
                 f"--teacher {self.config.teacher_from} was trained at several resolutions; "
@@ -295,13 +299,20 @@ class Trainer:
             )
         if self.init_state is None:
             raise OFAEdgeError("--teacher-other-resolutions init needs --init-from (its largest subnet teaches there)")
-        teacher = OFAMobileNetV3(self.config.space).to(self.device)
-        teacher.load_state_dict(self.init_state)
-        teacher.set_active(self.config.space.max_arch())
-        teacher.eval()
-        if self.config.channels_last:
-            teacher.to(memory_format=torch.channels_last)
-        return teacher
+        calibration = self.epoch_eval
+        teachers = {}
+        for r in self.config.space.resolutions:
+            if r == self.teacher_resolution:
+                continue
+            teacher = OFAMobileNetV3(self.config.space).to(self.device)
+            teacher.load_state_dict(self.init_state)
+            if self.config.channels_last:
+                teacher.to(memory_format=torch.channels_last)
+            teacher.set_active(self.config.space.max_arch(r))
+            batches = calibration.loader(calibration.calibration).epoch(0, resolution=r)
+            recalibrate_bn(teacher, batches, max_images=len(calibration.calibration))
+            teachers[r] = teacher.eval()
+        return teachers
 
     def _initial_weights(self, path: str) -> tuple[dict[str, torch.Tensor], bool]:
         """The --init-from weights for this run's space, and whether the classifier was left new.
@@ -565,8 +576,8 @@ class Trainer:
             raise OFAEdgeError("this phase distils from the full net, but no teacher was saved in the run folder")
         teacher = self.teacher
         if self.teacher_resolution is not None and images.shape[-1] != self.teacher_resolution:
-            if self.other_resolutions_teacher is not None:
-                teacher = self.other_resolutions_teacher
+            if self.other_resolutions_teachers:
+                teacher = self.other_resolutions_teachers[images.shape[-1]]
             else:  # a teacher trained at one resolution is weak at others: it sees the batch at its own
                 size = (self.teacher_resolution, self.teacher_resolution)
                 images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
