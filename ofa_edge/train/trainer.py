@@ -165,7 +165,8 @@ class TrainConfig:
     teacher_from: str | None = None
     # What teaches at the resolutions a one-resolution --teacher was not trained at: "resize" (the
     # teacher sees the batch resized to its resolution) or "init" (the largest subnet of the
-    # --init-from weights, frozen: a supernet trained at every resolution is the better teacher there).
+    # --init-from weights, frozen, BatchNorm recalibrated at each resolution: a supernet trained at
+    # every resolution is the better teacher there).
     teacher_other_resolutions: str = "resize"
     checkpoint_every: int = 50  # steps
     channels_last: bool = True
