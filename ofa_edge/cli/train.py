@@ -54,7 +54,8 @@ def train(
         typer.Option(
             "--teacher-other-resolutions",
             help="Who teaches at the resolutions a one-resolution --teacher was not trained at: resize (it sees "
-            "the batch resized to its resolution) or init (the largest subnet of the --init-from weights).",
+            "the batch resized to its resolution) or init (the largest subnet of the --init-from weights, its "
+            "BatchNorm recalibrated at each resolution).",
         ),
     ] = "resize",
     flip: Annotated[
