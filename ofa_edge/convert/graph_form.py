@@ -27,8 +27,8 @@ What we found on these runtimes (see ``bench/int8.py``):
 
 * onnxruntime's fast int8 depthwise kernels (MLAS's symmetric convolution, with AVX-512 VNNI here)
   take a depthwise convolution only when its channel count is a multiple of 16; any other count
-  runs the generic depthwise path, slower than fp32 (a 1x1-dw-1x1 block at 56 px, 1 thread: 72
-  channels 1.23x int8 speed-up, 80 channels 1.48x; 120 channels 1.25x, 112 1.73x). Expand ratio 3
+  runs a generic depthwise path, much slower per channel (``bench/depthwise_channels.py``: 72 and
+  120 channels against 64, 80, 112 and 128; numbers in BENCHMARKS.md). Expand ratio 3
   gives 72 and 120 channels on the w1.0 space's two largest maps. ``pad16`` pads such a block's
   middle channels to the next multiple of 16 with channels that are zero everywhere (zero
   weights and batch-norm scale: the expansion, depthwise and projection see exact zeros there,

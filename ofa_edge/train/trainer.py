@@ -250,7 +250,7 @@ class Trainer:
         self.other_resolutions_teachers: dict[int, OFAMobileNetV3] = {}
         if config.teacher_other_resolutions not in TEACHER_OTHER_RESOLUTIONS:
             raise OFAEdgeError(
-                f"teacher at other resolutions must be one of {', '.join(TEACHER_OTHER_RESOLUTIONS)}, "
+                f"--teacher-other-resolutions must be one of {', '.join(TEACHER_OTHER_RESOLUTIONS)}, "
                 f"got '{config.teacher_other_resolutions}'"
             )
         if config.teacher_from is not None:
@@ -281,11 +281,15 @@ class Trainer:
                                     ("input channels", teacher.space.in_channels, ours.in_channels)):  # fmt: skip
             if theirs != mine:
                 raise OFAEdgeError(f"--teacher {path} has {theirs} {label}, this run's network {mine}")
-        teacher.set_active(teacher.space.max_arch())
-        teacher.to(self.device).eval()
+        return self._as_teacher(teacher, teacher.space.max_arch())
+
+    def _as_teacher(self, net: OFAMobileNetV3, arch: Arch) -> OFAMobileNetV3:
+        """``net`` set to ``arch``, on this run's device and memory format, in eval mode."""
+        net.to(self.device)
         if self.config.channels_last:
-            teacher.to(memory_format=torch.channels_last)
-        return teacher
+            net.to(memory_format=torch.channels_last)
+        net.set_active(arch)
+        return net.eval()
 
     def _init_teachers(self) -> dict[int, OFAMobileNetV3]:
         """The largest subnet of the --init-from weights, frozen, with its BatchNorm statistics
@@ -305,11 +309,9 @@ class Trainer:
         for r in self.config.space.resolutions:
             if r == self.teacher_resolution:
                 continue
-            teacher = OFAMobileNetV3(self.config.space).to(self.device)
+            teacher = OFAMobileNetV3(self.config.space)
             teacher.load_state_dict(self.init_state)
-            if self.config.channels_last:
-                teacher.to(memory_format=torch.channels_last)
-            teacher.set_active(self.config.space.max_arch(r))
+            teacher = self._as_teacher(teacher, self.config.space.max_arch(r))
             batches = calibration.loader(calibration.calibration).epoch(0, resolution=r)
             recalibrate_bn(teacher, batches, max_images=len(calibration.calibration))
             teachers[r] = teacher.eval()
@@ -440,11 +442,8 @@ class Trainer:
 
     def _load_teacher(self) -> None:
         if self.teacher_path.exists():
-            self.teacher = load_supernet(self.teacher_path, space=self.config.space).to(self.device)
-            self.teacher.set_active(self.config.space.max_arch())
-            self.teacher.eval()
-            if self.config.channels_last:
-                self.teacher.to(memory_format=torch.channels_last)
+            teacher = load_supernet(self.teacher_path, space=self.config.space)
+            self.teacher = self._as_teacher(teacher, self.config.space.max_arch())
 
     # --------------------------------------------------------------- training
     def run(self) -> dict[str, Any]:
