@@ -127,9 +127,57 @@ def test_pad16_pads_middle_channels_to_16_and_computes_what_the_subnet_computes(
     assert _middle_channels(net) == before  # the original is left as it is
 
 
+def _randomised_bn(module: nn.Module, seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+    return module.eval()
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_latency_units_take_the_int8_forms_and_compute_what_they_compute(fmt):
+    """The int8 backends build a table's units in export's int8 forms (a table prices the graph that
+    export ships): every unit kind, formed, computes what it computed, and holds none of the ops
+    the forms replace."""
+    from ofa_edge.convert.graph_form import INT8_FORMS, AdaptiveGlobalPool, GlobalPoolSE
+    from ofa_edge.latency.unit_models import build_unit, example_input
+    from ofa_edge.latency.units import space_units
+    from ofa_edge.nn.layers import GlobalAvgPool, SqueezeExcite
+
+    forms = INT8_FORMS[fmt]
+    units = space_units(SPACE, (24,))
+    # one of each kind, and blocks with SE and hard-swish whose middle width is no multiple of 16
+    picked = {u.kind: u for u in units if u.kind != "expanded_conv"}
+    blocks = [u for u in units if u.block is not None and (u.block.mid_channels or 16) % 16]
+    assert any(u.block.se_channels for u in blocks) and any(u.block.act == "hswish" for u in blocks)
+    picked.update({u.key: u for u in blocks[::9]})
+    for seed, unit in enumerate(picked.values()):
+        module = _randomised_bn(build_unit(SPACE, unit), seed)
+        x = example_input(unit)
+        form = export_form(module, forms, x)
+        with torch.no_grad():
+            want, got = module(x), form(x)
+        assert (got - want).abs().max().item() < 1e-4 * max(1.0, want.abs().max().item()), unit.key
+        kinds = {type(m) for m in form.modules()}
+        if "hswish" in forms:
+            assert nn.Hardswish not in kinds
+        if "pool" in forms:
+            assert not kinds & {GlobalAvgPool, SqueezeExcite}
+            assert unit.kind != "AvgPool2D" or isinstance(form, AdaptiveGlobalPool)
+            assert not any(isinstance(m, SqueezeExcite) for m in module.modules()) or GlobalPoolSE in kinds
+        if "pad16" in forms and unit.block is not None:
+            assert _middle_channels(form)[0] % 16 == 0
+
+
 def test_unknown_forms_are_refused():
     with pytest.raises(ValueError, match="unknown export form"):
         export_form(_subnet(SPACE.min_arch(20)), ("dwsplit", "nope"))
+    with pytest.raises(ValueError, match="needs an example input"):
+        export_form(MBConv(SPACE.block_specs(SPACE.max_arch(20))[3]), ("dwsplit",))
 
 
 def _small_kernels(path) -> list[tuple[int, int]]:

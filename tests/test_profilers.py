@@ -65,6 +65,43 @@ def test_real_runtime_measures_a_block(backend, precision, tmp_path):
         assert len(times) == 4 and all(t > 0 for t in times)
 
 
+def test_onnxruntime_int8_units_are_built_in_the_export_int8_form(tmp_path):
+    """An int8 table prices what export ships: onnxruntime int8 units are built in export's int8
+    forms (no float HardSwish or ReduceMean island, depthwise channels a multiple of 16), say so in
+    their provenance, and a table whose units were built otherwise is neither resumed nor used
+    without a warning."""
+    import dataclasses
+
+    import onnx
+
+    from ofa_edge.convert.graph_form import INT8_FORMS
+    from ofa_edge.latency.profiling import backend_for_table, open_table
+    from ofa_edge.latency.table import LatencyTable, TableError
+
+    def awkward(b) -> bool:  # squeeze-excite, hard-swish and a middle width that is no multiple of 16
+        return b is not None and b.se_channels is not None and b.act == "hswish" and b.mid_channels % 16 != 0
+
+    unit = next(u for u in space_units(SPACE, (28,)) if awkward(u.block))
+    be = make_backend("onnxruntime", threads=1, precision="int8")
+    model = onnx.load(str(be.prepare(build_unit(SPACE, unit), example_input(unit), tmp_path / "unit.onnx")))
+    ops = {node.op_type for node in model.graph.node}
+    assert not ops & {"HardSwish", "ReduceMean"} and "GlobalAveragePool" in ops
+    groups = [a.i for n in model.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"]
+    assert unit.block.mid_channels not in groups and any(g > 1 and g % 16 == 0 for g in groups)
+    info = be.describe()
+    assert info.extra["int8_forms"] == list(INT8_FORMS["onnx"])
+    assert "int8_forms" not in make_backend("onnxruntime", precision="fp32").describe().extra
+
+    before = dataclasses.replace(info, extra={"execution_provider": "CPUExecutionProvider"})  # an older table
+    LatencyTable.new(SPACE, before, [28]).save(tmp_path / "old.json")
+    with pytest.raises(TableError, match="int8 export forms"):
+        open_table(tmp_path / "old.json", SPACE, be, [28], "", {})
+    _, warnings = backend_for_table(LatencyTable.new(SPACE, before, [28]))
+    assert any("prices another graph" in w for w in warnings)
+    _, warnings = backend_for_table(LatencyTable.new(SPACE, info, [28]))
+    assert not any("int8 export forms" in w for w in warnings)
+
+
 def test_combine_rounds_keeps_the_least_disturbed_pass_whole():
     rounds = [Measurement(1.2, 1.0, 1.3, 50), Measurement(3.0, 2.0, 4.0, 50), Measurement(1.0, 0.95, 1.6, 50)]
     combined = combine_rounds(rounds)

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.layers import MBConv, SqueezeExcite
+from ..nn.layers import GlobalAvgPool, MBConv, SqueezeExcite
 from ..nn.subnet import MobileNetV3Subnet
 
 FORMS = ("pool", "hswish", "hsigmoid", "dwsplit", "pad16")
@@ -248,6 +248,13 @@ def pad_block_channels(block: MBConv, multiple: int = DEPTHWISE_CHANNEL_MULTIPLE
     return padded.eval()
 
 
+class AdaptiveGlobalPool(nn.Module):
+    """Global average pooling written as ``adaptive_avg_pool2d`` (a :class:`GlobalAvgPool` unit)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, 1)
+
+
 class ExportForm(nn.Module):
     """A :class:`MobileNetV3Subnet` with its head pooling as ``adaptive_avg_pool2d``."""
 
@@ -265,38 +272,78 @@ class ExportForm(nn.Module):
 
 
 def _replace(module: nn.Module, swap) -> nn.Module:
+    """``module`` with every submodule that ``swap`` maps to a replacement replaced (``module``
+    itself too: a latency table's unit can be one pooling module)."""
+    replacement = swap(module)
+    if replacement is not None:
+        return replacement
     for name, child in list(module.named_children()):
-        replacement = swap(child)
-        if replacement is not None:
-            setattr(module, name, replacement)
-        else:
-            _replace(child, swap)
+        setattr(module, name, _replace(child, swap))
     return module
 
 
-def export_form(module: nn.Module, forms: tuple[str, ...] | list[str]) -> nn.Module:
+def _pool_form(m: nn.Module) -> nn.Module | None:
+    if isinstance(m, SqueezeExcite):
+        return GlobalPoolSE(m)
+    if isinstance(m, GlobalAvgPool):
+        return AdaptiveGlobalPool()
+    return None
+
+
+def export_form(
+    module: nn.Module, forms: tuple[str, ...] | list[str], example: torch.Tensor | None = None
+) -> nn.Module:
     """``module`` rewritten with ``forms`` ("pool", "hswish", "hsigmoid", "dwsplit", "pad16"); a shallow copy
-    sharing its weights (the original is left as it is). Other module types come back unchanged."""
+    sharing its weights (the original is left as it is).
+
+    ``module`` is a :class:`MobileNetV3Subnet` or any network built from :mod:`ofa_edge.nn.layers`
+    (a latency table's unit: the table then prices the graph that export ships). ``dwsplit`` needs
+    the input size: ``example`` (a subnet's own resolution by default).
+    """
     unknown = set(forms) - set(FORMS)
     if unknown:
         raise ValueError(f"unknown export form(s) {sorted(unknown)} (known: {', '.join(FORMS)})")
-    if not forms or not isinstance(module, MobileNetV3Subnet):
+    if not forms:
         return module
+    subnet = isinstance(module, MobileNetV3Subnet)
+    if "dwsplit" in forms and example is None:
+        if not subnet:
+            raise ValueError("the 'dwsplit' form of a module other than a subnet needs an example input")
+        r = module.arch.r
+        example = torch.zeros(1, module.first_conv.conv.in_channels, r, r)
     import copy
 
     # Copy the module tree, not the tensors: the copy's parameters are the original's.
     memo = {id(t): t for t in list(module.parameters()) + list(module.buffers())}
     twin = copy.deepcopy(module, memo)
     if "hswish" in forms:
-        _replace(twin, lambda m: DecomposedHardswish() if isinstance(m, nn.Hardswish) else None)
+        twin = _replace(twin, lambda m: DecomposedHardswish() if isinstance(m, nn.Hardswish) else None)
     if "hsigmoid" in forms:
-        _replace(twin, lambda m: DecomposedHardsigmoid() if isinstance(m, nn.Hardsigmoid) else None)
+        twin = _replace(twin, lambda m: DecomposedHardsigmoid() if isinstance(m, nn.Hardsigmoid) else None)
     if "pad16" in forms:
-        _replace(twin, lambda m: pad_block_channels(m) if isinstance(m, MBConv) else None)
+        twin = _replace(twin, lambda m: pad_block_channels(m) if isinstance(m, MBConv) else None)
     if "dwsplit" in forms:
-        r = twin.arch.r
-        twin = split_large_depthwise(twin, torch.zeros(1, twin.first_conv.conv.in_channels, r, r))
+        twin = split_large_depthwise(twin, example)
     if "pool" in forms:
-        _replace(twin, lambda m: GlobalPoolSE(m) if isinstance(m, SqueezeExcite) else None)
-        return ExportForm(twin).eval()
+        twin = _replace(twin, _pool_form)
+        if subnet:
+            return ExportForm(twin).eval()
     return twin.eval()
+
+
+# The export forms each format's int8 graph is built from (why: bench/int8.py and the module
+# docstring). Export builds its int8 files from them and the int8 latency backends their units
+# and subnets, so a table prices the graph export ships.
+INT8_FORMS: dict[str, tuple[str, ...]] = {
+    "onnx": ("pool", "hswish", "pad16"),
+    "openvino": (),
+    # every .tflite (fp32 and int8, latency units too) also gets "dwsplit" from convert_tflite
+    "tflite": ("hswish",),
+    "tensorrt": (),
+}
+
+
+def int8_forms_info(precision: str, fmt: str) -> dict[str, list[str]]:
+    """A backend's table provenance for ``fmt``'s int8 forms (nothing for other precisions): a table
+    whose units were built another way prices another graph."""
+    return {"int8_forms": list(INT8_FORMS[fmt])} if precision == "int8" else {}

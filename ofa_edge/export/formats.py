@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..convert.common import CalibrationData, convert_guarded, extra_missing, temp_name
+from ..convert.graph_form import INT8_FORMS  # each format's int8 export forms (the backends use them too)
 from ..errors import OFAEdgeError
 
 
@@ -39,17 +40,6 @@ FORMATS: dict[str, FormatSpec] = {
     "tensorrt": FormatSpec("tensorrt", "tensorrt", ".plan", "tensorrt", (),
                            int8_tool="explicit quantization: QDQ ONNX (symmetric s8) built with trtexec --int8"),
 }  # fmt: skip
-
-
-# The export forms each format's int8 graph is built from (see ofa_edge.convert.graph_form and
-# bench/int8.py for why).
-INT8_FORMS: dict[str, tuple[str, ...]] = {
-    "onnx": ("pool", "hswish", "pad16"),
-    "openvino": (),
-    # every .tflite (fp32 and int8, latency units too) also gets "dwsplit" from convert_tflite
-    "tflite": ("hswish",),
-    "tensorrt": (),
-}
 
 
 def get_format(name: str) -> FormatSpec:
@@ -118,7 +108,7 @@ def convert_int8(
 
     options = dict(options or {})
     forms = tuple(options.pop("forms", INT8_FORMS[fmt.name]))
-    source = export_form(module, forms)
+    source = export_form(module, forms, example)
     fp32_form = temp_name(Path(path), "fp32") if forms and fmt.name in ("onnx", "tflite") else None
     try:
         if fp32_form is not None:

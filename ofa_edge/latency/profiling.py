@@ -16,7 +16,7 @@ import torch
 
 from ..errors import OFAEdgeError
 from ..nn.subnet import MobileNetV3Subnet
-from ..profilers.base import Backend, Measurement, Timing, combine_rounds
+from ..profilers.base import Backend, BackendInfo, Measurement, Timing, combine_rounds
 from ..space.arch import Arch
 from ..space.space import SearchSpace, corner_archs
 from .fidelity import fidelity
@@ -54,6 +54,11 @@ def open_table(
                     f"{path} was measured with {name} {table.backend.get(field)!r}, this is "
                     f"{getattr(info, field)!r}; profile into a new file (--out) or remove it"
                 )
+        if (forms := _int8_forms(table.backend)) != (built := _int8_forms(info.to_dict())):
+            raise TableError(
+                f"{path} holds units built with int8 export forms {forms}, this backend builds "
+                f"{built}; profile into a new file (--out) or remove it"
+            )
         table.resolutions = sorted(set(table.resolutions) | set(resolutions))
         return table, True
     return LatencyTable.new(space, info, resolutions, command, measure), False
@@ -309,7 +314,30 @@ def backend_for_table(table: LatencyTable, options: dict[str, Any] | None = None
         for name in ("version", "device_detail")
         if getattr(info, name) != b.get(name)
     ]
+    if (warning := int8_forms_warning(b, info)) is not None:
+        warnings.append(warning)
     return backend, warnings
+
+
+def int8_forms_warning(table_backend: dict[str, Any], info: BackendInfo) -> str | None:
+    """A warning when a table's units were built in other int8 export forms than ``info``'s
+    backend (and export) builds: the table then prices another graph."""
+    forms, built = _int8_forms(table_backend), _int8_forms(info.to_dict())
+    if forms == built:
+        return None
+    return (
+        f"table units were built with int8 export forms {forms}, this backend (and export) builds "
+        f"{built}: it prices another graph; profile the table again"
+    )
+
+
+def _int8_forms(backend: dict[str, Any]) -> list[str] | None:
+    """The int8 export forms a table's units were built with (None: fp32, or a table made before
+    int8 units were built in export's forms, which means none)."""
+    forms = backend.get("extra", {}).get("int8_forms")
+    if forms is None and backend.get("precision") == "int8":
+        return []
+    return forms
 
 
 def require_available(backend: Backend) -> None:

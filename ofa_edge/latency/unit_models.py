@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn.layers import ConvBNAct, MBConv, ResidualBlock, global_avg_pool
+from ..nn.layers import ConvBNAct, GlobalAvgPool, MBConv, ResidualBlock
 from ..space.space import SearchSpace
 from .units import Unit
 
@@ -14,11 +14,6 @@ def example_input(unit: Unit) -> torch.Tensor:
     """A batch-1 NCHW input of ``unit``'s shape (fixed seed: profiling is reproducible)."""
     generator = torch.Generator().manual_seed(0)
     return torch.randn(1, unit.in_channels, unit.in_size, unit.in_size, generator=generator)
-
-
-class _GlobalPool(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return global_avg_pool(x)
 
 
 class _Logits(nn.Module):
@@ -40,7 +35,7 @@ def build_unit(space: SearchSpace, unit: Unit) -> nn.Module:
     elif unit.kind == "Conv_1":
         module = ConvBNAct(unit.in_channels, unit.out_channels, act="hswish")
     elif unit.kind == "AvgPool2D":
-        module = _GlobalPool()
+        module = GlobalAvgPool()
     elif unit.kind == "Conv_2":
         module = ConvBNAct(unit.in_channels, unit.out_channels, act="hswish", use_bn=False)
     elif unit.kind == "Logits":

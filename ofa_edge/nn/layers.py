@@ -108,6 +108,13 @@ def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
     return x.mean((2, 3), keepdim=True)
 
 
+class GlobalAvgPool(nn.Module):
+    """:func:`global_avg_pool` as a module (the head's pooling, as a latency table's unit)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return global_avg_pool(x)
+
+
 class MobileNetV3Frame(nn.Module):
     """The fixed stem and head shared by the supernet and its static subnets.
 

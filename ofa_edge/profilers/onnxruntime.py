@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..convert.graph_form import INT8_FORMS, export_form, int8_forms_info
 from ..convert.onnx import export_onnx, quantize_qdq
 from .base import BackendInfo, BackendUnavailable, Measurement, host_cpu, time_runs
 
@@ -49,13 +50,16 @@ class OnnxRuntimeBackend:
             host_cpu(),
             self.threads,
             self.precision,
-            extra={"execution_provider": "CPUExecutionProvider"},
+            extra={"execution_provider": "CPUExecutionProvider", **int8_forms_info(self.precision, "onnx")},
         )
 
     def prepare(self, module: nn.Module, example: torch.Tensor, path: Path) -> Path:
         path = Path(path)
         if self.precision == "fp32":
             return export_onnx(module, example, path)
+        # int8: the graph export's onnx int8 file is built from (see INT8_FORMS), quantised on
+        # random input (enough to time it).
+        module = export_form(module, INT8_FORMS["onnx"], example)
         fp32 = export_onnx(module, example, path.with_name(f"{path.stem}.fp32.onnx"))
         try:
             return quantize_qdq(fp32, path, tuple(example.shape))

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..convert.common import MissingExtraError, extra_missing, temp_name
+from ..convert.graph_form import INT8_FORMS, export_form, int8_forms_info
 from ..convert.tflite import convert_tflite, make_interpreter, quantize_input, quantize_tflite
 from .adb import AdbDevice, BenchmarkModelRunner, resolve_serial
 from .base import BackendInfo, BackendUnavailable, Measurement, host_cpu, time_runs
@@ -60,7 +61,11 @@ class TFLiteBackend:
 
     def describe(self) -> BackendInfo:
         ok, version = self.availability()
-        extra: dict[str, Any] = {"converter": "litert-torch", "delegate": "xnnpack"}
+        extra: dict[str, Any] = {
+            "converter": "litert-torch",
+            "delegate": "xnnpack",
+            **int8_forms_info(self.precision, "tflite"),
+        }
         if self.local:
             return BackendInfo(
                 self.name,
@@ -85,7 +90,9 @@ class TFLiteBackend:
         path = Path(path)
         if self.precision == "fp32":
             return convert_tflite(module, example, path)
-        # int8: static, ai-edge-quantizer on the fp32 file; random calibration is enough to time it.
+        # int8: static, ai-edge-quantizer on the fp32 file of the graph export's int8 file is built
+        # from (see INT8_FORMS); random calibration is enough to time it.
+        module = export_form(module, INT8_FORMS["tflite"], example)
         fp32 = convert_tflite(module, example, temp_name(path, "fp32"))
         try:
             return quantize_tflite(fp32, path, example, module=module)
