@@ -19,16 +19,20 @@ SPACE = get_space("mbv3-fmnist")
 def _subnet(arch: Arch, seed: int = 0) -> MobileNetV3Subnet:
     """A random subnet with non-trivial BatchNorm (affine and running statistics), in eval mode."""
     torch.manual_seed(seed)
-    net = MobileNetV3Subnet.from_arch(SPACE, arch)
+    return _randomised_bn(MobileNetV3Subnet.from_arch(SPACE, arch), seed)
+
+
+def _randomised_bn(module: nn.Module, seed: int) -> nn.Module:
+    """``module`` in eval mode with random BatchNorm affine parameters and running statistics."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for m in net.modules():
+        for m in module.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
                 m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
                 m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-    return net.eval()
+    return module.eval()
 
 
 def _big_depthwise(net: nn.Module) -> list[nn.Conv2d]:
@@ -125,17 +129,6 @@ def test_pad16_pads_middle_channels_to_16_and_computes_what_the_subnet_computes(
         want, got = net(x), form(x)
     assert (got - want).abs().max().item() < 1e-4 * max(1.0, want.abs().max().item())
     assert _middle_channels(net) == before  # the original is left as it is
-
-
-def _randomised_bn(module: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-    return module.eval()
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
