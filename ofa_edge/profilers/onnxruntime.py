@@ -57,8 +57,8 @@ class OnnxRuntimeBackend:
         path = Path(path)
         if self.precision == "fp32":
             return export_onnx(module, example, path)
-        # int8: the graph export's onnx int8 file is built from (see INT8_FORMS), quantised on
-        # random input (enough to time it).
+        # int8: built in the form export builds its onnx int8 file from (INT8_FORMS), so a table
+        # prices what export ships; quantised on random input (enough to time it).
         module = export_form(module, INT8_FORMS["onnx"], example)
         fp32 = export_onnx(module, example, path.with_name(f"{path.stem}.fp32.onnx"))
         try:

@@ -90,8 +90,8 @@ class TFLiteBackend:
         path = Path(path)
         if self.precision == "fp32":
             return convert_tflite(module, example, path)
-        # int8: static, ai-edge-quantizer on the fp32 file of the graph export's int8 file is built
-        # from (see INT8_FORMS); random calibration is enough to time it.
+        # int8: static, ai-edge-quantizer on the fp32 file of the form export builds its int8 file
+        # from (INT8_FORMS), so a table prices what export ships; random calibration is enough to time it.
         module = export_form(module, INT8_FORMS["tflite"], example)
         fp32 = convert_tflite(module, example, temp_name(path, "fp32"))
         try:
