@@ -54,10 +54,10 @@ def open_table(
                     f"{path} was measured with {name} {table.backend.get(field)!r}, this is "
                     f"{getattr(info, field)!r}; profile into a new file (--out) or remove it"
                 )
-        if (forms := _int8_forms(table.backend)) != (built := _int8_forms(info.to_dict())):
+        if (mismatch := _int8_forms_mismatch(table.backend, info)) is not None:
             raise TableError(
-                f"{path} holds units built with int8 export forms {forms}, this backend builds "
-                f"{built}; profile into a new file (--out) or remove it"
+                f"{path} holds units built with int8 export forms {mismatch[0]}, this backend builds "
+                f"{mismatch[1]}; profile into a new file (--out) or remove it"
             )
         table.resolutions = sorted(set(table.resolutions) | set(resolutions))
         return table, True
@@ -322,22 +322,24 @@ def backend_for_table(table: LatencyTable, options: dict[str, Any] | None = None
 def int8_forms_warning(table_backend: dict[str, Any], info: BackendInfo) -> str | None:
     """A warning when a table's units were built in other int8 export forms than ``info``'s
     backend (and export) builds: the table then prices another graph."""
-    forms, built = _int8_forms(table_backend), _int8_forms(info.to_dict())
-    if forms == built:
+    if (mismatch := _int8_forms_mismatch(table_backend, info)) is None:
         return None
     return (
-        f"table units were built with int8 export forms {forms}, this backend (and export) builds "
-        f"{built}: it prices another graph; profile the table again"
+        f"table units were built with int8 export forms {mismatch[0]}, this backend (and export) builds "
+        f"{mismatch[1]}: it prices another graph; profile the table again"
     )
 
 
-def _int8_forms(backend: dict[str, Any]) -> list[str] | None:
-    """The int8 export forms a table's units were built with (None: fp32, or a table made before
-    int8 units were built in export's forms, which means none)."""
-    forms = backend.get("extra", {}).get("int8_forms")
-    if forms is None and backend.get("precision") == "int8":
-        return []
-    return forms
+def _int8_forms_mismatch(table_backend: dict[str, Any], info: BackendInfo) -> tuple[list, list] | None:
+    """(the table's int8 export forms, ``info``'s) when they differ. An int8 table made before units
+    were built in export's forms records none, which means none."""
+
+    def forms(precision: str, extra: dict[str, Any]) -> list[str] | None:
+        return extra.get("int8_forms", [] if precision == "int8" else None)
+
+    table = forms(table_backend.get("precision", ""), table_backend.get("extra", {}))
+    built = forms(info.precision, info.extra)
+    return None if table == built else (table, built)
 
 
 def require_available(backend: Backend) -> None:
