@@ -94,12 +94,36 @@ def test_onnxruntime_int8_units_are_built_in_the_export_int8_form(tmp_path):
 
     before = dataclasses.replace(info, extra={"execution_provider": "CPUExecutionProvider"})  # an older table
     LatencyTable.new(SPACE, before, [28]).save(tmp_path / "old.json")
-    with pytest.raises(TableError, match="int8 export forms"):
+    with pytest.raises(TableError, match="int8 graph"):
         open_table(tmp_path / "old.json", SPACE, be, [28], "", {})
     _, warnings = backend_for_table(LatencyTable.new(SPACE, before, [28]))
     assert any("prices another graph" in w for w in warnings)
     _, warnings = backend_for_table(LatencyTable.new(SPACE, info, [28]))
-    assert not any("int8 export forms" in w for w in warnings)
+    assert not any("prices another graph" in w for w in warnings)
+
+
+def test_openvino_int8_units_are_quantised_with_nncf_as_export_does(tmp_path):
+    """OpenVINO compiles a QDQ ONNX model into another graph than the nncf-quantised IR export
+    ships (many more layers, float HardSigmoid in reference kernels), so its int8 units are that IR,
+    and the table says which quantiser built them."""
+    import dataclasses
+
+    import openvino
+
+    from ofa_edge.convert.graph_form import INT8_QUANTIZERS
+    from ofa_edge.latency.profiling import backend_for_table
+    from ofa_edge.latency.table import LatencyTable
+
+    be = make_backend("openvino", threads=1, precision="int8")
+    assert be.model_suffix == ".xml" and make_backend("openvino", precision="fp32").model_suffix == ".onnx"
+    model = be.prepare(build_unit(SPACE, UNIT), example_input(UNIT), tmp_path / f"unit{be.model_suffix}")
+    ops = {op.get_type_name() for op in openvino.Core().read_model(str(model)).get_ops()}
+    assert "FakeQuantize" in ops and not ops & {"QuantizeLinear", "DequantizeLinear"}
+    info = be.describe()
+    assert info.extra["int8_quantizer"] == INT8_QUANTIZERS["openvino"] == "nncf.quantize"
+    qdq_table = dataclasses.replace(info, extra={"inference_precision_hint": "f32"})  # made before: QDQ ONNX units
+    _, warnings = backend_for_table(LatencyTable.new(SPACE, qdq_table, [28]))
+    assert any("quantiser unrecorded" in w and "nncf.quantize" in w for w in warnings)
 
 
 def test_combine_rounds_keeps_the_least_disturbed_pass_whole():

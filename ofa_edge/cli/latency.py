@@ -124,8 +124,9 @@ def profile(
     The table goes to latency_tables/BACKEND-DEVICE-PRECISION-SPACE.json in the working directory
     (or --out); `--table NAME` then finds it, before a shipped table of the same name. Stopped or
     killed mid-run, the same command resumes where it stopped (saved after every group of 16 blocks).
-    With --precision int8, blocks are built in the int8 form `export --int8` ships for the backend's
-    format (onnxruntime: pooling, hard-swish and depthwise channels rewritten; see README).
+    With --precision int8, blocks are built in the int8 form and with the quantiser `export --int8`
+    ships for the backend's format (onnxruntime: pooling, hard-swish and depthwise channels
+    rewritten; openvino: nncf; see README).
 
     Examples:\n
       ofa-edge profile                                   # demo space, onnxruntime, this CPU, 1 thread\n

@@ -35,7 +35,7 @@ import torch
 from ..convert.common import temp_name
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_text
-from ..latency.profiling import int8_forms_warning
+from ..latency.profiling import int8_graph_warning
 from ..profilers.base import Measurement, Timing, combine_rounds
 from ..space.arch import Arch, load_arch
 from .card import CARD_SCHEMA, CARD_SCHEMA_VERSION, card_markdown, card_paths, sha256_file
@@ -254,7 +254,7 @@ def export_subnet(
             info = backends[precision].describe()
             lut.check_request(backend=info.backend, device=info.device, precision=info.precision,
                               threads=info.threads)  # fmt: skip
-            if (warning := int8_forms_warning(lut.backend, info)) is not None:
+            if (warning := int8_graph_warning(lut.backend, info)) is not None:
                 warnings.append(warning)
 
     # ---------------------------------------------------------------- extract

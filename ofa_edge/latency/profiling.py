@@ -54,9 +54,9 @@ def open_table(
                     f"{path} was measured with {name} {table.backend.get(field)!r}, this is "
                     f"{getattr(info, field)!r}; profile into a new file (--out) or remove it"
                 )
-        if (mismatch := _int8_forms_mismatch(table.backend, info)) is not None:
+        if (mismatch := _int8_graph_mismatch(table.backend, info)) is not None:
             raise TableError(
-                f"{path} holds units built with int8 export forms {mismatch[0]}, this backend builds "
+                f"{path} holds units built as int8 graph {mismatch[0]}, this backend builds "
                 f"{mismatch[1]}; profile into a new file (--out) or remove it"
             )
         table.resolutions = sorted(set(table.resolutions) | set(resolutions))
@@ -314,32 +314,40 @@ def backend_for_table(table: LatencyTable, options: dict[str, Any] | None = None
         for name in ("version", "device_detail")
         if getattr(info, name) != b.get(name)
     ]
-    if (warning := int8_forms_warning(b, info)) is not None:
+    if (warning := int8_graph_warning(b, info)) is not None:
         warnings.append(warning)
     return backend, warnings
 
 
-def int8_forms_warning(table_backend: dict[str, Any], info: BackendInfo) -> str | None:
-    """A warning when a table's units were built in other int8 export forms than ``info``'s
-    backend (and export) builds: the table then prices another graph."""
-    if (mismatch := _int8_forms_mismatch(table_backend, info)) is None:
+def int8_graph_warning(table_backend: dict[str, Any], info: BackendInfo) -> str | None:
+    """A warning when a table's units were built as another int8 graph (export forms, quantiser)
+    than ``info``'s backend (and export) builds: the table then prices another graph."""
+    if (mismatch := _int8_graph_mismatch(table_backend, info)) is None:
         return None
     return (
-        f"table units were built with int8 export forms {mismatch[0]}, this backend (and export) builds "
+        f"table units were built as int8 graph {mismatch[0]}, this backend (and export) builds "
         f"{mismatch[1]}: it prices another graph; profile the table again"
     )
 
 
-def _int8_forms_mismatch(table_backend: dict[str, Any], info: BackendInfo) -> tuple[list, list] | None:
-    """(the table's int8 export forms, ``info``'s) when they differ. An int8 table made before units
-    were built in export's forms records none, which means none."""
+def _int8_graph_mismatch(table_backend: dict[str, Any], info: BackendInfo) -> tuple[str, str] | None:
+    """(the table's int8 graph, ``info``'s), described, when they differ. An int8 table made before
+    units were built as export builds them records no forms (which means none) and no quantiser."""
 
-    def forms(precision: str, extra: dict[str, Any]) -> list[str] | None:
-        return extra.get("int8_forms", [] if precision == "int8" else None)
+    def graph(precision: str, extra: dict[str, Any]) -> tuple[list[str], str] | None:
+        if precision != "int8":
+            return None
+        return extra.get("int8_forms", []), extra.get("int8_quantizer", "unrecorded")
 
-    table = forms(table_backend.get("precision", ""), table_backend.get("extra", {}))
-    built = forms(info.precision, info.extra)
-    return None if table == built else (table, built)
+    table = graph(table_backend.get("precision", ""), table_backend.get("extra", {}))
+    built = graph(info.precision, info.extra)
+    if table == built:
+        return None
+
+    def describe(g: tuple[list[str], str] | None) -> str:
+        return "none" if g is None else f"(forms {g[0]}, quantiser {g[1]})"
+
+    return describe(table), describe(built)
 
 
 def require_available(backend: Backend) -> None:

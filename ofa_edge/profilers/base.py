@@ -146,7 +146,7 @@ class Backend(Protocol):
 
     name: str
     precisions: tuple[str, ...]
-    model_suffix: str  # file suffix of the backend's model format, e.g. '.onnx'
+    model_suffix: str  # file suffix of the backend's model format (per precision), e.g. '.onnx'
 
     def availability(self) -> tuple[bool, str]:
         """(usable here?, why not / which version)."""

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..convert.graph_form import INT8_FORMS, export_form, int8_forms_info
+from ..convert.graph_form import INT8_FORMS, export_form, int8_graph_info
 from ..convert.onnx import export_onnx, quantize_qdq
 from .base import BackendInfo, BackendUnavailable, Measurement, host_cpu, time_runs
 
@@ -50,7 +50,7 @@ class OnnxRuntimeBackend:
             host_cpu(),
             self.threads,
             self.precision,
-            extra={"execution_provider": "CPUExecutionProvider", **int8_forms_info(self.precision, "onnx")},
+            extra={"execution_provider": "CPUExecutionProvider", **int8_graph_info(self.precision, "onnx")},
         )
 
     def prepare(self, module: nn.Module, example: torch.Tensor, path: Path) -> Path:

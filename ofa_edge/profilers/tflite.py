@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..convert.common import MissingExtraError, extra_missing, temp_name
-from ..convert.graph_form import INT8_FORMS, export_form, int8_forms_info
+from ..convert.graph_form import INT8_FORMS, export_form, int8_graph_info
 from ..convert.tflite import convert_tflite, make_interpreter, quantize_input, quantize_tflite
 from .adb import AdbDevice, BenchmarkModelRunner, resolve_serial
 from .base import BackendInfo, BackendUnavailable, Measurement, host_cpu, time_runs
@@ -64,7 +64,7 @@ class TFLiteBackend:
         extra: dict[str, Any] = {
             "converter": "litert-torch",
             "delegate": "xnnpack",
-            **int8_forms_info(self.precision, "tflite"),
+            **int8_graph_info(self.precision, "tflite"),
         }
         if self.local:
             return BackendInfo(
