@@ -45,6 +45,7 @@ def test_profile_predict_validate(capsys, tmp_path):
     summary = json.loads(out)
     assert summary["entries"] == 96 and summary["resolutions"] == [20]
     assert summary["calibration"]["points"] == 6 + 8  # the random subnets and the 8 corners at 20 px
+    assert summary["host_noise"]["models"] == 96 and summary["host_noise"]["pass_spread_median"] >= 0
     table = load_table(table_path)
     assert table.complete and table.backend["backend"] == "onnxruntime" and table.backend["threads"] == 1
     assert "ofa-edge" in table.command and table.measure == {"warmup": 1, "runs": 5, "rounds": 2}
@@ -62,6 +63,7 @@ def test_profile_predict_validate(capsys, tmp_path):
     result = json.loads(out)
     assert code == 0, err
     assert result["samples"] == 4 and {"uncalibrated", "calibrated"} <= set(result)
+    assert result["host_noise"]["models"] == 4 + 8  # each subnet's timing passes compared
     assert 0 <= result["calibrated"]["within_10pct"] <= 1
     assert load_table(table_path).validation["samples"] == 4
     # The corners are measured and reported apart from the random subnets.

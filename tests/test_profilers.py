@@ -18,7 +18,7 @@ from ofa_edge.latency.unit_models import build_unit, example_input
 from ofa_edge.latency.units import space_units
 from ofa_edge.profilers import backend_names, make_backend
 from ofa_edge.profilers.adb import AdbDevice, AdbError, BenchmarkModelRunner, parse_devices_file, resolve_serial
-from ofa_edge.profilers.base import Backend, Measurement, Timing, combine_rounds, run_times
+from ofa_edge.profilers.base import Backend, BackendInfo, Measurement, Timing, combine_rounds, run_times
 from ofa_edge.profilers.benchmark_model_output import BenchmarkOutputError, parse_op_tables, parse_timings
 from ofa_edge.profilers.tensorrt import TrtexecOutputError, parse_trtexec_output
 
@@ -130,6 +130,9 @@ def test_combine_rounds_keeps_the_least_disturbed_pass_whole():
     rounds = [Measurement(1.2, 1.0, 1.3, 50), Measurement(3.0, 2.0, 4.0, 50), Measurement(1.0, 0.95, 1.6, 50)]
     combined = combine_rounds(rounds)
     assert (combined.median_ms, combined.p10_ms, combined.p90_ms, combined.samples) == (1.0, 0.95, 1.6, 150)
+    assert combined.pass_spread == pytest.approx(2.0)  # the slowest pass took 3x the fastest
+    assert Measurement.from_dict(combined.to_dict()) == combined
+    assert combine_rounds(rounds[:1]).pass_spread is None
     with pytest.raises(ValueError):
         combine_rounds([])
     with pytest.raises(ValueError):
@@ -161,6 +164,45 @@ def test_measure_group_interleaves_passes_over_the_models(tmp_path):
     assert backend.calls == ["model0", "model1", "model2"] * 2  # pass after pass, not model after model
     assert [m.median_ms for m in measured] == [0.0, 1.0, 2.0] and measured[0].samples == 8
     assert not list(tmp_path.iterdir())  # converted models are removed
+
+
+class _BusyHostBackend(_RecordingBackend):
+    """Not a latency source: every model 'takes' 1 ms, but its second timing pass falls in a
+    stand-in burst of other load that slows it by ``slowdown``."""
+
+    def __init__(self, slowdown: float) -> None:
+        super().__init__()
+        self.slowdown = slowdown
+
+    def describe(self) -> BackendInfo:
+        return BackendInfo("busy-host", "0", "CPU", "stand-in", 1, "fp32")
+
+    def measure(self, model: Path, warmup: int, runs: int) -> Measurement:
+        self.calls.append(model.name)
+        value = 1.0 + self.slowdown * (self.calls.count(model.name) == 2)
+        return Measurement(value, value, value, runs)
+
+
+@pytest.mark.parametrize(("slowdown", "busy"), [(0.4, True), (0.05, False)])
+def test_validation_reports_how_busy_the_machine_was(tmp_path, slowdown, busy):
+    """Each subnet's timing passes are compared: when they differ by more than 10% (median), the
+    validation says the machine was busy, with the number; when they agree, it says nothing."""
+    from ofa_edge.latency.profiling import NOISY_PASS_SPREAD, noise_warning, validate
+    from ofa_edge.latency.table import LatencyTable
+
+    backend = _BusyHostBackend(slowdown)
+    table = LatencyTable.new(SPACE, backend.describe(), [20])
+    for unit in space_units(SPACE, (20,)):
+        table.add(unit.key, Measurement(0.05, 0.05, 0.05, 1))
+    result = validate(table, backend, SPACE, None, samples=3, timing=Timing(warmup=0, runs=1, rounds=3))
+    noise = result["host_noise"]
+    assert noise["models"] == 3 + 8 and noise["pass_spread_median"] == pytest.approx(slowdown)
+    assert all(p["pass_spread"] == pytest.approx(slowdown) for p in result["points"])
+    warning = noise_warning(noise, "the subnets were timed")
+    assert (warning is not None) == busy == (slowdown > NOISY_PASS_SPREAD)
+    if busy:
+        assert "40%" in warning and "busy" in warning
+    assert noise_warning(None, "anything") is None
 
 
 def test_tensorrt_reports_itself_unavailable_without_a_gpu():

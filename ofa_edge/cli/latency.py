@@ -133,14 +133,14 @@ def profile(
       ofa-edge profile --backend openvino --precision int8\n
       ofa-edge profile --backend tflite --device pixel1 -O benchmark_model=./benchmark_model
     """
-    from ..latency.profiling import profile_table
+    from ..latency.profiling import profile_table, table_noise
 
     timing = _timing(warmup, runs, rounds)
     parsed = _parse_resolutions(resolutions)
     with resumable("profile"), ProgressBar(f"profile {backend} {precision}") as bar, ProgressBar("calibrate") as cal:
         table, path = profile_table(
             backend, space, device, threads, precision, parsed, out, calibration_samples, timing,
-            _options(option), _command_line(), progress=bar, calibration_progress=cal,
+            _options(option), _command_line(), progress=bar, calibration_progress=cal, warn=_warn,
         )  # fmt: skip
     cal = table.calibration
     summary = {
@@ -149,6 +149,7 @@ def profile(
         "resolutions": table.resolutions,
         "backend": table.backend,
         "calibration": cal.coefficients() if cal else None,
+        "host_noise": table_noise(table),
     }
     if as_json:
         emit_json(summary)
@@ -299,7 +300,8 @@ def latency_validate(
 
     Reports the share predicted within ±10%, Kendall's tau and MAPE for the raw sum of entries and
     the calibrated prediction side by side; the 16 corner subnets (min/max depth, expand, kernel at
-    the smallest and largest resolution) are reported apart.
+    the smallest and largest resolution) are reported apart. Also reports how much each subnet's
+    timing passes differed (host_noise), and warns when the machine was busy meanwhile.
     """
     from ..latency.profiling import validate_table
 
@@ -317,7 +319,12 @@ def latency_validate(
                 m = metrics[name]
                 rows.add_row(group, name, f"{m['within_10pct']:.1%}", f"{m['kendall_tau']:.3f}", f"{m['mape']:.1%}",
                              f"{m['mean_bias']:+.1%}")  # fmt: skip
-    err.print(f"{result['table']}: {result['samples']} random subnets, {len(result['corner_points'])} corners")
+    noise = result.get("host_noise")
+    noise_text = (
+        f"; each subnet's timing passes differed by a median of {noise['pass_spread_median']:.1%}" if noise else ""
+    )
+    counts = f"{result['samples']} random subnets, {len(result['corner_points'])} corners"
+    err.print(f"{result['table']}: {counts}{noise_text}")
     err.print(rows)
     corners = Table("corner", "measured ms", "predicted ms", "error")
     for c in result["corners"]["subnets"]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import random
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import OFAEdgeError
@@ -33,6 +34,10 @@ Progress = Callable[[int, int, str], None]
 # most one group's measurements.
 GROUP_SIZE = 16
 DEFAULT_TIMING = Timing()  # frozen: safe to share as a default
+# A model whose slowest timing pass is this much slower than its fastest was timed while something
+# else used the machine. On an idle VM here a model's passes agree within a few percent; on a busy
+# host they differ by 20-50% and tables fail validation by as much (BENCHMARKS.md, timing noise).
+NOISY_PASS_SPREAD = 0.10
 
 
 def _no_progress(done: int, total: int, label: str) -> None:
@@ -160,14 +165,15 @@ def _measure_points(
         for group in _groups(todo):
             models = [subnet_model(space, arch) for arch in group]
             for arch, measured in zip(group, measure_group(backend, models, Path(tmp), timing)):
-                points.append(
-                    {
-                        "arch": arch.to_dict(),
-                        "sum_ms": table.unit_sum(space, arch),
-                        "units": len(arch_units(space, arch)),
-                        "measured_ms": measured.median_ms,
-                    }
-                )
+                point = {
+                    "arch": arch.to_dict(),
+                    "sum_ms": table.unit_sum(space, arch),
+                    "units": len(arch_units(space, arch)),
+                    "measured_ms": measured.median_ms,
+                }
+                if measured.pass_spread is not None:
+                    point["pass_spread"] = measured.pass_spread
+                points.append(point)
             save()
             progress(len(points), len(archs), f"r{group[-1].r}")
 
@@ -257,6 +263,8 @@ def validate(
     _measure_points(table, backend, space, archs, points, save, progress, timing)
     _measure_points(table, backend, space, corners, corner_points, save, progress, timing)
     result: dict[str, Any] = {"seed": seed, "samples": len(points), "host": here, "complete": True}
+    if (noise := host_noise(p.get("pass_spread") for p in points + corner_points)) is not None:
+        result["host_noise"] = noise
     result.update(_fidelity_of(table, points))
     result["corners"] = {**_fidelity_of(table, corner_points), "subnets": _corner_rows(table, corner_points)}
     if table.calibration is not None:
@@ -268,6 +276,32 @@ def validate(
         table.validation = result
         table.save(out)
     return result
+
+
+def host_noise(spreads: Iterable[float | None]) -> dict[str, Any] | None:
+    """How much the machine moved while models were timed: over the models timed in several passes,
+    the median and 90th percentile of each one's pass spread (see ``Measurement.pass_spread``)."""
+    values = [s for s in spreads if s is not None]
+    if not values:
+        return None
+    return {"pass_spread_median": float(np.median(values)), "pass_spread_p90": float(np.percentile(values, 90)),
+            "models": len(values)}  # fmt: skip
+
+
+def noise_warning(noise: dict[str, Any] | None, what: str) -> str | None:
+    """A warning when ``what`` (e.g. "the subnets were timed") happened on a busy machine."""
+    if noise is None or noise["pass_spread_median"] <= NOISY_PASS_SPREAD:
+        return None
+    return (
+        f"the machine was busy while {what}: each model's timing passes differed by a median of "
+        f"{noise['pass_spread_median']:.0%} (over {NOISY_PASS_SPREAD:.0%}), so the numbers describe that "
+        f"moment more than the table; measure again when nothing else runs"
+    )
+
+
+def table_noise(table: LatencyTable) -> dict[str, Any] | None:
+    """:func:`host_noise` of a table's units (tables made before pass spreads were kept: None)."""
+    return host_noise(entry.get("pass_spread") for entry in table.entries.values())
 
 
 def _fidelity_of(table: LatencyTable, points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -370,6 +404,7 @@ def profile_table(
     command: str = "",
     progress: Progress = _no_progress,
     calibration_progress: Progress = _no_progress,
+    warn: Callable[[str], None] = lambda message: None,
 ) -> tuple[LatencyTable, Path]:
     """Profile every distinct block of ``space`` on a backend into a table, then calibrate it on
     ``calibration_samples`` whole subnets plus the corner subnets (0: no calibration).
@@ -391,8 +426,13 @@ def profile_table(
     if is_shipped(out):
         raise OFAEdgeError(f"{out} is a table shipped with ofa-edge; profile into your own file (--out)")
     table = profile_units(be, sp, out, resolutions, timing, command, progress)
+    if (message := noise_warning(table_noise(table), "the blocks were timed")) is not None:
+        warn(message)
     if calibration_samples > 0:
-        calibrate(table, be, sp, out, calibration_samples, timing=timing, progress=calibration_progress)
+        cal = calibrate(table, be, sp, out, calibration_samples, timing=timing, progress=calibration_progress)
+        noise = host_noise(p.get("pass_spread") for p in cal.points)
+        if (message := noise_warning(noise, "the calibration subnets were timed")) is not None:
+            warn(message)
     return table, out
 
 
@@ -419,6 +459,9 @@ def calibrate_table(
     if out != path:
         warn(f"{path.stem} ships with ofa-edge: the calibrated copy goes to {out}")
     calibration = calibrate(t, backend, t.space(), out, samples, seed, timing, progress)
+    noise = host_noise(p.get("pass_spread") for p in calibration.points)
+    if (message := noise_warning(noise, "the calibration subnets were timed")) is not None:
+        warn(message)
     return calibration, out
 
 
@@ -443,4 +486,6 @@ def validate_table(
     out = writable_path(path) if record else None
     result = validate(t, backend, t.space(), out, samples, seed, timing, progress)
     result["table"] = str(out or path)
+    if (message := noise_warning(result.get("host_noise"), "the subnets were timed")) is not None:
+        warn(message)
     return result

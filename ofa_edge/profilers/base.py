@@ -38,6 +38,10 @@ class Measurement:
     # (TFLite's benchmark_model), whose spread is then the standard deviation in ``std_ms``.
     statistic: str = "median"
     std_ms: float | None = None
+    # Several timing passes combined (combine_rounds): the slowest pass's central value over the
+    # fastest's, minus 1. The model did not change between passes, so this is how much the machine
+    # moved while it was timed.
+    pass_spread: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -45,7 +49,7 @@ class Measurement:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
         return cls(
-            **{k: data.get(k) for k in ("median_ms", "p10_ms", "p90_ms", "samples", "std_ms")},
+            **{k: data.get(k) for k in ("median_ms", "p10_ms", "p90_ms", "samples", "std_ms", "pass_spread")},
             statistic=data.get("statistic", "median"),
         )
 
@@ -75,7 +79,8 @@ def combine_rounds(rounds: list[Measurement]) -> Measurement:
     if not rounds:
         raise ValueError("no timing passes")
     best = min(rounds, key=lambda m: m.median_ms)
-    return replace(best, samples=sum(m.samples for m in rounds))
+    spread = max(m.median_ms for m in rounds) / best.median_ms - 1 if len(rounds) > 1 and best.median_ms > 0 else None
+    return replace(best, samples=sum(m.samples for m in rounds), pass_spread=spread)
 
 
 @dataclass(frozen=True)
