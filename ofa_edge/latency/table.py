@@ -12,9 +12,9 @@ File layout (``schema_version`` 1)::
     {"schema": "ofa-edge/latency-table", "schema_version": 1,
      "space": {"name": ..., "config": {...}}, "backend": {BackendInfo}, "resolutions": [...],
      "created": ISO date, "command": "ofa-edge profile ...", "measure": {"warmup": .., "runs": ..},
-     "complete": true, "entries": {key: {"median_ms", "p10_ms", "p90_ms", "samples", "statistic"}},
+     "complete": true, "entries": {key: {"median_ms", "p10_ms", "p90_ms", "samples", "statistic", "pass_spread"}},
      "calibration": {"model": "a*sum+b", "a", "b", "c", "d", "r0", "loo_mape": {model: error},
-                     "points": [{"arch", "sum_ms", "units", "measured_ms"}]} | null,
+                     "points": [{"arch", "sum_ms", "units", "measured_ms", "pass_spread"}]} | null,
      "validation": {metrics..., "points": [...]} | null}
 """
 
