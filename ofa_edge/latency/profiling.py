@@ -263,7 +263,7 @@ def validate(
     _measure_points(table, backend, space, archs, points, save, progress, timing)
     _measure_points(table, backend, space, corners, corner_points, save, progress, timing)
     result: dict[str, Any] = {"seed": seed, "samples": len(points), "host": here, "complete": True}
-    if (noise := host_noise(p.get("pass_spread") for p in points + corner_points)) is not None:
+    if (noise := _points_noise(points + corner_points)) is not None:
         result["host_noise"] = noise
     result.update(_fidelity_of(table, points))
     result["corners"] = {**_fidelity_of(table, corner_points), "subnets": _corner_rows(table, corner_points)}
@@ -302,6 +302,15 @@ def noise_warning(noise: dict[str, Any] | None, what: str) -> str | None:
 def table_noise(table: LatencyTable) -> dict[str, Any] | None:
     """:func:`host_noise` of a table's units (tables made before pass spreads were kept: None)."""
     return host_noise(entry.get("pass_spread") for entry in table.entries.values())
+
+
+def _points_noise(points: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return host_noise(p.get("pass_spread") for p in points)
+
+
+def _warn_if_busy(noise: dict[str, Any] | None, what: str, warn: Callable[[str], None]) -> None:
+    if (message := noise_warning(noise, what)) is not None:
+        warn(message)
 
 
 def _fidelity_of(table: LatencyTable, points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -426,13 +435,10 @@ def profile_table(
     if is_shipped(out):
         raise OFAEdgeError(f"{out} is a table shipped with ofa-edge; profile into your own file (--out)")
     table = profile_units(be, sp, out, resolutions, timing, command, progress)
-    if (message := noise_warning(table_noise(table), "the blocks were timed")) is not None:
-        warn(message)
+    _warn_if_busy(table_noise(table), "the blocks were timed", warn)
     if calibration_samples > 0:
         cal = calibrate(table, be, sp, out, calibration_samples, timing=timing, progress=calibration_progress)
-        noise = host_noise(p.get("pass_spread") for p in cal.points)
-        if (message := noise_warning(noise, "the calibration subnets were timed")) is not None:
-            warn(message)
+        _warn_if_busy(_points_noise(cal.points), "the calibration subnets were timed", warn)
     return table, out
 
 
@@ -459,9 +465,7 @@ def calibrate_table(
     if out != path:
         warn(f"{path.stem} ships with ofa-edge: the calibrated copy goes to {out}")
     calibration = calibrate(t, backend, t.space(), out, samples, seed, timing, progress)
-    noise = host_noise(p.get("pass_spread") for p in calibration.points)
-    if (message := noise_warning(noise, "the calibration subnets were timed")) is not None:
-        warn(message)
+    _warn_if_busy(_points_noise(calibration.points), "the calibration subnets were timed", warn)
     return calibration, out
 
 
@@ -486,6 +490,5 @@ def validate_table(
     out = writable_path(path) if record else None
     result = validate(t, backend, t.space(), out, samples, seed, timing, progress)
     result["table"] = str(out or path)
-    if (message := noise_warning(result.get("host_noise"), "the subnets were timed")) is not None:
-        warn(message)
+    _warn_if_busy(result.get("host_noise"), "the subnets were timed", warn)
     return result
