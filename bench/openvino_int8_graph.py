@@ -1,8 +1,9 @@
 """OpenVINO int8: the QDQ ONNX model (what the int8 latency backend timed before) against the
 nncf-quantised IR (what ``export --int8`` ships and the backend now times), per corner subnet.
 
-Each subnet is converted three ways: fp32 ONNX, int8 QDQ ONNX (``quantize_qdq``, as for
-onnxruntime) and int8 OpenVINO IR (``convert_openvino(int8=True)``, nncf). Each is compiled at
+Each subnet is converted four ways: fp32 ONNX (what the fp32 latency backend times), fp32
+OpenVINO IR from the PyTorch frontend (what fp32 export ships), int8 QDQ ONNX (``quantize_qdq``,
+as for onnxruntime) and int8 OpenVINO IR (``convert_openvino(int8=True)``, nncf). Each is compiled at
 1 thread, f32 inference precision. Reported: the compiled graph's executed layers (from the
 performance counters), how many run reference (``ref_*``) kernels, how many are reorders, and
 the latency of each, timed interleaved in ``--rounds`` passes of ``--runs`` calls (lowest pass
@@ -33,7 +34,7 @@ from ofa_edge.latency.profiling import subnet_model
 from ofa_edge.profilers.base import combine_rounds
 from ofa_edge.profilers.openvino import OpenVinoBackend
 
-FILES = ("fp32", "qdq", "nncf")
+FILES = ("fp32", "fp32_ir", "qdq", "nncf")
 
 
 def graph_summary(backend: OpenVinoBackend, path: Path) -> dict[str, int]:
@@ -66,6 +67,7 @@ def main() -> None:
             fp32 = export_onnx(module, example, Path(folder) / f"{name}.onnx")
             files = {
                 "fp32": fp32,
+                "fp32_ir": convert_openvino(module, example, Path(folder) / f"{name}-fp32.xml"),
                 "qdq": quantize_qdq(fp32, Path(folder) / f"{name}-qdq.onnx", tuple(example.shape)),
                 "nncf": convert_openvino(module, example, Path(folder) / f"{name}-nncf.xml", int8=True),
             }
@@ -77,17 +79,20 @@ def main() -> None:
             graphs = {kind: graph_summary(backend, files[kind]) for kind in FILES}
             rows.append({"corner": name, "resolution": args.resolution, "ms": ms, "graph": graphs,
                          "qdq_over_nncf": ms["qdq"] / ms["nncf"],
-                         "fp32_over_nncf": ms["fp32"] / ms["nncf"]})  # fmt: skip
+                         "fp32_over_nncf": ms["fp32"] / ms["nncf"],
+                         "fp32_onnx_over_ir": ms["fp32"] / ms["fp32_ir"]})  # fmt: skip
 
     table = Table(title=f"OpenVINO int8 graphs, {args.space} at {args.resolution} px, 1 thread (layers / ref kernels)")
-    for column in ("corner", "fp32 ms", "QDQ ms", "nncf ms", "QDQ / nncf", "fp32 / nncf", "QDQ graph", "nncf graph"):
+    labels = {"fp32": "fp32 ONNX", "fp32_ir": "fp32 IR", "qdq": "QDQ", "nncf": "nncf"}
+    columns = ["corner", *(f"{labels[k]} ms" for k in FILES), "QDQ / nncf", "fp32 / nncf", "fp32 ONNX / IR",
+               *(f"{labels[k]} graph" for k in FILES)]  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right")
     for r in rows:
-        g = r["graph"]
-        table.add_row(r["corner"], *(f"{r['ms'][k]:.3f}" for k in FILES), f"{r['qdq_over_nncf']:.2f}x",
-                      f"{r['fp32_over_nncf']:.2f}x", f"{g['qdq']['layers']} / {g['qdq']['reference_kernels']}",
-                      f"{g['nncf']['layers']} / {g['nncf']['reference_kernels']}")  # fmt: skip
-    Console(stderr=True, width=140).print(table)
+        ratios = (r["qdq_over_nncf"], r["fp32_over_nncf"], r["fp32_onnx_over_ir"])
+        graphs = (f"{r['graph'][k]['layers']} / {r['graph'][k]['reference_kernels']}" for k in FILES)
+        table.add_row(r["corner"], *(f"{r['ms'][k]:.3f}" for k in FILES), *(f"{x:.2f}x" for x in ratios), *graphs)
+    Console(stderr=True, width=160).print(table)
     timing = {"rounds": args.rounds, "runs": args.runs, "warmup": args.warmup}
     print(json.dumps({"command": "python " + " ".join(sys.argv), "backend": backend.describe().to_dict(),
                       "timing": timing, "rows": rows}))  # fmt: skip
