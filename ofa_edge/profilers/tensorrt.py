@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..convert.common import temp_name
+from ..convert.graph_form import int8_graph_info
 from ..convert.onnx import export_onnx, quantize_qdq
 from ..convert.tensorrt import TensorRTUnavailable, build_engine, find_trtexec, run_trtexec, tensorrt_availability
 from ..errors import OFAEdgeError
@@ -148,7 +149,7 @@ class TensorRTBackend:
             None,
             self.precision,
             extra={"tool": "trtexec", "gpu_index": self.gpu, "spin_wait": True, "cuda_graph": True,
-                   "statistic": "GPU compute time"},
+                   "statistic": "GPU compute time", **int8_graph_info(self.precision, "tensorrt")},
         )  # fmt: skip
 
     def prepare(self, module: nn.Module, example: torch.Tensor, path: Path) -> Path:
@@ -160,7 +161,8 @@ class TensorRTBackend:
         quantized = None
         try:
             if self.precision == "int8":
-                # Explicit quantization; random calibration is enough to time the engine.
+                # Explicit quantization as export builds its engine (INT8_QUANTIZERS); random
+                # calibration is enough to time the engine.
                 quantized = quantize_qdq(onnx, temp_name(path.with_suffix(".onnx"), "qdq"), tuple(example.shape),
                                          symmetric_activations=True)  # fmt: skip
             return build_engine(quantized or onnx, path, self.precision, self.trtexec, self.gpu)
