@@ -121,9 +121,8 @@ def test_openvino_int8_units_are_quantised_with_nncf_as_export_does(tmp_path):
     assert "FakeQuantize" in ops and not ops & {"QuantizeLinear", "DequantizeLinear"}
     info = be.describe()
     assert info.extra["int8_quantizer"] == INT8_QUANTIZERS["openvino"] == "nncf.quantize"
-    for name in ("onnxruntime", "tflite", "tensorrt"):  # every int8 backend names its quantiser
-        assert make_backend(name, precision="int8").describe().extra["int8_quantizer"] == INT8_QUANTIZERS[
-            {"onnxruntime": "onnx"}.get(name, name)]
+    for name, fmt in {"onnxruntime": "onnx", "tflite": "tflite", "tensorrt": "tensorrt"}.items():
+        assert make_backend(name, precision="int8").describe().extra["int8_quantizer"] == INT8_QUANTIZERS[fmt]
     qdq_table = dataclasses.replace(info, extra={"inference_precision_hint": "f32"})  # made before: QDQ ONNX units
     _, warnings = backend_for_table(LatencyTable.new(SPACE, qdq_table, [28]))
     assert any("quantiser unrecorded" in w and "nncf.quantize" in w for w in warnings)
