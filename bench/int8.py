@@ -76,6 +76,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ from ofa_edge.errors import ArchError
 from ofa_edge.export.formats import FORMATS, INT8_FORMS, convert_fp32, convert_int8
 from ofa_edge.nn import MobileNetV3Subnet, recalibrate_bn
 from ofa_edge.profilers import make_backend
-from ofa_edge.profilers.base import combine_rounds
+from ofa_edge.profilers.base import time_interleaved
 from ofa_edge.space.arch import Arch
 
 BACKEND_FORMAT = {"onnxruntime": "onnx", "openvino": "openvino", "tflite": "tflite"}
@@ -319,13 +320,10 @@ def bench_latency(args: argparse.Namespace, console: Console) -> tuple[list[dict
                     files.append((name, variant, "int8", path))
                     diagnostics[f"{backend}/{name}/{variant}"] = DIAGNOSTICS[backend](path)
                 console.print(f"{backend} {name}: converted in {time.perf_counter() - started:.0f} s")
-            passes: dict[int, list] = {i: [] for i in range(len(files))}
-            for _ in range(args.rounds):  # interleaved: load bursts spoil one pass of every file
-                for i, (_, _, precision, path) in enumerate(files):
-                    passes[i].append(backends[precision].measure(path, args.warmup, args.runs))
+            measures = [partial(backends[precision].measure, path, args.warmup, args.runs)
+                        for _, _, precision, path in files]  # fmt: skip
             info = backends["fp32"].describe()
-            for i, (name, variant, precision, _) in enumerate(files):
-                m = combine_rounds(passes[i])
+            for (name, variant, precision, _), m in zip(files, time_interleaved(measures, args.rounds)):
                 rows.append({"backend": backend, "version": info.version, "arch": name, "variant": variant,
                              "precision": precision, "median_ms": m.median_ms, "p10_ms": m.p10_ms,
                              "p90_ms": m.p90_ms, "samples": m.samples})  # fmt: skip

@@ -22,6 +22,7 @@ import json
 import sys
 import tempfile
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -31,7 +32,7 @@ from ofa_edge import corner_archs, get_space
 from ofa_edge.convert.onnx import export_onnx, quantize_qdq
 from ofa_edge.convert.openvino import convert_openvino
 from ofa_edge.latency.profiling import subnet_model
-from ofa_edge.profilers.base import combine_rounds
+from ofa_edge.profilers.base import time_interleaved
 from ofa_edge.profilers.openvino import OpenVinoBackend
 
 FILES = ("fp32", "fp32_ir", "qdq", "nncf")
@@ -71,11 +72,8 @@ def main() -> None:
                 "qdq": quantize_qdq(fp32, Path(folder) / f"{name}-qdq.onnx", tuple(example.shape)),
                 "nncf": convert_openvino(module, example, Path(folder) / f"{name}-nncf.xml", int8=True),
             }
-            passes = {kind: [] for kind in FILES}
-            for _ in range(args.rounds):
-                for kind in FILES:
-                    passes[kind].append(backend.measure(files[kind], args.warmup, args.runs))
-            ms = {kind: combine_rounds(passes[kind]).median_ms for kind in FILES}
+            measures = [partial(backend.measure, files[kind], args.warmup, args.runs) for kind in FILES]
+            ms = {kind: m.median_ms for kind, m in zip(FILES, time_interleaved(measures, args.rounds))}
             graphs = {kind: graph_summary(backend, files[kind]) for kind in FILES}
             rows.append({"corner": name, "resolution": args.resolution, "ms": ms, "graph": graphs,
                          "qdq_over_nncf": ms["qdq"] / ms["nncf"],

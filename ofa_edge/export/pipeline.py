@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from ..convert.common import temp_name
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_text
 from ..latency.profiling import int8_graph_warning
-from ..profilers.base import Measurement, Timing, combine_rounds
+from ..profilers.base import Measurement, Timing, time_interleaved
 from ..space.arch import Arch, load_arch
 from .card import CARD_SCHEMA, CARD_SCHEMA_VERSION, card_markdown, card_paths, sha256_file
 from .formats import FormatSpec, check_available, convert_fp32, convert_int8, files_of, get_format, run_file
@@ -344,11 +345,8 @@ def export_subnet(
         if measure_latency:
             timing = timing or Timing()
             progress(f"timing on {spec.backend} with {threads} thread(s)")
-            rounds: dict[str, list[Measurement]] = {p: [] for p in temps}
-            for _ in range(timing.rounds):
-                for p, path in temps.items():  # interleaved: a burst of load spoils one pass of each
-                    rounds[p].append(backends[p].measure(path, timing.warmup, timing.runs))
-            measured = {p: combine_rounds(r) for p, r in rounds.items()}
+            measures = [partial(backends[p].measure, path, timing.warmup, timing.runs) for p, path in temps.items()]
+            measured = dict(zip(temps, time_interleaved(measures, timing.rounds)))
             latency = _latency_summary(spec, precision, measured, backends, lut, table, space, arch, budget_ms, timing)
             if latency.get("message"):
                 warnings.append(latency["message"])

@@ -9,6 +9,7 @@ import json
 import random
 import tempfile
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 
 from ..errors import OFAEdgeError
 from ..nn.subnet import MobileNetV3Subnet
-from ..profilers.base import Backend, BackendInfo, Measurement, Timing, combine_rounds
+from ..profilers.base import Backend, BackendInfo, Measurement, Timing, time_interleaved
 from ..space.arch import Arch
 from ..space.space import SearchSpace, corner_archs
 from .fidelity import fidelity
@@ -82,11 +83,8 @@ def measure_group(
         for index, (module, example) in enumerate(models)
     ]
     try:
-        passes: list[list[Measurement]] = [[] for _ in paths]
-        for _ in range(timing.rounds):
-            for path, measured in zip(paths, passes):
-                measured.append(backend.measure(path, timing.warmup, timing.runs))
-        return [combine_rounds(measured) for measured in passes]
+        return time_interleaved([partial(backend.measure, path, timing.warmup, timing.runs) for path in paths],
+                                timing.rounds)  # fmt: skip
     finally:
         for path in paths:
             path.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -81,6 +81,17 @@ def combine_rounds(rounds: list[Measurement]) -> Measurement:
     best = min(rounds, key=lambda m: m.median_ms)
     spread = max(m.median_ms for m in rounds) / best.median_ms - 1 if len(rounds) > 1 and best.median_ms > 0 else None
     return replace(best, samples=sum(m.samples for m in rounds), pass_spread=spread)
+
+
+def time_interleaved(measures: Sequence[Callable[[], Measurement]], rounds: int) -> list[Measurement]:
+    """Each of ``rounds`` passes calls every measure once (model after model, then again), and each
+    model's latency is its least disturbed pass (:func:`combine_rounds`): a burst of load on a
+    shared machine spoils one pass of every model rather than all the runs of one."""
+    passes: list[list[Measurement]] = [[] for _ in measures]
+    for _ in range(rounds):
+        for measure, measured in zip(measures, passes):
+            measured.append(measure())
+    return [combine_rounds(measured) for measured in passes]
 
 
 @dataclass(frozen=True)
