@@ -15,7 +15,7 @@ from ofa_edge import OFAEdgeError, get_space
 from ofa_edge.nn.bn_calibration import recalibrate_bn
 from ofa_edge.nn.checkpoint import load_supernet, read_metadata, save_supernet
 from ofa_edge.nn.supernet import OFAMobileNetV3
-from ofa_edge.space.space import SearchSpace
+from ofa_edge.space.space import SearchSpace, corner_archs
 from ofa_edge.train.data import ImageDataset
 from ofa_edge.train.schedule import SCHEDULE_NAMES, get_schedule
 from ofa_edge.train.trainer import (
@@ -104,6 +104,27 @@ def test_sandwich_phase_trains_the_largest_and_smallest_subnet_at_every_step():
         replace(last, subnets_per_step=1)
 
 
+def test_corners_phase_trains_other_corners_beside_the_sandwich():
+    space = get_space("mbv3-fmnist")
+    (phase,) = get_schedule("fmnist-corners").phases
+    assert phase.sandwich and phase.corners == 2 and phase.subnets_per_step == 5
+    ends = [space.max_arch(28), space.min_arch(28)]
+    others = [a for a in corner_archs(space, 28).values() if a not in ends]
+    assert len(others) == 6
+    seen = set()
+    for step in range(40):
+        archs = phase.step_archs(space, random.Random(step), resolution=28)
+        assert archs[:2] == ends and len(archs) == 5
+        assert archs[2] != archs[3] and all(a in others for a in archs[2:4])
+        assert archs[4] not in corner_archs(space, 28).values()  # drawn per layer
+        seen.update(archs[2:4])
+    assert seen == set(others)  # every other corner is trained, the kernel-3 ones included
+    with pytest.raises(ValueError, match="do not fit"):
+        replace(phase, corners=4)
+    with pytest.raises(ValueError, match="do not fit"):
+        replace(phase, corners=7, subnets_per_step=9)  # 6 corners besides the two ends
+
+
 def test_fingerprints_of_existing_schedules_are_stable():
     # Run folders store these; a change would refuse to resume runs started by earlier versions.
     assert get_schedule("fmnist").fingerprint() == "3feab030082f402a"
@@ -186,7 +207,6 @@ def stop_at(step: int):
 
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
     return load_supernet(out / "supernet.safetensors").state_dict()
-
 
 
 @pytest.mark.slow
@@ -420,7 +440,7 @@ def test_init_teaches_where_a_one_resolution_teacher_was_not_trained(tmp_path):
     trainer = make_trainer(tmp_path / "run", schedule="quick-distil", init_from=str(init_file),
                            teacher_from=str(teacher_file), teacher_other_resolutions="init")  # fmt: skip
     phase = trainer.config.schedule.phases[0]
-    assert sorted(trainer.other_resolutions_teachers) == [20, 24]
+    assert sorted(trainer.teachers_by_resolution) == [20, 24]
     # At 20 px: the init weights' largest subnet, its BatchNorm recalibrated at 20 px on the
     # run's calibration images (the statistics stored in a supernet belong to no one subnet).
     init_net = load_supernet(init_file).to(memory_format=torch.channels_last)  # as the run's nets
@@ -443,6 +463,38 @@ def test_init_teaches_where_a_one_resolution_teacher_was_not_trained(tmp_path):
     with pytest.raises(OFAEdgeError, match="different --teacher weights"):
         make_trainer(tmp_path / "stopped", schedule="quick-distil", init_from=str(init_file),
                      teacher_from=str(teacher_file))  # fmt: skip
+
+
+def test_teacher_init_is_the_init_weights_largest_subnet_recalibrated_at_each_resolution(tmp_path):
+    torch.manual_seed(3)
+    init_file = tmp_path / "init.safetensors"
+    save_supernet(OFAMobileNetV3(get_space("mbv3-fmnist")), init_file)
+    with pytest.raises(OFAEdgeError, match="needs --init-from"):
+        make_trainer(tmp_path / "run", schedule="quick-corners", teacher_from="init")
+    with pytest.raises(OFAEdgeError, match="drop --teacher-other-resolutions"):
+        make_trainer(tmp_path / "run", schedule="quick-corners", init_from=str(init_file), teacher_from="init",
+                     teacher_other_resolutions="init")  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+    trainer = make_trainer(tmp_path / "run", schedule="quick-corners", init_from=str(init_file), teacher_from="init")
+    assert sorted(trainer.teachers_by_resolution) == [20, 24, 28]
+    (phase,) = trainer.config.schedule.phases
+    calibration = trainer.epoch_eval
+    for resolution in (20, 28):
+        reference = load_supernet(init_file).to(memory_format=torch.channels_last)
+        reference.set_active(reference.space.max_arch(resolution))
+        recalibrate_bn(reference, calibration.loader(calibration.calibration).epoch(0, resolution=resolution))
+        reference.eval()
+        images, _ = next(iter(trainer.loader.epoch(0, resolution=resolution)))
+        with torch.no_grad():
+            expected = torch.softmax(reference(images), dim=1)
+        torch.testing.assert_close(trainer.soft_targets(phase, images), expected)
+    # The teachers stay frozen while the run trains the same weights.
+    before = {k: v.clone() for k, v in trainer.teachers_by_resolution[28].state_dict().items()}
+    trainer.run()
+    after = trainer.teachers_by_resolution[28].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(trainer.net.state_dict()["classifier.linear.weight"], before["classifier.linear.weight"])
 
 
 @pytest.mark.slow

@@ -46,7 +46,9 @@ def train(
             help="Distil from this network instead of the run's own full net: a supernet file (its largest "
             "subnet teaches) or a net trained alone (bench/alone.py), e.g. --schedule fmnist-distil --init-from "
             "demo --teacher runs/alone/d4-e6-k7-s0/supernet.safetensors. A teacher of one resolution sees each "
-            "batch resized to it, unless --teacher-other-resolutions init.",
+            "batch resized to it, unless --teacher-other-resolutions init. 'init': the largest subnet of the "
+            "--init-from weights, frozen, its BatchNorm recalibrated at each resolution (e.g. --schedule "
+            "fmnist-corners --init-from demo --teacher init).",
         ),
     ] = None,
     teacher_other_resolutions: Annotated[

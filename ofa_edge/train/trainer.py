@@ -247,19 +247,27 @@ class Trainer:
         )
         self.teacher_fingerprint = ""
         self.teacher_resolution: int | None = None  # a teacher of one resolution sees its own
-        self.other_resolutions_teachers: dict[int, OFAMobileNetV3] = {}
+        # Teachers of their own resolution, which take precedence over ``teacher`` there.
+        self.teachers_by_resolution: dict[int, OFAMobileNetV3] = {}
         if config.teacher_other_resolutions not in TEACHER_OTHER_RESOLUTIONS:
             raise OFAEdgeError(
                 f"--teacher-other-resolutions must be one of {', '.join(TEACHER_OTHER_RESOLUTIONS)}, "
                 f"got '{config.teacher_other_resolutions}'"
             )
-        if config.teacher_from is not None:
+        if config.teacher_from == INIT_TEACHER:
+            if config.teacher_other_resolutions != "resize":
+                raise OFAEdgeError("--teacher init teaches at every resolution; drop --teacher-other-resolutions")
+            self.teachers_by_resolution = self._init_teachers()
+            self.teacher = self.teachers_by_resolution[max(self.teachers_by_resolution)]
+            # Part of the run's identity: which weights teach, and that they were recalibrated.
+            self.teacher_fingerprint = f"init-recalibrated:{self.init_fingerprint}"
+        elif config.teacher_from is not None:
             self.teacher = self._external_teacher(config.teacher_from)
             self.teacher_fingerprint = state_fingerprint(self.teacher.state_dict())
             if len(self.teacher.space.resolutions) == 1:
                 self.teacher_resolution = self.teacher.space.resolutions[0]
             if config.teacher_other_resolutions == "init":
-                self.other_resolutions_teachers = self._init_teachers()
+                self.teachers_by_resolution = self._init_teachers(skip=self.teacher_resolution)
                 # Part of the run's identity: a resume with the other mode is another run.
                 self.teacher_fingerprint += "+init-recalibrated"
         elif config.teacher_other_resolutions != "resize":
@@ -291,23 +299,24 @@ class Trainer:
         net.set_active(arch)
         return net.eval()
 
-    def _init_teachers(self) -> dict[int, OFAMobileNetV3]:
+    def _init_teachers(self, skip: int | None = None) -> dict[int, OFAMobileNetV3]:
         """The largest subnet of the --init-from weights, frozen, with its BatchNorm statistics
-        recalibrated at each resolution the one-resolution --teacher was not trained at: the
+        recalibrated at each resolution but ``skip`` (that of a one-resolution --teacher): the
         teachers there. (The statistics stored in a supernet are those of whichever subnets trained
         last; used as they are, they made 20-px soft labels that cost the 20-px subnets 10-15
         points of top-1.)"""
-        if self.teacher_resolution is None:
+        if self.config.teacher_from != INIT_TEACHER and self.teacher_resolution is None:
             raise OFAEdgeError(
                 f"--teacher {self.config.teacher_from} was trained at several resolutions; "
                 "--teacher-other-resolutions init is for a teacher of one resolution"
             )
         if self.init_state is None:
-            raise OFAEdgeError("--teacher-other-resolutions init needs --init-from (its largest subnet teaches there)")
+            raise OFAEdgeError(f"--teacher {self.config.teacher_from} with init teachers needs --init-from "
+                               "(its largest subnet teaches)")  # fmt: skip
         calibration = self.epoch_eval
         teachers = {}
         for r in self.config.space.resolutions:
-            if r == self.teacher_resolution:
+            if r == skip:
                 continue
             teacher = OFAMobileNetV3(self.config.space)
             teacher.load_state_dict(self.init_state)
@@ -574,13 +583,11 @@ class Trainer:
             return None
         if self.teacher is None:
             raise OFAEdgeError("this phase distils from the full net, but no teacher was saved in the run folder")
-        teacher = self.teacher
-        if self.teacher_resolution is not None and images.shape[-1] != self.teacher_resolution:
-            if self.other_resolutions_teachers:
-                teacher = self.other_resolutions_teachers[images.shape[-1]]
-            else:  # a teacher trained at one resolution is weak at others: it sees the batch at its own
-                size = (self.teacher_resolution, self.teacher_resolution)
-                images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        teacher = self.teachers_by_resolution.get(images.shape[-1], self.teacher)
+        if teacher is self.teacher and self.teacher_resolution not in (None, images.shape[-1]):
+            # A teacher trained at one resolution is weak at others: it sees the batch at its own.
+            size = (self.teacher_resolution, self.teacher_resolution)
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
         with torch.no_grad():
             return F.softmax(teacher(images), dim=1)
 
@@ -645,6 +652,8 @@ def final_report(
 
 AUTOCAST_MODES = ("off", "bf16")
 TEACHER_OTHER_RESOLUTIONS = ("resize", "init")
+# --teacher value: the --init-from weights' largest subnet teaches, recalibrated at each resolution.
+INIT_TEACHER = "init"
 
 
 def resolve_device(name: str) -> torch.device:
