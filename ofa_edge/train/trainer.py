@@ -311,8 +311,8 @@ class Trainer:
                 "--teacher-other-resolutions init is for a teacher of one resolution"
             )
         if self.init_state is None:
-            raise OFAEdgeError(f"--teacher {self.config.teacher_from} with init teachers needs --init-from "
-                               "(its largest subnet teaches)")  # fmt: skip
+            which = "--teacher init" if self.config.teacher_from == INIT_TEACHER else "--teacher-other-resolutions init"
+            raise OFAEdgeError(f"{which} needs --init-from (its largest subnet teaches)")
         calibration = self.epoch_eval
         teachers = {}
         for r in self.config.space.resolutions:
