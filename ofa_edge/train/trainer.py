@@ -257,7 +257,7 @@ class Trainer:
         if config.teacher_from == INIT_TEACHER:
             if config.teacher_other_resolutions != "resize":
                 raise OFAEdgeError("--teacher init teaches at every resolution; drop --teacher-other-resolutions")
-            self.teachers_by_resolution = self._init_teachers()
+            self.teachers_by_resolution = self._init_teachers("--teacher init")
             self.teacher = self.teachers_by_resolution[max(self.teachers_by_resolution)]
             # Part of the run's identity: which weights teach, and that they were recalibrated.
             self.teacher_fingerprint = f"init-recalibrated:{self.init_fingerprint}"
@@ -267,7 +267,13 @@ class Trainer:
             if len(self.teacher.space.resolutions) == 1:
                 self.teacher_resolution = self.teacher.space.resolutions[0]
             if config.teacher_other_resolutions == "init":
-                self.teachers_by_resolution = self._init_teachers(skip=self.teacher_resolution)
+                if self.teacher_resolution is None:
+                    raise OFAEdgeError(
+                        f"--teacher {config.teacher_from} was trained at several resolutions; "
+                        "--teacher-other-resolutions init is for a teacher of one resolution"
+                    )
+                self.teachers_by_resolution = self._init_teachers("--teacher-other-resolutions init",
+                                                                  skip=self.teacher_resolution)  # fmt: skip
                 # Part of the run's identity: a resume with the other mode is another run.
                 self.teacher_fingerprint += "+init-recalibrated"
         elif config.teacher_other_resolutions != "resize":
@@ -299,20 +305,14 @@ class Trainer:
         net.set_active(arch)
         return net.eval()
 
-    def _init_teachers(self, skip: int | None = None) -> dict[int, OFAMobileNetV3]:
+    def _init_teachers(self, option: str, skip: int | None = None) -> dict[int, OFAMobileNetV3]:
         """The largest subnet of the --init-from weights, frozen, with its BatchNorm statistics
         recalibrated at each resolution but ``skip`` (that of a one-resolution --teacher): the
         teachers there. (The statistics stored in a supernet are those of whichever subnets trained
         last; used as they are, they made 20-px soft labels that cost the 20-px subnets 10-15
         points of top-1.)"""
-        if self.config.teacher_from != INIT_TEACHER and self.teacher_resolution is None:
-            raise OFAEdgeError(
-                f"--teacher {self.config.teacher_from} was trained at several resolutions; "
-                "--teacher-other-resolutions init is for a teacher of one resolution"
-            )
         if self.init_state is None:
-            which = "--teacher init" if self.config.teacher_from == INIT_TEACHER else "--teacher-other-resolutions init"
-            raise OFAEdgeError(f"{which} needs --init-from (its largest subnet teaches)")
+            raise OFAEdgeError(f"{option} needs --init-from (its largest subnet teaches)")
         calibration = self.epoch_eval
         teachers = {}
         for r in self.config.space.resolutions:
