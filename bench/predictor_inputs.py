@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy.stats import kendalltau
 
-from ofa_edge.search.predictor import MLPConfig, load_accuracy_data, split_holdout
+from ofa_edge.search.predictor import MLPConfig, load_accuracy_data, split_holdout, train_mlp_weights
 from ofa_edge.space.arch import Arch
 from ofa_edge.space.space import SearchSpace, get_space
 
@@ -43,37 +43,14 @@ def stage_features(space: SearchSpace, arch: Arch) -> np.ndarray:
 
 
 def fit_and_predict(x_train: np.ndarray, y_train: np.ndarray, x_held: np.ndarray, seed: int) -> np.ndarray:
-    """The reference MLP as ``fit_mlp`` trains it, on any input width (the predictor file's class
-    checks the width against the space's encoding, so the fit is repeated here)."""
-    import torch
-
-    from ofa_edge.search.predictor import _mlp_fitting_cpu
-
-    config = MLPConfig()
-    base, scale = float(np.mean(y_train)), float(np.std(y_train)) or 1.0
-    x = torch.from_numpy(x_train)
-    y = torch.from_numpy(((y_train - base) / scale).astype(np.float32))
-    with _mlp_fitting_cpu(config.threads), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        layers: list[torch.nn.Module] = []
-        width = x.shape[1]
-        for _ in range(config.layers):
-            layers += [torch.nn.Linear(width, config.hidden), torch.nn.ReLU()]
-            width = config.hidden
-        net = torch.nn.Sequential(*layers, torch.nn.Linear(width, 1, bias=False))
-        optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        steps = config.epochs * -(-len(y) // config.batch_size)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-        order = torch.Generator().manual_seed(seed)
-        for _ in range(config.epochs):
-            for batch in torch.randperm(len(y), generator=order).split(config.batch_size):
-                loss = torch.nn.functional.mse_loss(net(x[batch]).squeeze(1), y[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-        with torch.no_grad():
-            return net(torch.from_numpy(x_held)).squeeze(1).numpy().astype(np.float64) * scale + base
+    """The reference MLP as ``predictor train`` fits it, on any input width (the predictor file's
+    class checks the width against the space's encoding, so its forward pass is repeated here)."""
+    tensors, base_acc = train_mlp_weights(x_train, y_train, seed, MLPConfig())
+    h = x_held.astype(np.float32)
+    hidden = sum(name.endswith(".weight") for name in tensors if name.startswith("layers."))
+    for i in range(hidden):
+        h = np.maximum(h @ tensors[f"layers.{i}.weight"].T + tensors[f"layers.{i}.bias"], 0)
+    return (h @ tensors["regressor.weight"].T)[:, 0].astype(np.float64) + base_acc
 
 
 def main() -> None:

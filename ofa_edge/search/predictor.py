@@ -436,11 +436,11 @@ def _mlp_fitting_cpu(threads: int) -> Iterator[None]:
         torch.set_num_threads(threads_before)
 
 
-def fit_mlp(
-    space: SearchSpace, supernet: str, features: np.ndarray, top1: np.ndarray, seed: int = 0,
-    config: MLPConfig | None = None,
-) -> AccuracyPredictor:  # fmt: skip
-    """The reference MLP fitted on (features, top1): deterministic for a seed, torch on CPU."""
+def train_mlp_weights(
+    features: np.ndarray, top1: np.ndarray, seed: int = 0, config: MLPConfig | None = None,
+) -> tuple[dict[str, np.ndarray], float]:  # fmt: skip
+    """The reference MLP trained on (features, top1), any input width: its tensors (the
+    predictor file's ``mlp`` layout) and base accuracy. Deterministic for a seed, torch on CPU."""
     import torch
 
     config = config or MLPConfig()
@@ -478,6 +478,16 @@ def fit_mlp(
         tensors[f"layers.{i}.weight"] = layer.weight.detach().numpy().copy()
         tensors[f"layers.{i}.bias"] = layer.bias.detach().numpy().copy()
     tensors["regressor.weight"] = (regressor.weight.detach().numpy() * scale).astype(np.float32)
+    return tensors, base_acc
+
+
+def fit_mlp(
+    space: SearchSpace, supernet: str, features: np.ndarray, top1: np.ndarray, seed: int = 0,
+    config: MLPConfig | None = None,
+) -> AccuracyPredictor:  # fmt: skip
+    """The reference MLP fitted on (features, top1): deterministic for a seed, torch on CPU."""
+    config = config or MLPConfig()
+    tensors, base_acc = train_mlp_weights(features, top1, seed, config)
     return AccuracyPredictor("mlp", space, supernet, base_acc, tensors, config={"mlp": asdict(config), "seed": seed})
 
 
