@@ -589,3 +589,67 @@ def test_cli_w10_with_a_saved_stand_in_predictor(capsys, tmp_path, monkeypatch, 
     assert table.predict(space, arch) <= 3.0 and result["accuracy"] == pytest.approx(
         70.0 + space.encode(arch).astype(float) @ stand_in.weights
     )
+
+
+# ------------------------------------------------------------------ pick by measurement
+def test_shortlist_is_the_pick_then_the_fronts_best_all_within_budget(demo):
+    from ofa_edge.search.shortlist import shortlist
+
+    space, table, _ = demo
+    result = specialize(StandInPredictor(space), [Target(DEMO_TABLE, 0.3)], seed=0, **FAST)[0]
+    listed = shortlist(result, 6)
+    assert listed[0] == (result.arch, result.accuracy, result.latency_ms)
+    assert len(listed) == min(6, len(result.front)) and len({a for a, _, _ in listed}) == len(listed)
+    predicted = [p for _, p, _ in listed[1:]]
+    assert predicted == sorted(predicted, reverse=True) and all(p <= result.accuracy for p in predicted)
+    for arch, _, ms in listed:
+        assert ms == pytest.approx(table.predict(space, arch)) and ms <= 0.3
+    with pytest.raises(OFAEdgeError, match="at least 1"):
+        shortlist(result, 0)
+
+
+def test_pick_by_measurement_keeps_the_best_measured_and_records_every_candidate(demo):
+    from ofa_edge.search.shortlist import pick_by_measurement, shortlist
+
+    space, _, _ = demo
+    result = specialize(StandInPredictor(space), [Target(DEMO_TABLE, 0.3)], seed=0, **FAST)[0]
+    listed = shortlist(result, 4)
+    # A measurement that rates the third candidate best: it must become the pick, with its own numbers.
+    measured = {arch: 91.0 + (1.0 if i == 2 else 0.1 * i) for i, (arch, _, _) in enumerate(listed)}
+    calls = []
+    picked = pick_by_measurement(result, measured.__getitem__, 4, progress=lambda d, n: calls.append((d, n)))
+    arch, predicted, ms = listed[2]
+    assert picked.arch == arch and picked.accuracy == predicted and picked.measured_top1 == 92.0
+    assert picked.latency_ms == ms and picked.macs == space.macs(arch) and picked.params == space.params(arch)
+    assert picked.summary["depths"] == list(arch.d)
+    assert [c["measured_top1"] for c in picked.shortlist] == [round(measured[a], 4) for a, _, _ in listed]
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert any("over the predictor's pick" in note for note in picked.notes)
+    assert result.arch == listed[0][0] and result.measured_top1 is None  # the input is left as it was
+    data = json.loads(json.dumps(picked.to_dict()))
+    assert data["measured_top1"] == 92.0 and len(data["shortlist"]) == 4
+    # Ties keep the predictor's order: the pick stays when every candidate measures the same.
+    same = pick_by_measurement(result, lambda arch: 91.0, 4)
+    assert same.arch == result.arch and not any("over the predictor's pick" in n for n in same.notes)
+
+
+def test_cli_specialize_verify_scores_the_shortlist_on_the_demo_supernet(cli, capsys, tmp_path):
+    """--verify with the real demo supernet and Fashion-MNIST validation images (the predictor is a stand-in)."""
+    code, out, err = cli(capsys, "--budget", "0.3ms", "--verify", "2", "--out", str(tmp_path),
+                         "--generations", "15", "--population", "20", "--no-plot", "--json")  # fmt: skip
+    assert code == 0, err
+    (result,) = json.loads(out)["results"]
+    listed = result["shortlist"]
+    assert len(listed) == 2 and len({json.dumps(c["arch"]) for c in listed}) == 2
+    assert all(80.0 < c["measured_top1"] <= 100.0 and c["latency_ms"] <= 0.3 for c in listed)
+    best = max(listed, key=lambda c: c["measured_top1"])
+    assert result["measured_top1"] == pytest.approx(best["measured_top1"]) and result["arch"] == best["arch"]
+    assert load_arch(result["arch_file"]).to_dict() == best["arch"]
+    last = json.loads((tmp_path / "last.json").read_text())
+    assert last["args"]["verify"] == 2 and last["targets"][0]["measured_top1"] == result["measured_top1"]
+
+
+def test_cli_verify_with_a_predictor_file_needs_the_supernet(cli, capsys, tmp_path):
+    code, out, err = cli(capsys, "--budget", "0.3ms", "--verify", "2", "--predictor", "p.safetensors",
+                         "--out", str(tmp_path))  # fmt: skip
+    assert code == 2 and out == "" and err.count("\n") == 1 and "give its checkpoint with --supernet" in err
