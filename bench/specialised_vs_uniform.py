@@ -26,7 +26,6 @@ last (closed loop) are reported.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import shlex
 import sys
@@ -46,15 +45,7 @@ from ofa_edge.profilers.base import Timing
 from ofa_edge.search.efficiency import LatencyModel, feasible_range
 from ofa_edge.search.predictor import AccuracyPredictor, demo_predictor_path
 from ofa_edge.search.specialize import Target, specialize
-
-
-def uniform_archs(space: oe.SearchSpace) -> list[oe.Arch]:
-    return [
-        oe.Arch((k,) * space.num_slots, (e,) * space.num_slots, (d,) * space.num_stages, r)
-        for k, e, d, r in itertools.product(
-            space.kernel_choices, space.expand_choices, space.depth_choices, space.resolutions
-        )
-    ]
+from ofa_edge.space.space import uniform_archs
 
 
 def measure(space: oe.SearchSpace, archs: list[oe.Arch], timing: Timing, workdir: Path) -> list[float]:

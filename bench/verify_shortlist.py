@@ -8,8 +8,9 @@ more accurate on the *test* split, which neither the predictor nor the pick ever
 At ``--budgets`` latency budgets spread over the feasible range of the table (default: the demo
 space's onnxruntime CPU table; latency is the table's, nothing is timed):
 
-* ``specialize`` with the shipped predictor; the shortlist is the ``--shortlist`` subnets of its
-  Pareto front with the highest predicted top-1 (all within the budget; the first is the pick);
+* ``specialize`` with the shipped predictor; the shortlist is what ``specialize --shortlist``
+  scores (:func:`ofa_edge.search.shortlist.shortlist`): the pick, then the subnets of its Pareto
+  front with the highest predicted top-1, all within the budget;
 * the 2 uniform subnets (one kernel, expand and depth everywhere) the predictor ranks highest
   within the budget are scored too, as a second, wider shortlist;
 * every subnet is scored on val and on test (BatchNorm recalibrated on the same 2000 training
@@ -27,7 +28,6 @@ over budgets, and how often it is >= 0. Prints JSON on stdout, a table on stderr
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import shlex
 import statistics
@@ -42,16 +42,9 @@ import ofa_edge as oe
 from ofa_edge.latency.store import default_cpu_table
 from ofa_edge.search.efficiency import LatencyModel, feasible_range
 from ofa_edge.search.predictor import AccuracyPredictor, demo_predictor_path
+from ofa_edge.search.shortlist import shortlist
 from ofa_edge.search.specialize import Target, specialize
-
-
-def uniform_archs(space: oe.SearchSpace) -> list[oe.Arch]:
-    return [
-        oe.Arch((k,) * space.num_slots, (e,) * space.num_slots, (d,) * space.num_stages, r)
-        for k, e, d, r in itertools.product(
-            space.kernel_choices, space.expand_choices, space.depth_choices, space.resolutions
-        )
-    ]
+from ofa_edge.space.space import uniform_archs
 
 
 def val_best(candidates: list[dict], count: int | None = None) -> dict:
@@ -92,13 +85,8 @@ def main() -> None:
     rows = []
     for number, budget in enumerate(budgets, 1):
         result = specialize(predictor, [Target(table, float(budget))], space=space)[0]
-        front = result.front
-        top = np.argsort(-front.accuracy, kind="stable")[: args.shortlist]
-        archs = front.archs(space)
-        # The pick first (the front's best, up to ties), then the front's next best.
-        candidates = [{"arch": result.arch, "predicted": result.accuracy, "ms": result.latency_ms, "uniform": False}]
-        candidates += [{"arch": archs[i], "predicted": float(front.accuracy[i]), "ms": float(front.cost[i]),
-                        "uniform": False} for i in top if archs[i] != result.arch][: args.shortlist - 1]  # fmt: skip
+        candidates = [{"arch": arch, "predicted": predicted, "ms": ms, "uniform": False}
+                      for arch, predicted, ms in shortlist(result, args.shortlist)]  # fmt: skip
         fits = np.flatnonzero(uniform_ms <= budget)
         for i in fits[np.argsort(-uniform_pred[fits], kind="stable")][:2]:
             if all(uniform[i] != c["arch"] for c in candidates):

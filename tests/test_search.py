@@ -633,9 +633,9 @@ def test_pick_by_measurement_keeps_the_best_measured_and_records_every_candidate
     assert same.arch == result.arch and not any("over the predictor's pick" in n for n in same.notes)
 
 
-def test_cli_specialize_verify_scores_the_shortlist_on_the_demo_supernet(cli, capsys, tmp_path):
-    """--verify with the real demo supernet and Fashion-MNIST validation images (the predictor is a stand-in)."""
-    code, out, err = cli(capsys, "--budget", "0.3ms", "--verify", "2", "--out", str(tmp_path),
+def test_cli_specialize_shortlist_scores_the_shortlist_on_the_demo_supernet(cli, capsys, tmp_path):
+    """--shortlist with the real demo supernet and Fashion-MNIST validation images (the predictor is a stand-in)."""
+    code, out, err = cli(capsys, "--budget", "0.3ms", "--shortlist", "2", "--out", str(tmp_path),
                          "--generations", "15", "--population", "20", "--no-plot", "--json")  # fmt: skip
     assert code == 0, err
     (result,) = json.loads(out)["results"]
@@ -646,10 +646,10 @@ def test_cli_specialize_verify_scores_the_shortlist_on_the_demo_supernet(cli, ca
     assert result["measured_top1"] == pytest.approx(best["measured_top1"]) and result["arch"] == best["arch"]
     assert load_arch(result["arch_file"]).to_dict() == best["arch"]
     last = json.loads((tmp_path / "last.json").read_text())
-    assert last["args"]["verify"] == 2 and last["targets"][0]["measured_top1"] == result["measured_top1"]
+    assert last["args"]["shortlist"] == 2 and last["targets"][0]["measured_top1"] == result["measured_top1"]
 
 
-def test_cli_verify_with_a_predictor_file_needs_the_supernet(cli, capsys, tmp_path):
-    code, out, err = cli(capsys, "--budget", "0.3ms", "--verify", "2", "--predictor", "p.safetensors",
+def test_cli_shortlist_with_a_predictor_file_needs_the_supernet(cli, capsys, tmp_path):
+    code, out, err = cli(capsys, "--budget", "0.3ms", "--shortlist", "2", "--predictor", "p.safetensors",
                          "--out", str(tmp_path))  # fmt: skip
     assert code == 2 and out == "" and err.count("\n") == 1 and "give its checkpoint with --supernet" in err

@@ -199,3 +199,16 @@ def test_block_specs_shapes():
     assert specs[-1].output_size == 7 and specs[-1].out_channels == 160
     assert [s.stride for s in specs if s.stride == 2] == [2, 2, 2, 2]
     assert specs[5].se_channels == make_divisible(specs[5].mid_channels // 4)
+
+
+def test_uniform_archs_are_every_single_choice_subnet_and_include_the_corners():
+    from ofa_edge.space.space import corner_archs, uniform_archs
+
+    space = get_space("mbv3-fmnist")
+    archs = uniform_archs(space)
+    assert len(archs) == len(set(archs)) == 3 * 3 * 3 * len(space.resolutions)
+    for arch in archs:
+        assert space.validate(arch) == arch
+        assert len(set(arch.ks)) == len(set(arch.e)) == len(set(arch.d)) == 1
+    for r in space.resolutions:
+        assert set(corner_archs(space, r).values()) <= set(archs)

@@ -84,10 +84,10 @@ def specialize(
     generations: Annotated[
         int | None, typer.Option(min=1, help="Generations (default: 500 for evolution, 200 for nsga2).")
     ] = None,
-    verify: Annotated[
+    shortlist: Annotated[
         int,
         typer.Option(
-            "--verify",
+            "--shortlist",
             metavar="N",
             min=0,
             help="Score the N subnets the predictor ranks highest under each budget (its pick, then the next best "
@@ -98,11 +98,11 @@ def specialize(
     ] = 0,
     data: Annotated[
         str | None,
-        typer.Option("--data", help="With --verify: fashion-mnist, mnist or a class-folder path (default: the "
+        typer.Option("--data", help="With --shortlist: fashion-mnist, mnist or a class-folder path (default: the "
                      "data the supernet was trained on)."),
     ] = None,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="With --verify: folder with the IDX files.")
+        Path | None, typer.Option("--data-dir", help="With --shortlist: folder with the IDX files.")
     ] = None,
     out: Annotated[
         Path,
@@ -145,11 +145,11 @@ def specialize(
     if not budget and macs_budget is None and params_budget is None:
         raise OFAEdgeError("give a latency --budget (e.g. --budget 25ms, 0.5ms or 250us), or --macs / --params")
 
-    if verify and predictor is not None and supernet is None:
-        raise OFAEdgeError("--verify scores subnets of the supernet: give its checkpoint with --supernet")
+    if shortlist and predictor is not None and supernet is None:
+        raise OFAEdgeError("--shortlist scores subnets of the supernet: give its checkpoint with --supernet")
     model, fingerprint = load_predictor(predictor, supernet)
     space = model.space
-    scorer = _validation_scorer(supernet or "demo", data, data_dir) if verify else None
+    scorer = _validation_scorer(supernet or "demo", data, data_dir) if shortlist else None
 
     targets = make_targets(table or [default_cpu_table(space.name)], budget or [])
     results = run_specialize(
@@ -165,7 +165,7 @@ def specialize(
         generations=generations,
     )
     if scorer is not None:
-        results = _pick_by_measurement(results, scorer, verify, as_json)
+        results = _pick_by_measurement(results, scorer, shortlist, as_json)
     record = {
         "command": shlex.join(["ofa-edge", *sys.argv[1:]]) if sys.argv[1:2] == ["specialize"] else "",
         "args": {
@@ -177,7 +177,7 @@ def specialize(
             "seed": seed,
             "population": population,
             "generations": generations,
-            "verify": verify,
+            "shortlist": shortlist,
         },
         "supernet": supernet or ("demo" if predictor is None else None),
         "supernet_fingerprint": fingerprint or getattr(model, "supernet", None),
@@ -225,7 +225,7 @@ def _pick_by_measurement(results: list[Result], scorer: Any, size: int, quiet: b
 
     picked = []
     for result in results:
-        with ProgressBar(f"verify: {scorer.images:,} val images", enabled=not quiet) as bar:
+        with ProgressBar(f"shortlist: scoring on {scorer.images:,} val images", enabled=not quiet) as bar:
             label = f"{result.table}, {format_budget(result)}"
             progress = functools.partial(_report, bar, label)
             picked.append(pick_by_measurement(result, score, size, progress=progress))

@@ -437,6 +437,17 @@ def corner_archs(space: SearchSpace, resolution: int) -> dict[str, Arch]:
     return corners
 
 
+def uniform_archs(space: SearchSpace) -> list[Arch]:
+    """Every uniform subnet: one kernel, one expand ratio and one depth in every stage, at every
+    resolution (the hand-made baseline a specialised subnet has to beat; the corners are among them)."""
+    return [
+        Arch((k,) * space.num_slots, (e,) * space.num_slots, (d,) * space.num_stages, r)
+        for k, e, d, r in itertools.product(
+            space.kernel_choices, space.expand_choices, space.depth_choices, space.resolutions
+        )
+    ]
+
+
 def _fmt_choices(values: Sequence[int]) -> str:
     values = list(values)
     steps = {b - a for a, b in itertools.pairwise(values)}
