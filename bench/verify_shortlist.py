@@ -8,9 +8,8 @@ more accurate on the *test* split, which neither the predictor nor the pick ever
 At ``--budgets`` latency budgets spread over the feasible range of the table (default: the demo
 space's onnxruntime CPU table; latency is the table's, nothing is timed):
 
-* ``specialize`` with the shipped predictor; the shortlist is what ``specialize --shortlist``
-  scores (:func:`ofa_edge.search.shortlist.shortlist`): the pick, then the subnets of its Pareto
-  front with the highest predicted top-1, all within the budget;
+* ``specialize`` with the shipped predictor; the shortlist is its pick, then the subnets of its
+  Pareto front with the highest predicted top-1 (all within the budget);
 * the 2 uniform subnets (one kernel, expand and depth everywhere) the predictor ranks highest
   within the budget are scored too, as a second, wider shortlist;
 * every subnet is scored on val and on test (BatchNorm recalibrated on the same 2000 training
@@ -42,9 +41,20 @@ import ofa_edge as oe
 from ofa_edge.latency.store import default_cpu_table
 from ofa_edge.search.efficiency import LatencyModel, feasible_range
 from ofa_edge.search.predictor import AccuracyPredictor, demo_predictor_path
-from ofa_edge.search.shortlist import shortlist
-from ofa_edge.search.specialize import Target, specialize
+from ofa_edge.search.specialize import Result, Target, specialize
 from ofa_edge.space.space import uniform_archs
+
+
+def shortlist(result: Result, size: int) -> list[tuple[oe.Arch, float, float]]:
+    """Up to ``size`` (arch, predicted top-1, predicted ms): the search's pick, then the front's next best."""
+    chosen = [(result.arch, result.accuracy, result.latency_ms)]
+    archs = result.front.archs(result.space)
+    for i in np.argsort(-result.front.accuracy, kind="stable"):
+        if len(chosen) == size:
+            break
+        if archs[i] != result.arch:
+            chosen.append((archs[i], float(result.front.accuracy[i]), float(result.front.cost[i])))
+    return chosen
 
 
 def val_best(candidates: list[dict], count: int | None = None) -> dict:

@@ -59,7 +59,6 @@ _EXPORTS: dict[str, str] = {
     "load_predictor": ".search.predictor",
     "Target": ".search.specialize",
     "specialize": ".search.specialize",
-    "pick_by_measurement": ".search.shortlist",
     # export: convert, verify, time; deploy = specialise + export
     "export_subnet": ".export.pipeline",
     "deploy": ".export.deploy",

@@ -135,34 +135,3 @@ def test_loop_does_nothing_when_the_first_choice_fits(tmp_path):
         budget_ms=0.5, predictor=None, space=SPACE, supernet=None, rounds=2,
     )  # fmt: skip
     assert calls == [SPACE.min_arch(20)] and outcome.refits == [] and outcome.choice is None
-
-
-def test_loop_hands_each_new_search_result_to_choose(tmp_path, monkeypatch):
-    """``choose`` (deploy --shortlist's measured pick) makes the final pick of every search the
-    loop runs again; here a stand-in chooser takes the front's second-best subnet."""
-    import dataclasses
-
-    from ofa_edge.export.closed_loop import search_until_within_budget
-    from ofa_edge.latency.table import load_table
-    from ofa_edge.search.predictor import load_predictor
-    from ofa_edge.search.shortlist import shortlist
-
-    tables = tmp_path / "latency_tables"
-    monkeypatch.setenv("OFA_EDGE_TABLES", str(tables))
-    table_path = _table_calibrated_here(tables)
-    original = load_table(table_path)
-    predictor, fingerprint = load_predictor(None, "demo")
-    seen = []
-
-    def second_best(result):
-        seen.append(result.arch)
-        arch, accuracy, latency = shortlist(result, 2)[-1]
-        return dataclasses.replace(result, arch=arch, accuracy=accuracy, latency_ms=latency)
-
-    outcome = search_until_within_budget(
-        SPACE.max_arch(28), lambda arch, ref: 1.15 * original.predict(SPACE, arch), table_ref=table_path,
-        table=original, budget_ms=0.9, predictor=predictor, space=SPACE, supernet=fingerprint, rounds=1,
-        choose=second_best,
-    )  # fmt: skip
-    assert len(seen) == 1 and len(outcome.refits) == 1
-    assert outcome.arch == outcome.choice.arch != seen[0]

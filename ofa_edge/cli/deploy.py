@@ -55,13 +55,6 @@ def deploy(
         typer.Option(min=0, help="Rounds of the closed loop: a subnet measured over its budget refits the table "
                      "with its measurement, then search and export run again."),
     ] = 0,
-    shortlist: Annotated[
-        int,
-        typer.Option("--shortlist", metavar="N", min=0,
-                     help="Score the N subnets the predictor ranks highest under each budget on the supernet's "
-                     "validation split and keep the best measured (as specialize --shortlist). "
-                     "0: the predictor's pick."),
-    ] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the search.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -74,7 +67,6 @@ def deploy(
     Examples:\n
       ofa-edge deploy\n
       ofa-edge deploy --budget 0.7ms --format onnx --test-images 2000\n
-      ofa-edge deploy --shortlist 8              (the best of 8 measured on validation images)\n
       ofa-edge deploy -t onnxruntime-cpu-fp32-mbv3-fmnist -b 0.8ms -t tflite-cpu-fp32-mbv3-fmnist -b 2ms
     """
     from ..export.deploy import deploy as run_deploy
@@ -83,7 +75,7 @@ def deploy(
     budgets = [parse_latency(b) for b in budget or []]
     deployments = run_deploy(
         budgets, table, fmt, int8=int8, supernet=supernet, predictor=predictor, out_dir=out,
-        test_images=test_images, threads=threads, refit_rounds=refit, shortlist=shortlist, seed=seed,
+        test_images=test_images, threads=threads, refit_rounds=refit, seed=seed,
         command=shlex.join(["ofa-edge", *sys.argv[1:]]), progress=lambda message: err.print(f"[dim]{message}[/dim]"),
     )  # fmt: skip
     if as_json:

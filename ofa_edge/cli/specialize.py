@@ -7,7 +7,6 @@ command, so ``--help`` stays fast.
 
 from __future__ import annotations
 
-import functools
 import shlex
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import OFAEdgeError
-from .common import JsonOpt, ProgressBar, emit_json, err, fmt_count
+from .common import JsonOpt, emit_json, err, fmt_count
 
 if TYPE_CHECKING:
     from ..search.specialize import Result
@@ -84,26 +83,6 @@ def specialize(
     generations: Annotated[
         int | None, typer.Option(min=1, help="Generations (default: 500 for evolution, 200 for nsga2).")
     ] = None,
-    shortlist: Annotated[
-        int,
-        typer.Option(
-            "--shortlist",
-            metavar="N",
-            min=0,
-            help="Score the N subnets the predictor ranks highest under each budget (its pick, then the next best "
-            "of the Pareto front) on the supernet's validation split, and keep the best measured: the predictor's "
-            "own pick tends to be the one it over-rates most. Needs the supernet and its training data; about 4 s "
-            "per subnet for the demo on 2 cores. 0: trust the predictor.",
-        ),
-    ] = 0,
-    data: Annotated[
-        str | None,
-        typer.Option("--data", help="With --shortlist: fashion-mnist, mnist or a class-folder path (default: the "
-                     "data the supernet was trained on)."),
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="With --shortlist: folder with the IDX files.")
-    ] = None,
     out: Annotated[
         Path,
         typer.Option("--out", "-o", help="Folder for the arch JSON and Pareto plot of each target, and last.json."),
@@ -145,11 +124,8 @@ def specialize(
     if not budget and macs_budget is None and params_budget is None:
         raise OFAEdgeError("give a latency --budget (e.g. --budget 25ms, 0.5ms or 250us), or --macs / --params")
 
-    if shortlist and predictor is not None and supernet is None:
-        raise OFAEdgeError("--shortlist scores subnets of the supernet: give its checkpoint with --supernet")
     model, fingerprint = load_predictor(predictor, supernet)
     space = model.space
-    scorer = _validation_scorer(supernet or "demo", data, data_dir) if shortlist else None
 
     targets = make_targets(table or [default_cpu_table(space.name)], budget or [])
     results = run_specialize(
@@ -164,8 +140,6 @@ def specialize(
         population_size=population,
         generations=generations,
     )
-    if scorer is not None:
-        results = _pick_by_measurement(results, scorer, shortlist, as_json)
     record = {
         "command": shlex.join(["ofa-edge", *sys.argv[1:]]) if sys.argv[1:2] == ["specialize"] else "",
         "args": {
@@ -177,7 +151,6 @@ def specialize(
             "seed": seed,
             "population": population,
             "generations": generations,
-            "shortlist": shortlist,
         },
         "supernet": supernet or ("demo" if predictor is None else None),
         "supernet_fingerprint": fingerprint or getattr(model, "supernet", None),
@@ -200,42 +173,6 @@ def specialize(
     err.print(f"recorded in {out / 'last.json'}")
 
 
-def _validation_scorer(supernet: str, data: str | None, data_dir: Path | None) -> Any:
-    from ..nn.checkpoint import read_metadata
-    from ..train import SupernetScorer
-
-    trained_on = data or read_metadata(supernet).get("data") or "fashion-mnist"
-    scorer = SupernetScorer.open(supernet, trained_on, data_dir, "val", engine="onnxruntime")
-    for warning in scorer.warnings:
-        err.print(f"warning: {warning}")
-    return scorer
-
-
-def _pick_by_measurement(results: list[Result], scorer: Any, size: int, quiet: bool) -> list[Result]:
-    """Each result's shortlist scored on the validation split (a subnet shared by targets once)."""
-    from ..search.shortlist import pick_by_measurement
-    from ..search.specialize import format_budget
-
-    measured: dict[Any, float] = {}
-
-    def score(arch: Any) -> float:
-        if arch not in measured:
-            measured[arch] = scorer.score(arch)
-        return measured[arch]
-
-    picked = []
-    for result in results:
-        with ProgressBar(f"shortlist: scoring on {scorer.images:,} val images", enabled=not quiet) as bar:
-            label = f"{result.table}, {format_budget(result)}"
-            progress = functools.partial(_report, bar, label)
-            picked.append(pick_by_measurement(result, score, size, progress=progress))
-    return picked
-
-
-def _report(bar: Any, label: str, done: int, total: int) -> None:
-    bar(done, total, label)
-
-
 def _machine_warning(result: Result) -> str | None:
     from ..latency.table import load_table
 
@@ -254,9 +191,6 @@ def _print_result(result: Result, files: dict[str, Any], table_cls: Any) -> None
         f"(feasible {result.feasible_ms[0]:.3g}-{result.feasible_ms[1]:.3g} ms), MACs {fmt_count(result.macs)}, "
         f"params {fmt_count(result.params)}, resolution {result.resolution}"
     )
-    if result.measured_top1 is not None:
-        err.print(f"measured top-1 on validation images [bold]{result.measured_top1:.2f}%[/bold], "
-                  f"the best of {len(result.shortlist)} shortlisted subnets")  # fmt: skip
     for note in result.notes:
         err.print(f"note: {note}")
     table = table_cls("stage", "depth", "kernels", "expands", "out")

@@ -71,15 +71,12 @@ def search_until_within_budget(
     supernet: str | None,
     rounds: int,
     seed: int = 0,
-    choose: Callable[[Result], Result] | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> LoopOutcome:
     """The loop itself: ``measure(arch, table_ref)`` gives ``arch``'s latency (ms) on the table's
     backend and precision (None: it cannot be measured, the loop stops). Up to ``rounds`` times
     while that is over ``budget_ms``: refit the table with it, search again under a target
-    tightened by the miss, measure the new choice. ``choose``, when given, makes the final pick
-    of each new search (as :func:`ofa_edge.search.shortlist.pick_by_measurement` does).
-    ``exports`` of the outcome stay empty."""
+    tightened by the miss, measure the new choice. ``exports`` of the outcome stay empty."""
     outcome = LoopOutcome(arch, [])
     target = budget_ms
     measured = measure(arch, table_ref)
@@ -99,8 +96,6 @@ def search_until_within_budget(
                                "table": str(table_ref)})  # fmt: skip
         outcome.choice = specialize(predictor, [Target(table, target)], space=space, supernet=supernet,
                                     seed=seed)[0]  # fmt: skip
-        if choose is not None:
-            outcome.choice = choose(outcome.choice)
         outcome.arch = outcome.choice.arch
         measured = measure(outcome.arch, table_ref)
     return outcome

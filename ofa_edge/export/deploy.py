@@ -20,10 +20,8 @@ from typing import Any
 from ..errors import OFAEdgeError
 from ..latency.store import default_cpu_table
 from ..latency.table import LatencyTable, load_table
-from ..nn.checkpoint import read_metadata
 from ..search.efficiency import LatencyModel, feasible_range
 from ..search.predictor import load_predictor
-from ..search.shortlist import pick_by_measurement
 from ..search.specialize import Result, Target, specialize
 from ..space.arch import Arch
 from .closed_loop import export_within_budget
@@ -96,7 +94,6 @@ def deploy(
     test_images: int | None = None,
     threads: int | None = None,
     refit_rounds: int = 0,
-    shortlist: int = 0,
     seed: int = 0,
     command: str | None = None,
     progress: Callable[[str], None] = lambda message: None,
@@ -108,14 +105,9 @@ def deploy(
     (yours from ``ofa-edge profile`` when it exists, else the shipped one); the budget in the middle
     of that table's feasible range; ONNX, plus OpenVINO and TFLite when their extras are installed;
     fp32 and int8. Budgets pair with tables in order (one budget serves every table).
-    ``shortlist``: pick each subnet as the best measured on the validation split of the
-    ``shortlist`` subnets the search ranks highest (:func:`ofa_edge.search.shortlist.pick_by_measurement`); 0 takes
-    the predictor's pick.
     """
     if refit_rounds < 0:
         raise OFAEdgeError(f"refit rounds must be 0 or more, got {refit_rounds}")
-    if shortlist < 0:
-        raise OFAEdgeError(f"a shortlist is a number of subnets, 0 or more, got {shortlist}")
     model, fingerprint = load_predictor(predictor, supernet)
     space = model.space
     names = list(tables) if tables else [default_cpu_table(space.name)]
@@ -129,9 +121,6 @@ def deploy(
     chosen_formats, format_notes = available_formats(int8, formats)
     results = specialize(model, [Target(t, b) for t, b in zip(loaded, limits)], space=space,
                          supernet=fingerprint, seed=seed)  # fmt: skip
-    choose = _measured_pick(supernet, shortlist, progress) if shortlist else None
-    if choose is not None:
-        results = [choose(result) for result in results]
     deployments = []
     for name, table, budget, choice in zip(names, loaded, limits, results):
         deployment = Deployment(name, budget, choice, notes=[*format_notes, *choice.notes])
@@ -145,35 +134,12 @@ def deploy(
         )  # fmt: skip
         outcome = export_within_budget(
             choice.arch, export_all, table_ref=name, table=table, budget_ms=budget, predictor=model, space=space,
-            supernet=fingerprint, rounds=refit_rounds, seed=seed, choose=choose, progress=progress,
+            supernet=fingerprint, rounds=refit_rounds, seed=seed, progress=progress,
         )  # fmt: skip
         deployment.exports, deployment.refits = outcome.exports, outcome.refits
         deployment.choice = outcome.choice or choice
         deployments.append(deployment)
     return deployments
-
-
-def _measured_pick(supernet: str, size: int, progress: Callable[[str], None]) -> Callable[[Result], Result]:
-    """A search result's final pick made by measurement on the supernet's validation split (each
-    subnet scored once, however many targets shortlist it)."""
-    from ..train import SupernetScorer
-
-    data = read_metadata(supernet).get("data") or "fashion-mnist"
-    scorer = SupernetScorer.open(supernet, data, None, "val", engine="onnxruntime")
-    measured: dict[Arch, float] = {}
-
-    def score(arch: Arch) -> float:
-        if arch not in measured:
-            measured[arch] = scorer.score(arch)
-        return measured[arch]
-
-    def choose(result: Result) -> Result:
-        progress(f"{result.table}: scoring {size} shortlisted subnets on {scorer.images:,} validation images")
-        picked = pick_by_measurement(result, score, size)
-        progress(f"{result.table}: kept {picked.measured_top1:.2f}% measured (predicted {picked.accuracy:.2f}%)")
-        return picked
-
-    return choose
 
 
 def _export_formats(

@@ -36,8 +36,6 @@ _EXPORTS: dict[str, str] = {
     "Result": ".specialize",
     "plot_front": ".specialize",
     "write_outputs": ".specialize",
-    "shortlist": ".shortlist",
-    "pick_by_measurement": ".shortlist",
 }
 _ALIASES = {"encode_population": "encode"}
 

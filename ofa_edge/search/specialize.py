@@ -79,10 +79,6 @@ class Result:
     evaluations: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-    # Set when the pick was made by measurement (``shortlist.pick_by_measurement``): the chosen
-    # arch's measured top-1, and every shortlisted subnet's predicted and measured top-1.
-    measured_top1: float | None = None
-    shortlist: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def resolution(self) -> int:
@@ -98,8 +94,6 @@ class Result:
             "feasible_ms": list(self.feasible_ms),
             "arch": self.arch.to_dict(),
             "accuracy": round(self.accuracy, 4),
-            "measured_top1": self.measured_top1,
-            "shortlist": self.shortlist,
             "latency_ms": self.latency_ms,
             "macs": self.macs,
             "params": self.params,
@@ -382,7 +376,6 @@ def write_outputs(results: Sequence[Result], out: Path, record: dict[str, Any] |
             "plot": str(plot_file.resolve()) if plot_file is not None else None,
             "arch": result.arch.to_dict(),
             "accuracy": round(result.accuracy, 4),
-            "measured_top1": result.measured_top1,
             "latency_ms": result.latency_ms,
             "macs": result.macs,
             "params": result.params,
