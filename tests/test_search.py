@@ -589,4 +589,3 @@ def test_cli_w10_with_a_saved_stand_in_predictor(capsys, tmp_path, monkeypatch, 
     assert table.predict(space, arch) <= 3.0 and result["accuracy"] == pytest.approx(
         70.0 + space.encode(arch).astype(float) @ stand_in.weights
     )
-
