@@ -20,7 +20,7 @@ of all ``--shortlist`` front subnets, of the val-best with the uniform ones adde
 on test (an oracle, for scale). Summary: mean gain over the predictor's pick, its standard error
 over budgets, and how often it is >= 0. Prints JSON on stdout, a table on stderr.
 
-    python bench/verify_shortlist.py                 # ~15 min on the 2-core VMs
+    python bench/verify_shortlist.py                 # ~23 min on the 2-core VMs (12 budgets: 27:40)
     python bench/verify_shortlist.py --budgets 4 --shortlist 4
 """
 
@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 import ofa_edge as oe
+from ofa_edge.errors import OFAEdgeError
 from ofa_edge.latency.store import default_cpu_table
 from ofa_edge.search.efficiency import LatencyModel, feasible_range
 from ofa_edge.search.predictor import AccuracyPredictor, demo_predictor_path
@@ -70,13 +71,18 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, default=10)
     parser.add_argument("--shortlist", type=int, default=8)
     args = parser.parse_args()
+    if args.budgets < 2 or args.shortlist < 1:
+        parser.error("--budgets needs at least 2 (the summary's standard error) and --shortlist at least 1")
     console = Console(stderr=True, width=160)
     command = shlex.join(["python", "bench/verify_shortlist.py", *sys.argv[1:]])
     started = time.perf_counter()
 
     predictor = AccuracyPredictor.load(demo_predictor_path())
     space = predictor.space
-    table = oe.load_table(args.table or default_cpu_table(space.name))
+    try:
+        table = oe.load_table(args.table or default_cpu_table(space.name))
+    except OFAEdgeError as exc:
+        parser.error(str(exc))
     model = LatencyModel(table, space)
     low, high = feasible_range(model, space)
     budgets = np.linspace(low, high, args.budgets + 2)[1:-1]
