@@ -59,10 +59,9 @@ def shortlist(result: Result, size: int) -> list[tuple[oe.Arch, float, float]]:
 
 
 def val_best(candidates: list[dict], count: int | None = None) -> dict:
-    """The candidate with the highest val top-1 among the first ``count`` (ties: the earlier one,
-    so the predictor's order breaks them)."""
-    pool = candidates if count is None else candidates[:count]
-    return max(pool, key=lambda c: (c["val"], -pool.index(c)))
+    """The candidate with the highest val top-1 among the first ``count`` (``max`` keeps the first
+    of equals, so the predictor's order breaks ties)."""
+    return max(candidates[:count], key=lambda c: c["val"])
 
 
 def main() -> None:
@@ -133,7 +132,7 @@ def main() -> None:
         gains = [r["picks"][name]["test"] - r["picks"]["predictor"]["test"] for r in rows]
         summary[name] = {
             "mean_gain": round(statistics.mean(gains), 3),
-            "se": round(statistics.stdev(gains) / len(gains) ** 0.5, 3) if len(gains) > 1 else None,
+            "se": round(statistics.stdev(gains) / len(gains) ** 0.5, 3),
             "at_least_as_good": sum(g >= 0 for g in gains),
             "budgets": len(gains),
         }
