@@ -18,7 +18,8 @@ space's onnxruntime CPU table; latency is the table's, nothing is timed):
 Reported per budget: the test top-1 of the predictor's pick, of the val-best of the first 4 and
 of all ``--shortlist`` front subnets, of the val-best with the uniform ones added, and of the best
 on test (an oracle, for scale). Summary: mean gain over the predictor's pick, its standard error
-over budgets, and how often it is >= 0. Prints JSON on stdout, a table on stderr.
+over budgets, and how often it is >= 0; the pick's predicted minus val top-1; val minus test
+top-1 of the mixed and of the uniform subnets. Prints JSON on stdout, a table on stderr.
 
     python bench/verify_shortlist.py                 # ~23 min on the 2-core VMs (12 budgets: 27:40)
     python bench/verify_shortlist.py --budgets 4 --shortlist 4
@@ -62,6 +63,18 @@ def val_best(candidates: list[dict], count: int | None = None) -> dict:
     """The candidate with the highest val top-1 among the first ``count`` (``max`` keeps the first
     of equals, so the predictor's order breaks ties)."""
     return max(candidates[:count], key=lambda c: c["val"])
+
+
+def val_minus_test(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Mean and sd of val top-1 minus test top-1 over the distinct scored subnets, uniform and
+    mixed apart (how much of its val score a subnet keeps on test)."""
+    distinct = {json.dumps(c["arch"], sort_keys=True): c for r in rows for c in r["candidates"]}
+    out = {}
+    for kind, uniform in (("mixed", False), ("uniform", True)):
+        drops = [c["val"] - c["test"] for c in distinct.values() if c["uniform"] == uniform]
+        out[kind] = {"subnets": len(drops), "mean": round(statistics.mean(drops), 3),
+                     "sd": round(statistics.stdev(drops), 3) if len(drops) > 1 else None}  # fmt: skip
+    return out
 
 
 def main() -> None:
@@ -148,6 +161,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started),
         "val_test_pearson": round(float(np.corrcoef([c["val"] for c in every], [c["test"] for c in every])[0, 1]), 3),
         "pick_predicted_minus_val_mean": round(statistics.mean(bias), 3),
+        "val_minus_test": val_minus_test(rows),
         "summary": summary,
         "rows": rows,
     }
