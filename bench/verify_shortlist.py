@@ -93,9 +93,9 @@ def main() -> None:
     space = predictor.space
     try:
         table = oe.load_table(args.table or default_cpu_table(space.name))
+        model = LatencyModel(table, space)
     except OFAEdgeError as exc:
         parser.error(str(exc))
-    model = LatencyModel(table, space)
     low, high = feasible_range(model, space)
     budgets = np.linspace(low, high, args.budgets + 2)[1:-1]
     uniform = uniform_archs(space)
