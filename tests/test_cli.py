@@ -97,3 +97,18 @@ def test_console_script_runs_without_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "arch file not found" in result.stderr
+
+
+def test_messages_and_table_cells_keep_square_brackets():
+    # rich takes '[openvino]' for a style tag: a pip command in the backends table lost its extra.
+    from rich.table import Table
+
+    from ofa_edge.cli.common import err
+
+    table = Table("why not")
+    table.add_row("openvino is not installed: pip install 'ofa-edge[openvino]'")
+    with err.capture() as captured:
+        err.print(table)
+        err.print("wrote runs/[exp1]/table.json")
+    assert "ofa-edge[openvino]" in captured.get()
+    assert "runs/[exp1]/table.json" in captured.get()

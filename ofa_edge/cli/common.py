@@ -19,7 +19,10 @@ from ..errors import Interrupted
 from ..space.space import SPACE_NAMES
 
 # As wide as the terminal; 160 columns when stderr goes to a file or a pipe (rich would use 80).
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+# Markup off: messages and table cells carry paths and pip commands such as 'ofa-edge[openvino]',
+# which rich would take for a style tag and drop. Styled lines ask for markup and escape what they
+# interpolate.
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160, markup=False)
 
 SpaceOpt = Annotated[str, typer.Option("--space", "-s", help=f"Search space preset: {', '.join(SPACE_NAMES)}.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of tables.")]

@@ -76,7 +76,7 @@ def deploy(
     deployments = run_deploy(
         budgets, table, fmt, int8=int8, supernet=supernet, predictor=predictor, out_dir=out,
         test_images=test_images, threads=threads, refit_rounds=refit, seed=seed,
-        command=shlex.join(["ofa-edge", *sys.argv[1:]]), progress=lambda message: err.print(f"[dim]{message}[/dim]"),
+        command=shlex.join(["ofa-edge", *sys.argv[1:]]), progress=lambda message: err.print(message, style="dim"),
     )  # fmt: skip
     if as_json:
         emit_json({"deployments": [d.to_dict() for d in deployments]})

@@ -133,7 +133,7 @@ def export(
                            "arch of `ofa-edge specialize --budget ...`")  # fmt: skip
 
     def progress(message: str) -> None:
-        err.print(f"[dim]export:[/dim] {message}")
+        err.print(f"export: {message}", style="dim")
 
     export_one = partial(
         _export_one, fmt=fmt, supernet=supernet, int8=int8, out_dir=out, name=name, finetune_epochs=finetune_epochs,
@@ -194,7 +194,8 @@ def _summary(result: Any) -> None:
     acc, ver, lat = result.accuracy, result.verification, result.latency
     err.print(
         f"[bold]{result.format}[/bold] subnet at {result.resolution} px: MACs {fmt_count(result.macs)}, "
-        f"params {fmt_count(result.params)}"
+        f"params {fmt_count(result.params)}",
+        markup=True,
     )
     table = Table("file", "top-1", "latency", "sha256")
     for f in result.files:
@@ -224,4 +225,4 @@ def _summary(result: Any) -> None:
             line += f"; budget {lat['budget_ms']:g} ms ({lat['over_budget']:+.0%})"
         err.print(line)
     for warning in result.warnings:
-        err.print(f"warning: {warning}", markup=False, style="yellow")
+        err.print(f"warning: {warning}", style="yellow")

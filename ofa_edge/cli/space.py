@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import OFAEdgeError
@@ -123,7 +124,7 @@ def arch_info(
         return
     console = Console()
     console.print(
-        f"[bold]{arch_file}[/bold] in {sp.name}: resolution {arch.r}, depths {list(arch.d)}, "
+        f"[bold]{escape(str(arch_file))}[/bold] in {sp.name}: resolution {arch.r}, depths {list(arch.d)}, "
         f"MACs {fmt_count(info['macs'])}, params {fmt_count(info['params'])}"
     )
     table = Table("stage", "depth", "kernels", "expands", "widths (mid)")

@@ -183,13 +183,16 @@ def _machine_warning(result: Result) -> str | None:
 
 
 def _print_result(result: Result, files: dict[str, Any], table_cls: Any) -> None:
+    from rich.markup import escape
+
     from ..search.specialize import format_budget
 
     err.print(
-        f"[bold]{result.table}[/bold] ({result.table_label}), budget {format_budget(result)}: "
+        f"[bold]{escape(result.table)}[/bold] ({escape(result.table_label)}), budget {format_budget(result)}: "
         f"predicted top-1 [bold]{result.accuracy:.2f}%[/bold], latency [bold]{result.latency_ms:.3g} ms[/bold] "
         f"(feasible {result.feasible_ms[0]:.3g}-{result.feasible_ms[1]:.3g} ms), MACs {fmt_count(result.macs)}, "
-        f"params {fmt_count(result.params)}, resolution {result.resolution}"
+        f"params {fmt_count(result.params)}, resolution {result.resolution}",
+        markup=True,
     )
     for note in result.notes:
         err.print(f"note: {note}")
