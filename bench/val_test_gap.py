@@ -16,7 +16,7 @@ uniform subnet (one kernel, expand ratio and depth everywhere) at ``--uniform-re
 Reported per group: mean and sd of val minus test top-1, its standard error, and the same at
 28 px only. Prints JSON on stdout and a table on stderr.
 
-    python bench/val_test_gap.py                     # ~21 min on the 2-core VMs (8 + 48 + 27 subnets, ~15 s each)
+    python bench/val_test_gap.py                     # 28 min on the AMD VM (8 + 48 + 27 subnets, ~20 s each)
     python bench/val_test_gap.py --budgets 2 --random 4 --uniform-resolution 20
 """
 
