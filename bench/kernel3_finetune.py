@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shlex
 import sys
@@ -77,6 +78,8 @@ def main() -> None:
         parser.error("--steps must be at least 1, --lr positive and --kd-ratio 0 or more")
     if not args.out.endswith(".safetensors"):
         parser.error("--out must end in .safetensors")
+    if not os.path.isdir(os.path.dirname(args.out) or "."):
+        parser.error(f"--out {args.out}: its folder does not exist (checked now, not after the training)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     console = Console(stderr=True, width=140)
