@@ -158,6 +158,24 @@ def test_real_mnist_raw_idx_files():
     assert train.images[:, :, 0, :].float().mean() < 1 and train.images[:, :, 10:18, 10:18].float().mean() > 60
 
 
+def test_a_folder_sorted_by_class_loads_mixed_so_first_images_sample_every_class(tmp_path):
+    """Calibration, --test-images and images-per-epoch take a split's first N images. Read class
+    by class, the first quarter of this folder would be class 'a' alone."""
+    pil = pytest.importorskip("PIL.Image")
+    for c, cls in enumerate("abcd"):
+        folder = tmp_path / "train" / cls
+        folder.mkdir(parents=True)
+        for i in range(25):
+            pil.new("L", (8, 8), c * 60 + i).save(folder / f"{i:02d}.png")
+    first = load_dataset(str(tmp_path), "train", size=8, channels=1)
+    again = load_dataset(str(tmp_path), "train", size=8, channels=1)
+    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    assert set(first.labels[:25].tolist()) == {0, 1, 2, 3}
+    assert torch.bincount(first.labels).tolist() == [25, 25, 25, 25]
+    # an image's shade says its class (c * 60 + i): labels moved with their images
+    assert torch.equal(first.images[:, 0, 0, 0].long() // 60, first.labels)
+
+
 def test_image_folders(tmp_path):
     pil = pytest.importorskip("PIL.Image")
     for split, per_class in (("train", 3), ("test", 2)):
@@ -169,8 +187,10 @@ def test_image_folders(tmp_path):
     (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
     train = load_dataset(str(tmp_path), "train", size=28, channels=1)
     assert train.images.shape == (6, 1, 28, 28) and train.classes == ("cat", "dog")
-    assert train.labels.tolist() == [0, 0, 0, 1, 1, 1]
-    assert train.images[0].float().mean() < train.images[5].float().mean()
+    assert sorted(train.labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    # each image keeps its label through the shuffle: cats are the dark ones
+    brightness = train.images.float().mean(dim=(1, 2, 3))
+    assert brightness[train.labels == 0].max() < brightness[train.labels == 1].min()
     rgb = load_dataset(str(tmp_path), "test", size=20, channels=3)
     assert rgb.images.shape == (4, 3, 20, 20)
     (tmp_path / "train" / "dog" / "broken.png").write_bytes(b"\x89PNG not really")

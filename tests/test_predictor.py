@@ -119,7 +119,7 @@ def test_load_data_keeps_repeats_apart(data):
         ([], "", "holds no accuracy records"),
         ([], "not json\n", "holds no accuracy records"),
         (synthetic_records(5, 0) + synthetic_records(5, 0, supernet="ffffffffffffffff"), "", "several supernets"),
-        (synthetic_records(5, 0, supernet="ffffffffffffffff"), "", "ffffffffffffffff, not of this supernet"),
+        (synthetic_records(5, 0, supernet="ffffffffffffffff"), "", "ffffffffffffffff, not of the one given"),
     ],
 )
 def test_load_data_refusals_are_one_line(tmp_path, records, tail, fragment):

@@ -26,6 +26,18 @@ err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() els
 
 SpaceOpt = Annotated[str, typer.Option("--space", "-s", help=f"Search space preset: {', '.join(SPACE_NAMES)}.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of tables.")]
+# Commands that score a trained supernet read the data it was trained on unless told otherwise.
+ScoredDataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="fashion-mnist, mnist, or a folder with train/CLASS/*.png and test/CLASS/*.png "
+        "(default: the data the supernet was trained on).",
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder with the IDX files (default for fashion-mnist: Debian's).")
+]
 # -o is --out in every command.
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default: see above).")]
 

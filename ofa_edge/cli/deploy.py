@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .common import JsonOpt, emit_json, err
+from .common import DataDirOpt, JsonOpt, ScoredDataOpt, emit_json, err
 
 
 def register_deploy_command(app: typer.Typer) -> None:
@@ -44,6 +44,8 @@ def deploy(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one subfolder per target).")] = Path(
         "deploy"
     ),
+    data: ScoredDataOpt = None,
+    data_dir: DataDirOpt = None,
     test_images: Annotated[
         int | None, typer.Option(min=1, help="Verify and score on the first N test images (default: all).")
     ] = None,
@@ -74,8 +76,8 @@ def deploy(
 
     budgets = [parse_latency(b) for b in budget or []]
     deployments = run_deploy(
-        budgets, table, fmt, int8=int8, supernet=supernet, predictor=predictor, out_dir=out,
-        test_images=test_images, threads=threads, refit_rounds=refit, seed=seed,
+        budgets, table, fmt, int8=int8, supernet=supernet, predictor=predictor, out_dir=out, data=data,
+        data_dir=data_dir, test_images=test_images, threads=threads, refit_rounds=refit, seed=seed,
         command=shlex.join(["ofa-edge", *sys.argv[1:]]), progress=lambda message: err.print(message, style="dim"),
     )  # fmt: skip
     if as_json:

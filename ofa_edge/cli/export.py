@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import JsonOpt, emit_json, err, fmt_count
+from .common import DataDirOpt, JsonOpt, ScoredDataOpt, emit_json, err, fmt_count
 
 FORMAT_NAMES = ("onnx", "openvino", "tflite", "tensorrt")
 
@@ -40,8 +40,13 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("exported"),
     name: Annotated[str, typer.Option(help="File name stem: NAME-fp32.EXT, NAME-int8.EXT.")] = "subnet",
     supernet: Annotated[
-        str, typer.Option("--supernet", help="Supernet checkpoint, or 'demo' for the shipped Fashion-MNIST one.")
-    ] = "demo",
+        str | None,
+        typer.Option(
+            "--supernet",
+            help="Supernet checkpoint, or 'demo' for the shipped Fashion-MNIST one (default: the specialize "
+            "record's when the arch comes from it, else demo).",
+        ),
+    ] = None,
     table: Annotated[
         str | None,
         typer.Option(
@@ -72,10 +77,8 @@ def export(
     test_images: Annotated[
         int | None, typer.Option(min=1, help="Check and score on the first N test images (default: all).")
     ] = None,
-    data: Annotated[
-        str, typer.Option("--data", help="fashion-mnist, mnist, or a folder of class folders.")
-    ] = "fashion-mnist",
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder with the IDX files.")] = None,
+    data: ScoredDataOpt = None,
+    data_dir: DataDirOpt = None,
     calibration_images: Annotated[int, typer.Option(min=1, help="Training images for BatchNorm recalibration.")] = 2000,
     int8_calibration_images: Annotated[
         int, typer.Option(min=1, help="Training images (of those) that calibrate the int8 quantiser.")
@@ -128,6 +131,10 @@ def export(
             budget_ms = target.budget_ms
         if predictor is None and target.predictor:
             predictor = Path(target.predictor)
+        if supernet is None and target.supernet:
+            supernet = target.supernet
+        _check_searched(supernet or "demo", target)
+    supernet = supernet or "demo"
     if refit and (table is None or budget_ms is None):
         raise OFAEdgeError("--refit needs a latency table and a budget: pass --table and --budget, or export the "
                            "arch of `ofa-edge specialize --budget ...`")  # fmt: skip
@@ -158,6 +165,23 @@ def export(
     _summary(result)
 
 
+def _check_searched(supernet: str, target: Any) -> None:
+    """The arch of a specialize record belongs to the supernet that search scored: exporting it
+    from another one (the demo, by default, after a search with your own predictor) would ship
+    other weights under the search's numbers."""
+    from ..errors import OFAEdgeError
+    from ..nn.checkpoint import supernet_fingerprint
+
+    if target.supernet_fingerprint is None:
+        return
+    fingerprint, _ = supernet_fingerprint(supernet)
+    if fingerprint != target.supernet_fingerprint:
+        raise OFAEdgeError(
+            f"the arch of {target.source} was searched on supernet {target.supernet_fingerprint}, not on {supernet} "
+            f"({fingerprint}): pass --supernet, the checkpoint its predictor belongs to"
+        )
+
+
 def _export_one(arch: Any, table: str | Path | None, **options: Any) -> list[Any]:
     from ..export.pipeline import export_subnet
 
@@ -166,9 +190,9 @@ def _export_one(arch: Any, table: str | Path | None, **options: Any) -> list[Any
 
 _DEFAULTS: dict[str, Any] = {
     "--arch": None, "--int8": False, "--finetune-epochs": 0, "--finetune-images": None, "--out": Path("exported"),
-    "--name": "subnet", "--supernet": "demo", "--table": None, "--budget": None, "--refit": 0, "--predictor": None,
+    "--name": "subnet", "--supernet": None, "--table": None, "--budget": None, "--refit": 0, "--predictor": None,
     "--seed": 0, "--threads": None,
-    "--test-images": None, "--data": "fashion-mnist", "--data-dir": None, "--calibration-images": 2000,
+    "--test-images": None, "--data": None, "--data-dir": None, "--calibration-images": 2000,
     "--int8-calibration-images": 300, "--warmup": 10, "--runs": 50, "--rounds": 5,
 }  # fmt: skip
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import JsonOpt, ProgressBar, emit_json, err, make_typer, resumable
+from .common import DataDirOpt, JsonOpt, ProgressBar, ScoredDataOpt, emit_json, err, make_typer, resumable
 
 predictor_app = make_typer("Accuracy predictor of a supernet: measure subnets (data), then fit the predictor (train).")
 
@@ -24,10 +24,8 @@ def predictor_data(
     repeats: Annotated[
         int, typer.Option(help="Random subnets scored again with another calibration subset (noise floor).")
     ] = 30,
-    data: Annotated[str, typer.Option("--data", help="fashion-mnist, mnist, or a class-folder path.")] = (
-        "fashion-mnist"
-    ),
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder with the IDX files.")] = None,
+    data: ScoredDataOpt = None,
+    data_dir: DataDirOpt = None,
     calibration_images: Annotated[int, typer.Option(help="Training images for BN recalibration.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the sampled archs.")] = 0,
     engine: Annotated[

@@ -152,7 +152,9 @@ def specialize(
             "population": population,
             "generations": generations,
         },
-        "supernet": supernet or ("demo" if predictor is None else None),
+        # Resolved, so that `export` run from elsewhere takes the same file.
+        "supernet": (supernet if supernet in (None, "demo") else str(Path(supernet).resolve()))
+        or ("demo" if predictor is None else None),
         "supernet_fingerprint": fingerprint or getattr(model, "supernet", None),
         "predictor": str(Path(predictor).resolve() if predictor else demo_predictor_path()),
     }

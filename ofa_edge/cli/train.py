@@ -10,16 +10,13 @@ import typer
 
 from ..space.arch import load_arch
 from ..train.schedule import SCHEDULE_NAMES
-from .common import JsonOpt, SpaceOpt, emit_json, err, fmt_count
+from .common import DataDirOpt, JsonOpt, ScoredDataOpt, SpaceOpt, emit_json, err, fmt_count
 
 # ---------------------------------------------------------------------- train
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: all cores).")]
 DataOpt = Annotated[
     str,
     typer.Option("--data", help="fashion-mnist, mnist, or a folder with train/CLASS/*.png and test/CLASS/*.png."),
-]
-DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Folder with the IDX files (default for fashion-mnist: Debian's).")
 ]
 
 
@@ -112,7 +109,7 @@ def evaluate(
     supernet: Annotated[
         str, typer.Option("--supernet", help="Supernet checkpoint, or 'demo' for the shipped Fashion-MNIST one.")
     ] = "demo",
-    data: DataOpt = "fashion-mnist",
+    data: ScoredDataOpt = None,
     data_dir: DataDirOpt = None,
     split: Annotated[str, typer.Option(help="val (held out of train, as in training) or test.")] = "val",
     seed: Annotated[int | None, typer.Option(help="Seed of the train/val split (default: as in training).")] = None,

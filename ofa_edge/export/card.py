@@ -64,7 +64,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         q = card["output"]["quantization"]
         lines.append(f"- int8 output: logits = (q{_signed(-q['zero_point'])}) * {q['scale']:.6g}")
     lines += [
-        f"- accuracy ({acc['split']}, {acc['images']} images): PyTorch {_pct(acc.get('torch_top1'))}, "
+        f"- accuracy ({acc['data']} {acc['split']}, {acc['images']} images): PyTorch {_pct(acc.get('torch_top1'))}, "
         f"this file {_pct(acc.get('top1'))}"
         + (f", top-1 agreement with fp32 {acc['agreement_with_fp32']:.2%}" if "agreement_with_fp32" in acc else ""),
         f"- parity: {ver['summary']}",

@@ -91,6 +91,8 @@ def deploy(
     supernet: str = "demo",
     predictor: str | Path | None = None,
     out_dir: str | Path = "deploy",
+    data: str | None = None,
+    data_dir: Path | None = None,
     test_images: int | None = None,
     threads: int | None = None,
     refit_rounds: int = 0,
@@ -104,7 +106,8 @@ def deploy(
     Defaults: the demo supernet and its shipped predictor; one target, this CPU's onnxruntime table
     (yours from ``ofa-edge profile`` when it exists, else the shipped one); the budget in the middle
     of that table's feasible range; ONNX, plus OpenVINO and TFLite when their extras are installed;
-    fp32 and int8. Budgets pair with tables in order (one budget serves every table).
+    fp32 and int8; the data the supernet was trained on (``data``: another). Budgets pair with
+    tables in order (one budget serves every table).
     """
     if refit_rounds < 0:
         raise OFAEdgeError(f"refit rounds must be 0 or more, got {refit_rounds}")
@@ -130,7 +133,8 @@ def deploy(
 
         export_all = partial(
             _export_formats, label=name, formats=chosen_formats, folder=folder, budget_ms=budget, supernet=supernet,
-            int8=int8, test_images=test_images, threads=threads, command=command, progress=progress,
+            int8=int8, data=data, data_dir=data_dir, test_images=test_images, threads=threads, command=command,
+            progress=progress,
         )  # fmt: skip
         outcome = export_within_budget(
             choice.arch, export_all, table_ref=name, table=table, budget_ms=budget, predictor=model, space=space,
@@ -144,8 +148,8 @@ def deploy(
 
 def _export_formats(
     arch: Arch, table_ref: str | Path, *, label: str, formats: list[str], folder: Path, budget_ms: float,
-    supernet: str, int8: bool, test_images: int | None, threads: int | None, command: str | None,
-    progress: Callable[[str], None],
+    supernet: str, int8: bool, data: str | None, data_dir: Path | None, test_images: int | None,
+    threads: int | None, command: str | None, progress: Callable[[str], None],
 ) -> list[ExportResult]:  # fmt: skip
     """``arch`` exported to each of ``formats`` in ``folder``, each timed against ``table_ref``
     where the table prices that format's file."""
@@ -153,9 +157,9 @@ def _export_formats(
     table = load_table(table_ref)
     return [
         export_subnet(
-            arch, fmt, supernet=supernet, int8=int8, out_dir=folder, name=fmt, test_images=test_images,
-            threads=threads, table=table_ref if _matches(fmt, table, int8) else None, budget_ms=budget_ms,
-            command=command, progress=progress,
+            arch, fmt, supernet=supernet, int8=int8, out_dir=folder, name=fmt, data=data, data_dir=data_dir,
+            test_images=test_images, threads=threads, table=table_ref if _matches(fmt, table, int8) else None,
+            budget_ms=budget_ms, command=command, progress=progress,
         )
         for fmt in formats
     ]  # fmt: skip

@@ -177,7 +177,7 @@ def export_subnet(
     finetune_epochs: int = 0,
     finetune_images: int | None = None,
     finetune_lr: float = 0.01,
-    data: str = "fashion-mnist",
+    data: str | None = None,
     data_dir: Path | None = None,
     calibration_images: int = 2000,
     int8_calibration_images: int = 300,
@@ -237,14 +237,15 @@ def export_subnet(
     if threads < 1:
         raise OFAEdgeError(f"threads must be at least 1, got {threads}")
 
-    progress(f"loading supernet {supernet} and {data}")
+    progress(f"loading supernet {supernet} and {data or 'the data it was trained on'}")
     scorer = SupernetScorer.open(supernet, data, data_dir, "test", calibration_images=calibration_images)
     warnings += scorer.warnings
     net, eval_data = scorer.net, scorer.data
     space = net.space
     arch = space.validate(arch)
     if lut is not None:
-        lut.check_space(space)
+        if (note := lut.classifier_note(space)) is not None:  # also checks that the table prices this space
+            warnings.append(note)
         if (warning := lut.machine_warning()) is not None:
             warnings.append(warning)
     backends = {}
@@ -264,7 +265,7 @@ def export_subnet(
         progress(f"fine-tuning {finetune_epochs} epoch(s) with distillation from the largest subnet")
         subnet, report = finetune_distill(
             net, arch, eval_data, scorer.train_part, finetune_epochs, lr=finetune_lr, images=finetune_images,
-            flip=default_flip(data),
+            flip=default_flip(scorer.data_name),
         )  # fmt: skip
         finetune = report.to_dict()
     else:
@@ -316,6 +317,7 @@ def export_subnet(
             )
         outputs = {"fp32": fp32_out}
         accuracy: dict[str, Any] = {
+            "data": scorer.data_name,
             "split": "test",
             "images": len(verify_images),
             "torch_top1": torch_top1 if len(verify_images) == len(images) else _top1(verify_reference, verify_labels),
@@ -456,6 +458,7 @@ def _card(spec, precision, final, tmp, io, arch, space, supernet, normalization,
     for tmp_file, final_file in zip(files_of(spec, tmp), files_of(spec, final)):
         files[final_file.name] = sha256_file(tmp_file)
     file_accuracy = {
+        "data": accuracy["data"],
         "split": accuracy["split"],
         "images": accuracy["images"],
         "torch_top1": accuracy["torch_top1"],

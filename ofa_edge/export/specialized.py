@@ -23,6 +23,8 @@ class SpecializedTarget:
     budget_ms: float | None
     source: Path
     predictor: str | None = None  # the accuracy predictor the search used
+    supernet: str | None = None  # the supernet searched, when specialize was given its file (or 'demo')
+    supernet_fingerprint: str | None = None  # the supernet searched, always
 
 
 def last_specialized(path: Path = LAST_SPECIALIZED) -> SpecializedTarget:
@@ -48,6 +50,7 @@ def last_specialized(path: Path = LAST_SPECIALIZED) -> SpecializedTarget:
     budget = target.get("budget_ms", record.get("budget_ms"))
     table = target.get("table", record.get("table"))
     predictor = record.get("predictor")
+    supernet, fingerprint = record.get("supernet"), record.get("supernet_fingerprint")
     return SpecializedTarget(
         arch,
         arch_file,
@@ -55,4 +58,6 @@ def last_specialized(path: Path = LAST_SPECIALIZED) -> SpecializedTarget:
         float(budget) if isinstance(budget, (int, float)) and not isinstance(budget, bool) else None,
         path,
         str(predictor) if isinstance(predictor, str) and predictor else None,
+        str(supernet) if isinstance(supernet, str) and supernet else None,
+        str(fingerprint) if isinstance(fingerprint, str) and fingerprint else None,
     )

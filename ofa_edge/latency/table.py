@@ -42,6 +42,9 @@ SCHEMA = "ofa-edge/latency-table"
 SCHEMA_VERSION = 1
 # Fields of the backend description that a table must match to answer a request.
 MATCHED_FIELDS = ("backend", "device", "precision", "threads")
+# A supernet with another number of classes than a table's space is priced with the table's
+# classifier when that can move no subnet's latency by more than this share (tables aim at ±10%).
+CLASSIFIER_TOLERANCE = 0.05
 
 
 class TableError(OFAEdgeError):
@@ -197,7 +200,7 @@ class LatencyTable:
     def unit_sum(self, space: SearchSpace, arch: Arch) -> float:
         """Sum of the table's entries for the units ``arch`` runs (ms)."""
         total = 0.0
-        for unit in arch_units(space, arch):
+        for unit in arch_units(self.pricing_space(space), arch):
             entry = self.entries.get(unit.key)
             if entry is None:
                 raise TableError(
@@ -210,7 +213,8 @@ class LatencyTable:
     def breakdown(self, space: SearchSpace, arch: Arch) -> list[dict[str, Any]]:
         """The entries ``arch`` uses, in forward order: ``{"key", "ms"}``."""
         self.unit_sum(space, arch)  # one clear error for a missing entry
-        return [{"key": u.key, "ms": self.entries[u.key]["median_ms"]} for u in arch_units(space, arch)]
+        units = arch_units(self.pricing_space(space), arch)
+        return [{"key": u.key, "ms": self.entries[u.key]["median_ms"]} for u in units]
 
     def machine_warning(self) -> str | None:
         """One line when this table was measured on this machine's CPU but another CPU model, ISA
@@ -228,7 +232,7 @@ class LatencyTable:
     def predict(self, space: SearchSpace, arch: Arch, calibrated: bool = True) -> float:
         total = self.unit_sum(space, arch)
         if calibrated and self.calibration is not None:
-            return self.calibration.apply(total, len(arch_units(space, arch)), arch.r)
+            return self.calibration.apply(total, len(arch_units(self.pricing_space(space), arch)), arch.r)
         return total
 
     # ------------------------------------------------------------------ checking
@@ -238,12 +242,56 @@ class LatencyTable:
         return _Space.from_config_dict(self.space_config)
 
     def check_space(self, space: SearchSpace) -> None:
+        """One error unless this table prices ``space``'s subnets (see :meth:`pricing_space`)."""
+        self.pricing_space(space)
+
+    def pricing_space(self, space: SearchSpace) -> SearchSpace:
+        """The space whose units price ``space``'s subnets here: ``space`` itself, or this table's
+        own space when the two differ only in the classifier's number of classes (a supernet trained
+        on a folder of N classes) and that changes no subnet's price by more than
+        ``CLASSIFIER_TOLERANCE`` (see :meth:`classifier_gap`). Any other difference is an error."""
         mine = self.space()
         diff = mine.differences(space)
-        if diff:
+        if not diff:
+            return space
+        if diff == ["num_classes"]:
+            bound_ms, share = self.classifier_gap(space)
+            if share <= CLASSIFIER_TOLERANCE:
+                return mine
             raise TableError(
-                f"table is for space '{self.space_name}', not '{space.name}' (differs in: {', '.join(diff)})"
+                f"table ({self.label}) prices a {mine.num_classes}-class classifier; this supernet has "
+                f"{space.num_classes} classes, which may change a subnet's latency by up to {bound_ms:.3g} ms, "
+                f"{share:.0%} of the smallest subnet's: more than the {CLASSIFIER_TOLERANCE:.0%} this table may "
+                "be off by for it"
             )
+        differs = ", ".join(diff)
+        raise TableError(f"table is for space '{self.space_name}', not '{space.name}' (differs in: {differs})")
+
+    def classifier_gap(self, space: SearchSpace) -> tuple[float, float]:
+        """How far pricing ``space``'s subnets with this table's classifier can be off: (ms, share of
+        the smallest subnet's predicted latency). The classifier is one matrix-vector product, whose
+        time scales with its outputs: the bound is the table's own classifier entry times the
+        relative change in classes. (0, 0) when the classes agree."""
+        mine = self.space()
+        if mine.num_classes == space.num_classes:
+            return 0.0, 0.0
+        logits = [e["median_ms"] for k, e in self.entries.items() if k.startswith("Logits-")]
+        if not logits:
+            raise TableError(f"table ({self.label}) has no classifier entry to price another number of classes")
+        bound_ms = max(logits) * abs(space.num_classes - mine.num_classes) / mine.num_classes
+        smallest = self.predict(mine, mine.min_arch(min(self.resolutions)))
+        return bound_ms, bound_ms / smallest
+
+    def classifier_note(self, space: SearchSpace) -> str | None:
+        """One line when this table prices ``space``'s subnets with its own classifier; None otherwise."""
+        if self.pricing_space(space) is space:
+            return None
+        bound_ms, share = self.classifier_gap(space)
+        return (
+            f"table {self.label} prices a {self.space().num_classes}-class classifier, the supernet has "
+            f"{space.num_classes} classes: predictions may be off by up to {bound_ms:.3g} ms ({share:.1%} of the "
+            "smallest subnet's)"
+        )
 
     def check_request(self, **wanted: Any) -> None:
         """Refuse a table whose backend, device, precision or threads differ from ``wanted``."""

@@ -128,6 +128,13 @@ def collect_accuracy_data(
     done = {(r["index"], r["calibration_subset"]) for r in existing}
     jobs = [j for position, j in enumerate(plan(space, samples, repeats, seed)) if position % world_size == rank]
     todo = [j for j in jobs if j.key not in done]
+    block, available = len(scorer.data.calibration), len(scorer.train_part)
+    if any(j.calibration_subset for j in todo) and 2 * block > available:
+        # Found before the first measurement, not after an hour of them.
+        raise AccuracyDataError(
+            f"--repeats score subnets again with a second block of {block} calibration images, but the training "
+            f"part holds {available}: pass --calibration-images {available // 2} (or fewer), or --repeats 0"
+        )
     total = len(jobs)
     if progress:
         progress(total - len(todo), total, "")

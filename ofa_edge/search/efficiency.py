@@ -146,7 +146,8 @@ class LatencyModel(CostModel):
 
     def __init__(self, table: LatencyTable, space: SearchSpace, name: str | None = None,
                  calibrated: bool = True) -> None:  # fmt: skip
-        table.check_space(space)
+        pricing = table.pricing_space(space)  # the table's own classifier may price another's
+        self.notes = [note] if (note := table.classifier_note(space)) is not None else []
         self.table = table
         self.name = name or table.label
         n_r, n_k, n_e = len(space.resolutions), len(space.kernel_choices), len(space.expand_choices)
@@ -155,7 +156,7 @@ class LatencyModel(CostModel):
         tail = np.full((n_r, 4), np.nan)
         fixed_units = 0
         for (ri, ki, ei), arch in P._reference_archs(space).items():
-            units = arch_units(space, arch)  # stem, first block, one block per slot, 4 head units
+            units = arch_units(pricing, arch)  # stem, first block, one block per slot, 4 head units
             values = [table.entries[u.key]["median_ms"] if u.key in table.entries else np.nan for u in units]
             head[ri] = values[:2]
             slot[ri, :, ki, ei] = values[2 : 2 + space.num_slots]

@@ -104,7 +104,8 @@ def load_accuracy_data(
         raise AccuracyDataError(f"{path} mixes records of several supernets ({', '.join(fingerprints)})")
     if supernet_fingerprint is not None and fingerprints[0] != supernet_fingerprint:
         raise AccuracyDataError(
-            f"{path} holds subnets of supernet {fingerprints[0]}, not of this supernet ({supernet_fingerprint})"
+            f"{path} holds subnets of supernet {fingerprints[0]}, not of the one given ({supernet_fingerprint}): "
+            "pass --supernet, the checkpoint `predictor data` scored"
         )
     splits = sorted({str(r.get("split")) for r in records})
     if len(splits) > 1:

@@ -237,7 +237,7 @@ def specialize(
                     f"table {name} covers resolutions {', '.join(map(str, model.resolutions))}, "
                     f"none of the requested {', '.join(map(str, resolutions))}"
                 )
-        notes: list[str] = []
+        notes: list[str] = list(model.notes)
         if len(allowed) < len(sp.resolutions):
             notes.append(
                 f"table {name} covers resolutions {', '.join(str(sp.resolutions[i]) for i in allowed)} "

@@ -83,6 +83,18 @@ def stored_normalization(path: str | os.PathLike[str]) -> Normalization | None:
     return Normalization(tuple(values["mean"]), tuple(values["std"]))
 
 
+def trained_data(supernet: str | os.PathLike[str]) -> str:
+    """The data set ``supernet`` was trained on, as its training run named it (fashion-mnist when
+    the file does not say): the data to score it on unless told otherwise. A folder recorded by a
+    relative path must be found from here, else one line asks for ``--data``."""
+    data = read_metadata(supernet).get("data") or "fashion-mnist"
+    if data not in _NAMED_DATA and not Path(data).is_dir():
+        raise OFAEdgeError(
+            f"{supernet} was trained on the image folder '{data}', not found from here: pass --data PATH"
+        )
+    return data
+
+
 def stored_split(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(seed, val_images) of the train/val split the training run held out; the defaults of
     training when the file does not say."""
@@ -97,8 +109,9 @@ def load_split(data: str, split: str, data_dir: Path | None, space: SearchSpace)
 
 @dataclass
 class SupernetScorer:
-    """Scores archs of a saved supernet the way its training run did: the same train/val split
-    (seed and size stored in the checkpoint), the same input normalization, BatchNorm recalibrated
+    """Scores archs of a saved supernet the way its training run did: the same data (unless
+    ``data`` names another), the same train/val split (seed and size stored in the checkpoint),
+    the same input normalization, BatchNorm recalibrated
     on a fixed subset of the training part, top-1 on ``val`` (held out of training) or ``test``.
 
     ``calibration_subset`` picks which block of ``calibration_images`` training images
@@ -121,7 +134,7 @@ class SupernetScorer:
     def open(
         cls,
         supernet: str = "demo",
-        data: str = "fashion-mnist",
+        data: str | None = None,
         data_dir: Path | None = None,
         split: str = "val",
         seed: int | None = None,
@@ -138,6 +151,7 @@ class SupernetScorer:
             raise OFAEdgeError("calibration needs at least 1 image and a subset index of 0 or more")
         # Channels-last, as in training: the CPU convolutions run about 1.3x faster in it.
         net = load_supernet(supernet).to(memory_format=torch.channels_last)
+        data = trained_data(supernet) if data is None else data
         dataset = load_split(data, "train", data_dir, net.space)
         if len(dataset.classes) > net.space.num_classes:
             raise OFAEdgeError(

@@ -1,0 +1,132 @@
+"""A supernet trained on the user's own image folder, through the whole chain: scored on that
+folder by default, priced by the shipped tables although its classifier has other classes, its
+accuracy data refused up front when the folder is too small for the repeats, and deployed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ofa_edge import get_space
+from ofa_edge.cli import main
+from ofa_edge.errors import OFAEdgeError
+from ofa_edge.latency.table import TableError, load_table
+from ofa_edge.nn.checkpoint import save_supernet
+from ofa_edge.nn.supernet import OFAMobileNetV3
+from ofa_edge.search.accuracy_data import AccuracyDataError, collect_accuracy_data
+from ofa_edge.search.efficiency import LatencyModel
+from ofa_edge.train import SupernetScorer
+
+TABLE = "onnxruntime-cpu-fp32-mbv3-fmnist"
+
+
+def _folder(root: Path, classes: int = 4, train: int = 30, test: int = 5) -> Path:
+    pil = pytest.importorskip("PIL.Image")
+    for split, per_class in (("train", train), ("test", test)):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pil.new("L", (28, 28), c * 50 + i).save(folder / f"{i:02d}.png")
+    return root
+
+
+def _supernet(path: Path, data: str, classes: int = 4, val_images: int = 20) -> Path:
+    net = OFAMobileNetV3(get_space("mbv3-fmnist").with_classes(classes))
+    save_supernet(net, path, {"data": data, "split": json.dumps({"seed": 0, "val_images": val_images})})
+    return path
+
+
+def test_a_supernet_is_scored_on_the_folder_it_was_trained_on_unless_told(tmp_path, monkeypatch):
+    data = _folder(tmp_path / "shoes")
+    supernet = _supernet(tmp_path / "s.safetensors", str(data))
+    scorer = SupernetScorer.open(str(supernet), calibration_images=16)
+    assert scorer.data_name == str(data) and scorer.images == 20 and len(scorer.net.space.resolutions) == 3
+    assert scorer.data.scored.classes == ("class0", "class1", "class2", "class3")
+    # recorded as a relative path: found from where training ran, one line from elsewhere
+    relative = _supernet(tmp_path / "r.safetensors", "shoes")
+    monkeypatch.chdir(tmp_path)
+    assert SupernetScorer.open(str(relative), calibration_images=16).data_name == "shoes"
+    monkeypatch.chdir(tmp_path / "shoes")
+    with pytest.raises(OFAEdgeError, match="trained on the image folder 'shoes', not found from here: pass --data"):
+        SupernetScorer.open(str(relative))
+    # told otherwise, the given data wins (here: one without enough classes is still an error)
+    with pytest.raises(OFAEdgeError, match="has 10 classes but this supernet's classifier has 4"):
+        SupernetScorer.open(str(supernet), data="fashion-mnist")
+
+
+def test_a_table_prices_other_classes_with_its_own_classifier_and_says_so():
+    table = load_table(TABLE)
+    ten, four = get_space("mbv3-fmnist"), get_space("mbv3-fmnist").with_classes(4)
+    arch = ten.max_arch(28)
+    assert table.predict(four, arch) == table.predict(ten, arch)
+    assert table.pricing_space(ten) is ten and table.classifier_note(ten) is None
+    note = table.classifier_note(four)
+    assert "10-class classifier, the supernet has 4 classes" in note and "ms (" in note
+    bound_ms, share = table.classifier_gap(four)
+    assert 0 < bound_ms and 0 < share < 0.05
+    model = LatencyModel(table, four)
+    assert model.notes == [note]
+    # a classifier that would move the smallest subnet's price past the tolerance: one line
+    with pytest.raises(TableError, match="prices a 10-class classifier; this supernet has 1000 classes"):
+        LatencyModel(table, ten.with_classes(1000))
+    # any other difference stays an error
+    with pytest.raises(TableError, match="differs in: in_channels"):
+        table.check_space(get_space("mbv3-fmnist").__class__(**{**ten.__dict__, "in_channels": 3}))
+
+
+def test_repeats_that_need_more_calibration_images_than_the_folder_holds_fail_before_measuring(tmp_path):
+    data = _folder(tmp_path / "tiny", train=10)
+    supernet = _supernet(tmp_path / "s.safetensors", str(data))
+    scorer = SupernetScorer.open(str(supernet), calibration_images=2000)  # 20 training images, 20 calibrate
+    out = tmp_path / "acc.jsonl"
+    with pytest.raises(AccuracyDataError, match="holds 20: pass --calibration-images 10"):
+        next(collect_accuracy_data(scorer, out, samples=2, repeats=1))
+    assert not out.exists()
+    scorer.use_calibration_subset(0, 10)
+    records = list(collect_accuracy_data(scorer, out, samples=2, repeats=1))
+    assert [r["calibration_subset"] for r in records][-1] == 1 and len(records) == 24 + 2 + 1
+
+
+@pytest.mark.slow
+def test_train_on_a_folder_then_predictor_specialize_and_deploy_without_naming_the_data(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # specialize writes specialized/ here, export reads it
+    data = _folder(tmp_path / "data", train=40, test=6)
+    run, acc, pred = tmp_path / "run", tmp_path / "acc.jsonl", tmp_path / "pred.safetensors"
+    assert main(["train", "--schedule", "quick", "--data", str(data), "--out", str(run), "--threads", "1"]) == 0
+    supernet = str(run / "supernet.safetensors")
+    capsys.readouterr()
+    assert main(["predictor", "data", "--supernet", supernet, "--samples", "25", "--repeats", "2",
+                 "--calibration-images", "32", "--threads", "1", "-o", str(acc)]) == 0  # fmt: skip
+    assert main(["predictor", "train", "--data", str(acc), "-o", str(pred)]) == 2  # the demo's fingerprint
+    assert "pass --supernet, the checkpoint `predictor data` scored" in capsys.readouterr().err
+    assert main(["predictor", "train", "--data", str(acc), "--supernet", supernet, "-o", str(pred)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "deploy"
+    code = main(["deploy", "--supernet", supernet, "--predictor", str(pred), "--format", "onnx", "--no-int8",
+                 "-o", str(out), "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (deployment,) = json.loads(captured.out)["deployments"]
+    assert any("10-class classifier, the supernet has 4 classes" in n for n in deployment["notes"])
+    (card_file,) = (out / TABLE).glob("*.card.json")
+    card = json.loads(card_file.read_text())
+    assert card["accuracy"]["data"] == str(data) and card["accuracy"]["images"] == 24
+    assert os.path.getsize(out / TABLE / "onnx-fp32.onnx") > 0
+
+    # specialize given only the predictor, then a bare export: the demo's weights are not this
+    # search's subnet, so one line instead of a file of the wrong network
+    assert main(["specialize", "--predictor", str(pred), "--budget", "0.6ms", "--no-plot"]) == 0
+    capsys.readouterr()
+    assert main(["export", "--format", "onnx"]) == 2
+    assert "was searched on supernet" in capsys.readouterr().err and not Path("exported").exists()
+    # given the supernet too, export takes it from the record
+    assert main(["specialize", "--supernet", supernet, "--predictor", str(pred), "--budget", "0.6ms", "--no-plot"]) == 0
+    assert main(["export", "--format", "onnx", "--json"]) == 0
+    card = json.loads(Path("exported/subnet-fp32.onnx.card.json").read_text())
+    assert card["accuracy"]["data"] == str(data) and card["supernet"] == supernet
