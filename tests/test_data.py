@@ -176,6 +176,22 @@ def test_a_folder_sorted_by_class_loads_mixed_so_first_images_sample_every_class
     assert torch.equal(first.images[:, 0, 0, 0].long() // 60, first.labels)
 
 
+def test_a_test_split_without_a_class_keeps_the_training_labels(tmp_path):
+    """Each split's class folders used to be numbered on their own: a test/ folder lacking 'b'
+    labelled its 'c' images 1, which the classifier calls 'b'."""
+    pil = pytest.importorskip("PIL.Image")
+    for split, classes in (("train", "abc"), ("test", "ac")):
+        for c, cls in enumerate(classes):
+            folder = tmp_path / split / cls
+            folder.mkdir(parents=True)
+            pil.new("L", (8, 8), 10 + c).save(folder / "0.png")
+    test = load_dataset(str(tmp_path), "test", size=8, channels=1)
+    assert test.classes == ("a", "b", "c") and sorted(test.labels.tolist()) == [0, 2]
+    (tmp_path / "test" / "d").mkdir()
+    with pytest.raises(DataError, match="has class folders the training split has not: d"):
+        load_dataset(str(tmp_path), "test", size=8, channels=1)
+
+
 def test_image_folders(tmp_path):
     pil = pytest.importorskip("PIL.Image")
     for split, per_class in (("train", 3), ("test", 2)):
@@ -187,6 +203,7 @@ def test_image_folders(tmp_path):
     (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
     train = load_dataset(str(tmp_path), "train", size=28, channels=1)
     assert train.images.shape == (6, 1, 28, 28) and train.classes == ("cat", "dog")
+    assert train.source.startswith("6 images, most 40x30 RGB, read as 28x28 grey")  # `train` notes this
     assert sorted(train.labels.tolist()) == [0, 0, 0, 1, 1, 1]
     # each image keeps its label through the shuffle: cats are the dark ones
     brightness = train.images.float().mean(dim=(1, 2, 3))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import random
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ class ImageDataset:
     images: torch.Tensor
     labels: torch.Tensor
     classes: tuple[str, ...]
+    # What the files were before loading made them (size, colour), when that differs; for notes.
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -61,7 +64,7 @@ class ImageDataset:
         return self.images.shape[1]
 
     def subset(self, indices: torch.Tensor, name: str | None = None) -> ImageDataset:
-        return ImageDataset(name or self.name, self.images[indices], self.labels[indices], self.classes)
+        return ImageDataset(name or self.name, self.images[indices], self.labels[indices], self.classes, self.source)
 
 
 # ---------------------------------------------------------------------- IDX files
@@ -123,28 +126,40 @@ def _missing_message(name: str, directory: Path) -> str:
 
 
 # ------------------------------------------------------------------ class folders
-def load_image_folder(root: Path, size: int, channels: int) -> ImageDataset:
+def class_folders(root: Path) -> list[str]:
+    """The class names of ``root/CLASS/`` folders, sorted (a class's label is its index here)."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir())
+
+
+def load_image_folder(root: Path, size: int, channels: int, classes: Sequence[str] | None = None) -> ImageDataset:
     """ImageNet-style folders (``root/CLASS/*.png``), resized to ``size`` x ``size``, in memory,
-    in a fixed shuffled order (the same on every load)."""
+    in a fixed shuffled order (the same on every load). ``classes``: the label order to follow
+    (the training split's, for a test split that may lack a class); by default the folders'."""
     try:
         from PIL import Image
     except ImportError:
         raise DataError("reading image folders needs Pillow: pip install pillow") from None
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not classes:
+    present = class_folders(root)
+    if not present:
         raise DataError(f"{root} has no class subfolders (expected {root}/CLASS_NAME/image.png)")
+    if classes is not None and (unknown := [c for c in present if c not in classes]):
+        raise DataError(f"{root} has class folders the training split has not: {', '.join(unknown)}")
+    classes = list(present if classes is None else classes)
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
         raise DataError(f"image folders load as 1 or 3 channels, not {channels}")
-    images, labels = [], []
+    images, labels, originals = [], [], Counter()
     for label, cls in enumerate(classes):
+        if cls not in present:
+            continue  # a class with no test images: its label stays the training split's
         for file in sorted((root / cls).iterdir()):
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
                 with Image.open(file) as img:
+                    originals[(img.size, "RGB" if img.mode in ("RGB", "RGBA", "P", "CMYK") else img.mode)] += 1
                     img = img.convert(mode).resize((size, size), Image.BILINEAR)
                     array = np.asarray(img, dtype=np.uint8)
             except OSError as exc:
@@ -160,11 +175,19 @@ def load_image_folder(root: Path, size: int, channels: int) -> ImageDataset:
     # images read from folders (BENCHMARKS.md). A fixed seed keeps the order, and so the stored
     # train/val split, the same on every load.
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    ((width, height), original_mode), _ = originals.most_common(1)[0]
+    source = ""
+    if (width, height) != (size, size) or (original_mode == "RGB") != (mode == "RGB"):
+        source = (
+            f"{len(images)} images, most {width}x{height} {original_mode}, read as {size}x{size} "
+            f"{'grey' if mode == 'L' else 'RGB'} (the space's largest resolution and channels)"
+        )
     return ImageDataset(
         name=f"folder:{root}",
         images=torch.from_numpy(np.stack(images))[order],
         labels=torch.tensor(labels, dtype=torch.int64)[order],
         classes=tuple(classes),
+        source=source,
     )
 
 
@@ -183,7 +206,9 @@ def load_dataset(
         folder = next((c for c in candidates if c.is_dir()), None)
         if folder is None:
             raise DataError(f"{root} has no {split}/ folder (expected {root}/{split}/CLASS_NAME/image.png)")
-        return load_image_folder(folder, size, channels)
+        # Labels are indices into the training split's classes, whichever split is read.
+        train_classes = class_folders(root / "train") if split != "train" and (root / "train").is_dir() else None
+        return load_image_folder(folder, size, channels, train_classes)
     if name == "fashion-mnist":
         return load_idx_dataset(name, data_dir or FASHION_MNIST_DIR, split, FASHION_MNIST_CLASSES)
     if name == "mnist":

@@ -74,7 +74,7 @@ class TrainingRun:
         dataset = load_split(data, "train", data_dir, sp)
         if dataset.channels != sp.in_channels:
             raise OFAEdgeError(f"{data} has {dataset.channels}-channel images; space {sp.name} takes {sp.in_channels}")
-        notes = []
+        notes = [f"{data}: {dataset.source}"] if dataset.source else []
         if len(dataset.classes) != sp.num_classes:
             sp = sp.with_classes(len(dataset.classes))
             notes.append(f"{data} has {sp.num_classes} classes, so the classifier gets {sp.num_classes} outputs")
