@@ -42,8 +42,9 @@ SCHEMA = "ofa-edge/latency-table"
 SCHEMA_VERSION = 1
 # Fields of the backend description that a table must match to answer a request.
 MATCHED_FIELDS = ("backend", "device", "precision", "threads")
-# A supernet with another number of classes than a table's space is priced with the table's
-# classifier when that can move no subnet's latency by more than this share (tables aim at ±10%).
+# A supernet with more classes than a table's space is priced with the table's classifier when
+# that can move no subnet's latency by more than this share (tables aim at ±10%). With fewer
+# classes the table's classifier is the larger one: its price errs on the safe side, always allowed.
 CLASSIFIER_TOLERANCE = 0.05
 
 
@@ -248,7 +249,8 @@ class LatencyTable:
     def pricing_space(self, space: SearchSpace) -> SearchSpace:
         """The space whose units price ``space``'s subnets here: ``space`` itself, or this table's
         own space when the two differ only in the classifier's number of classes (a supernet trained
-        on a folder of N classes) and that changes no subnet's price by more than
+        on a folder of N classes) and either ``space`` has fewer (the table then overprices by at
+        most its classifier entry) or more that change no subnet's price by more than
         ``CLASSIFIER_TOLERANCE`` (see :meth:`classifier_gap`). Any other difference is an error."""
         mine = self.space()
         diff = mine.differences(space)
@@ -256,13 +258,13 @@ class LatencyTable:
             return space
         if diff == ["num_classes"]:
             bound_ms, share = self.classifier_gap(space)
-            if share <= CLASSIFIER_TOLERANCE:
+            if space.num_classes < mine.num_classes or share <= CLASSIFIER_TOLERANCE:
                 return mine
             raise TableError(
                 f"table ({self.label}) prices a {mine.num_classes}-class classifier; this supernet has "
                 f"{space.num_classes} classes, which may change a subnet's latency by up to {bound_ms:.3g} ms, "
                 f"{share:.0%} of the smallest subnet's: more than the {CLASSIFIER_TOLERANCE:.0%} this table may "
-                "be off by for it"
+                "be off by for it (profiling another classifier is not supported yet)"
             )
         differs = ", ".join(diff)
         raise TableError(f"table is for space '{self.space_name}', not '{space.name}' (differs in: {differs})")
@@ -287,10 +289,11 @@ class LatencyTable:
         if self.pricing_space(space) is space:
             return None
         bound_ms, share = self.classifier_gap(space)
+        direction = "over" if space.num_classes < self.space().num_classes else "under"
         return (
             f"table {self.label} prices a {self.space().num_classes}-class classifier, the supernet has "
-            f"{space.num_classes} classes: predictions may be off by up to {bound_ms:.3g} ms ({share:.1%} of the "
-            "smallest subnet's)"
+            f"{space.num_classes} classes: predictions may be {direction} by up to {bound_ms:.3g} ms ({share:.1%} "
+            "of the smallest subnet's)"
         )
 
     def check_request(self, **wanted: Any) -> None:
