@@ -89,4 +89,9 @@ def read_safetensors_metadata(path: Path) -> dict[str, str]:
     """:func:`safetensors_metadata` of a file, reading only its header."""
     with open(path, "rb") as handle:
         head = handle.read(8)
-        return safetensors_metadata(head + handle.read(int.from_bytes(head, "little")) if len(head) == 8 else head)
+        length = int.from_bytes(head, "little") if len(head) == 8 else 0
+        # Another format's first 8 bytes (a torch.save zip starts 'PK') read as a length of
+        # petabytes: asking for them failed with MemoryError before the JSON could say no.
+        if length > os.fstat(handle.fileno()).st_size - len(head):
+            raise ValueError("not a safetensors file: its header length exceeds the file")
+        return safetensors_metadata(head + handle.read(length))

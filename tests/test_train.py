@@ -316,6 +316,24 @@ def test_init_from_a_supernet_of_other_classes_keeps_all_but_the_classifier(tmp_
         make_trainer(tmp_path / "run", space=replace(twelve, in_channels=3), classes=12, init_from=str(base))
 
 
+def test_init_from_an_official_torch_file_of_other_classes(tmp_path):
+    """The README's case: an official OFA checkpoint (torch.save, the reference's key names)
+    fine-tuned on a folder of other classes. Reading its (absent) metadata used to take the zip's
+    first 8 bytes for a safetensors header length and fail with MemoryError."""
+    from tests.test_checkpoint import official_name
+
+    torch.manual_seed(7)
+    official = OFAMobileNetV3(get_space("mbv3-fmnist"))
+    path = tmp_path / "ofa_mbv3_like.pth"
+    torch.save({"state_dict": {official_name(k): v for k, v in official.state_dict().items()}}, path)
+    assert read_metadata(path) == {}
+    four = get_space("mbv3-fmnist").with_classes(4)
+    trainer = make_trainer(tmp_path / "run", space=four, classes=4, init_from=str(path))
+    assert trainer.init_new_classifier and trainer.init_schedule == "unknown"
+    expected = official.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in trainer.init_state.items() if not k.startswith("classifier."))
+
+
 def test_all_ranks_sample_the_same_archs(tmp_path, monkeypatch):
     """The archs a step trains come from the trainer's own sampling, which depends on the seed and
     the step only: two trainers (as two ranks build them) agree, steps differ, and _step uses it."""
