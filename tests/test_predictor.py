@@ -197,6 +197,15 @@ def test_predict_features_matches_predict_and_checks_shape(trained, data):
         predictor.predict_features(np.zeros((3, 5), np.float32))
 
 
+def test_predictions_stay_percentages(trained, data):
+    predictor, _ = trained
+    raw = predictor.predict_features(data.features[:20])
+    assert 0 < raw.min() and raw.max() < 100  # the fixture's subnets: inside, so unchanged
+    shifted = type(predictor)(predictor.kind, SPACE, FINGERPRINT, predictor.base_acc + 99.0, predictor.tensors,
+                              config=predictor.config)  # fmt: skip
+    assert np.all(shifted.predict_features(data.features[:20]) == 100.0)
+
+
 def test_holdout_must_leave_both_sides(data, tmp_path):
     with pytest.raises(OFAEdgeError, match="--holdout must be between 0 and 1"):
         train_predictor(data, holdout=1.0)

@@ -297,7 +297,10 @@ class AccuracyPredictor:
                 h = h + bias
             if self.kind == "mlp" and position < len(self._layers) - 1:
                 h = np.maximum(h, 0)
-        return h[:, 0].astype(np.float64) + self.base_acc
+        # A top-1 is a percentage. Fitted on near-perfect subnets (a small, easy folder), the models
+        # extrapolate past 100 (a search picked a subnet "predicted 101.4%"); within range, as on
+        # the demo, nothing changes.
+        return np.clip(h[:, 0].astype(np.float64) + self.base_acc, 0.0, 100.0)
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
         """Top-1 (%) of each arch (validated against the space)."""
