@@ -201,6 +201,7 @@ def test_image_folders(tmp_path):
             for i in range(per_class):
                 pil.new("RGB", (40, 30), (shade, shade + i, 0)).save(folder / f"{i}.png")
     (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # a notebook's, not a class
     train = load_dataset(str(tmp_path), "train", size=28, channels=1)
     assert train.images.shape == (6, 1, 28, 28) and train.classes == ("cat", "dog")
     assert train.source.startswith("6 images, most 40x30 RGB, read as 28x28 grey")  # `train` notes this

@@ -127,8 +127,9 @@ def _missing_message(name: str, directory: Path) -> str:
 
 # ------------------------------------------------------------------ class folders
 def class_folders(root: Path) -> list[str]:
-    """The class names of ``root/CLASS/`` folders, sorted (a class's label is its index here)."""
-    return sorted(p.name for p in root.iterdir() if p.is_dir())
+    """The class names of ``root/CLASS/`` folders, sorted (a class's label is its index here).
+    Hidden folders (``.ipynb_checkpoints``, ``.git``) are no classes."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def load_image_folder(root: Path, size: int, channels: int, classes: Sequence[str] | None = None) -> ImageDataset:
