@@ -58,6 +58,10 @@ def test_train_then_eval(capsys, tmp_path, idx_dir):
     code = main(["eval", "--supernet", str(out / "supernet.safetensors"), "--arch", str(arch), "--data", "mnist",
                  "--data-dir", str(idx_dir), "--split", "test", "--json"])  # fmt: skip
     assert code == 0 and json.loads(capsys.readouterr().out)["images"] == 100
+    # the weights remember the data and where it was read: no --data, no --data-dir
+    code = main(["eval", "--supernet", str(out / "supernet.safetensors"), "--arch", str(arch), "--split", "test",
+                 "--json"])  # fmt: skip
+    assert code == 0 and json.loads(capsys.readouterr().out)["images"] == 100
 
 
 @pytest.mark.slow

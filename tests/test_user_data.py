@@ -54,6 +54,13 @@ def test_a_supernet_is_scored_on_the_folder_it_was_trained_on_unless_told(tmp_pa
     monkeypatch.chdir(tmp_path / "shoes")
     with pytest.raises(OFAEdgeError, match="trained on the image folder 'shoes', not found from here: pass --data"):
         SupernetScorer.open(str(relative))
+    # recorded where training read it (absolute): found from anywhere, before a same-named folder here
+    located = tmp_path / "l.safetensors"
+    net = OFAMobileNetV3(get_space("mbv3-fmnist").with_classes(4))
+    save_supernet(net, located, {"data": "shoes", "data_location": str(data),
+                                 "split": json.dumps({"seed": 0, "val_images": 20})})  # fmt: skip
+    (tmp_path / "shoes" / "shoes").mkdir()  # a decoy of the same name, here
+    assert SupernetScorer.open(str(located), calibration_images=16).data_name == str(data)
     # told otherwise, the given data wins (here: one without enough classes is still an error)
     with pytest.raises(OFAEdgeError, match="has 10 classes but this supernet's classifier has 4"):
         SupernetScorer.open(str(supernet), data="fashion-mnist")

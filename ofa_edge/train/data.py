@@ -32,6 +32,7 @@ FASHION_MNIST_CLASSES = (
     "t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
 )  # fmt: skip
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+NAMED_DATA = ("fashion-mnist", "mnist")  # read from IDX files; any other --data is a folder
 
 
 class DataError(OFAEdgeError):
@@ -201,7 +202,7 @@ def load_dataset(
     accepted for ``test``), loaded at ``size`` x ``size`` with ``channels`` channels."""
     if split not in IDX_FILES:
         raise DataError(f"unknown split '{split}' (known: train, test)")
-    if name not in ("fashion-mnist", "mnist") and ("/" in name or Path(name).is_dir()):
+    if name not in NAMED_DATA and ("/" in name or Path(name).is_dir()):
         root = Path(name)
         candidates = [root / split] + ([root / "val"] if split == "test" else [])
         folder = next((c for c in candidates if c.is_dir()), None)

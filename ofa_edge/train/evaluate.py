@@ -23,10 +23,8 @@ from ..nn.checkpoint import load_supernet, read_metadata
 from ..nn.supernet import OFAMobileNetV3
 from ..space.arch import Arch
 from ..space.space import SearchSpace, corner_archs
-from .data import BatchLoader, ImageDataset, Normalization, load_dataset, split_train_val
+from .data import NAMED_DATA, BatchLoader, ImageDataset, Normalization, load_dataset, split_train_val
 
-# Named data sets whose mix-up is worth a warning; folder paths may be spelt many ways.
-_NAMED_DATA = ("fashion-mnist", "mnist")
 SCORING_ENGINES = ("torch", "onnxruntime")
 
 
@@ -83,16 +81,23 @@ def stored_normalization(path: str | os.PathLike[str]) -> Normalization | None:
     return Normalization(tuple(values["mean"]), tuple(values["std"]))
 
 
-def trained_data(supernet: str | os.PathLike[str]) -> str:
-    """The data set ``supernet`` was trained on, as its training run named it (fashion-mnist when
-    the file does not say): the data to score it on unless told otherwise. A folder recorded by a
-    relative path must be found from here, else one line asks for ``--data``."""
-    data = read_metadata(supernet).get("data") or "fashion-mnist"
-    if data not in _NAMED_DATA and not Path(data).is_dir():
-        raise OFAEdgeError(
-            f"{supernet} was trained on the image folder '{data}', not found from here: pass --data PATH"
-        )
-    return data
+def trained_data(supernet: str | os.PathLike[str]) -> tuple[str, Path | None]:
+    """The data set ``supernet`` was trained on and where it was read (fashion-mnist from its
+    default place when the file does not say): what to score it on unless told otherwise. A
+    folder is found where training read it (an absolute path), else as it was named (the run and
+    its data copied elsewhere together); neither is one line asking for ``--data``."""
+    metadata = read_metadata(supernet)
+    data = metadata.get("data") or "fashion-mnist"
+    location = Path(metadata["data_location"]) if metadata.get("data_location") else None
+    if data in NAMED_DATA:
+        return data, location if location is not None and location.is_dir() else None
+    if location is not None and location.is_dir():
+        return str(location), None
+    if Path(data).is_dir():
+        return data, None
+    raise OFAEdgeError(
+        f"{supernet} was trained on the image folder '{location or data}', not found from here: pass --data PATH"
+    )
 
 
 def stored_split(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -151,7 +156,9 @@ class SupernetScorer:
             raise OFAEdgeError("calibration needs at least 1 image and a subset index of 0 or more")
         # Channels-last, as in training: the CPU convolutions run about 1.3x faster in it.
         net = load_supernet(supernet).to(memory_format=torch.channels_last)
-        data = trained_data(supernet) if data is None else data
+        if data is None:
+            data, stored_dir = trained_data(supernet)
+            data_dir = data_dir if data_dir is not None else stored_dir
         dataset = load_split(data, "train", data_dir, net.space)
         if len(dataset.classes) > net.space.num_classes:
             raise OFAEdgeError(
@@ -159,7 +166,8 @@ class SupernetScorer:
             )
         warnings = []
         trained_on = read_metadata(supernet).get("data")
-        if trained_on and trained_on != data and (trained_on in _NAMED_DATA or data in _NAMED_DATA):
+        # Named data sets' mix-up is worth a warning; folder paths may be spelt many ways.
+        if trained_on and trained_on != data and (trained_on in NAMED_DATA or data in NAMED_DATA):
             warnings.append(f"this supernet was trained on {trained_on}, not {data}: its accuracy here means little")
         stored_seed, stored_val_images = stored_split(supernet)
         train_part, val_part = split_train_val(

@@ -16,6 +16,7 @@ import torch
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_text
 from ..space.space import SearchSpace, get_space
+from .data import NAMED_DATA
 from .evaluate import load_split
 from .schedule import Schedule, get_schedule
 from .trainer import TrainConfig, TrainData, Trainer, final_report, init_distributed
@@ -79,7 +80,9 @@ class TrainingRun:
             sp = sp.with_classes(len(dataset.classes))
             notes.append(f"{data} has {sp.num_classes} classes, so the classifier gets {sp.num_classes} outputs")
         train_data = TrainData.from_dataset(dataset, sched, seed, flip=default_flip(data) if flip is None else flip)
+        location = Path(data) if data not in NAMED_DATA else data_dir
         config = TrainConfig(sp, sched, Path(out), data_name=data, seed=seed, init_from=init_from,
+                             data_location=str(location.resolve()) if location is not None else None,
                              checkpoint_every=checkpoint_every, device=device, autocast=autocast,
                              teacher_from=teacher_from,
                              teacher_other_resolutions=teacher_other_resolutions)  # fmt: skip

@@ -156,6 +156,10 @@ class TrainConfig:
     out: Path
     data_name: str
     seed: int = 0
+    # Where the data was read (an image folder, or the IDX files' --data-dir), as an absolute path,
+    # so that commands scoring the weights later find it from any folder. Not part of the run's
+    # identity (a copied run folder resumes where the data lives elsewhere).
+    data_location: str | None = None
     # Start from these weights instead of a random init ('demo', an ofa-edge or official file);
     # the schedule's full-net phase then refreshes the teacher from them.
     init_from: str | None = None
@@ -608,6 +612,7 @@ class Trainer:
         return {
             "schedule": schedule,
             "data": self.config.data_name,
+            **({"data_location": self.config.data_location} if self.config.data_location else {}),
             "normalization": json.dumps({"mean": list(norm.mean), "std": list(norm.std)}),
             "split": json.dumps({"seed": self.config.seed, "val_images": len(self.data.val)}),
             **({"teacher": self.teacher_fingerprint} if self.teacher_fingerprint else {}),
