@@ -104,6 +104,13 @@ def test_repeats_that_need_more_calibration_images_than_the_folder_holds_fail_be
     assert [r["calibration_subset"] for r in records][-1] == 1 and len(records) == 24 + 2 + 1
 
 
+def test_a_folder_of_one_class_is_refused_before_any_file_is_written(tmp_path, capsys):
+    data = _folder(tmp_path / "one", classes=1, train=4, test=1)
+    assert main(["train", "--data", str(data), "--schedule", "quick", "--out", str(tmp_path / "run")]) == 2
+    assert "has 1 class (class0): a classifier needs at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_train_on_a_folder_then_predictor_specialize_and_deploy_without_naming_the_data(
     capsys, tmp_path, monkeypatch

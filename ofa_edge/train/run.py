@@ -75,6 +75,8 @@ class TrainingRun:
         dataset = load_split(data, "train", data_dir, sp)
         if dataset.channels != sp.in_channels:
             raise OFAEdgeError(f"{data} has {dataset.channels}-channel images; space {sp.name} takes {sp.in_channels}")
+        if len(dataset.classes) < 2:
+            raise OFAEdgeError(f"{data} has 1 class ({dataset.classes[0]}): a classifier needs at least 2")
         notes = [f"{data}: {dataset.source}"] if dataset.source else []
         if len(dataset.classes) != sp.num_classes:
             sp = sp.with_classes(len(dataset.classes))
