@@ -19,6 +19,7 @@ the validation split (BatchNorm recalibrated on 2000 training images), side by s
     python bench/kernel3_finetune.py --mode matrices --steps 600 --lr 3e-3 --out m.safetensors  # ~6 + 4 min
     python bench/kernel3_finetune.py --mode k3 --steps 400 --lr 0.02 --out k3.safetensors       # ~8 + 4 min
     python bench/kernel3_finetune.py --mode k3 --kd-ratio 0 --steps 400 --lr 0.02 --out k3-labels.safetensors
+    python bench/kernel3_finetune.py --mode all8 --steps 400 --lr 0.02 --out all8.safetensors   # ~14 + 3 min
 
 Prints JSON on stdout and a table on stderr; the fine-tuned supernet is written to ``--out``.
 """
