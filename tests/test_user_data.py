@@ -66,6 +66,15 @@ def test_a_supernet_is_scored_on_the_folder_it_was_trained_on_unless_told(tmp_pa
         SupernetScorer.open(str(supernet), data="fashion-mnist")
 
 
+def test_the_demo_scored_on_a_small_folder_holds_out_a_fifth_of_it(tmp_path):
+    """The demo's stored split holds out 10,000 images; a folder of 120 training images used to
+    stop with 'validation size 10000 must be between 1 and 119'."""
+    data = _folder(tmp_path / "few")
+    scorer = SupernetScorer.open("demo", data=str(data), calibration_images=16)
+    assert scorer.images == 24 and len(scorer.train_part) == 96
+    assert any("trained on fashion-mnist, not" in w for w in scorer.warnings)
+
+
 def test_a_table_prices_other_classes_with_its_own_classifier_and_says_so(monkeypatch):
     table = load_table(TABLE)
     ten, four = get_space("mbv3-fmnist"), get_space("mbv3-fmnist").with_classes(4)
@@ -93,13 +102,13 @@ def test_a_table_prices_other_classes_with_its_own_classifier_and_says_so(monkey
 
 def test_repeats_that_need_more_calibration_images_than_the_folder_holds_fail_before_measuring(tmp_path):
     data = _folder(tmp_path / "tiny", train=10)
-    supernet = _supernet(tmp_path / "s.safetensors", str(data))
-    scorer = SupernetScorer.open(str(supernet), calibration_images=2000)  # 20 training images, 20 calibrate
+    supernet = _supernet(tmp_path / "s.safetensors", str(data), val_images=8)
+    scorer = SupernetScorer.open(str(supernet), calibration_images=2000)  # 32 training images, 32 calibrate
     out = tmp_path / "acc.jsonl"
-    with pytest.raises(AccuracyDataError, match="holds 20: pass --calibration-images 10"):
+    with pytest.raises(AccuracyDataError, match="holds 32: pass --calibration-images 16"):
         next(collect_accuracy_data(scorer, out, samples=2, repeats=1))
     assert not out.exists()
-    scorer.use_calibration_subset(0, 10)
+    scorer.use_calibration_subset(0, 16)
     records = list(collect_accuracy_data(scorer, out, samples=2, repeats=1))
     assert [r["calibration_subset"] for r in records][-1] == 1 and len(records) == 24 + 2 + 1
 

@@ -170,11 +170,11 @@ class SupernetScorer:
         if trained_on and trained_on != data and (trained_on in NAMED_DATA or data in NAMED_DATA):
             warnings.append(f"this supernet was trained on {trained_on}, not {data}: its accuracy here means little")
         stored_seed, stored_val_images = stored_split(supernet)
-        train_part, val_part = split_train_val(
-            dataset,
-            stored_val_images if val_images is None else val_images,
-            seed=stored_seed if seed is None else seed,
-        )
+        if val_images is None:
+            # Training held out at most a fifth of its data, so on that data this is the stored
+            # size; on smaller other data (the demo scored on your folder) it is that data's fifth.
+            val_images = min(stored_val_images, len(dataset) // 5)
+        train_part, val_part = split_train_val(dataset, val_images, seed=stored_seed if seed is None else seed)
         normalization = stored_normalization(supernet) or Normalization.of(train_part)
         scored = val_part if split == "val" else load_split(data, "test", data_dir, net.space)
         scorer = cls(net, EvalData(train_part, scored, normalization), train_part, data, split, 0, engine, warnings)
