@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ofa_edge.cli import main
-from ofa_edge.latency.table import load_table
+from ofa_edge.latency.table import TableError, load_table
 
 RES = "20"  # the smallest demo resolution keeps these runs to seconds
 
@@ -71,6 +71,35 @@ def test_profile_predict_validate(capsys, tmp_path):
         f"d{d}-e{e}-k{k}@20" for d in (2, 4) for e in (3, 6) for k in (3, 7)
     }
     assert 0 <= result["corners"]["calibrated"]["within_10pct"] <= 1
+
+
+def test_profile_classes_adds_only_the_classifier_and_prices_that_many_classes_exactly(capsys, tmp_path):
+    from ofa_edge import get_space
+    from ofa_edge.space.space import corner_archs
+
+    table_path = tmp_path / "ort.json"
+    assert _profile(capsys, table_path, "--calibration-samples", "0")[0] == 0
+    before = load_table(table_path)
+    ten = get_space("mbv3-fmnist")
+    hundred = ten.with_classes(100)
+    with pytest.raises(TableError, match="profile --classes 100"):  # 100 classes: past the tolerance
+        before.check_space(hundred)
+    # again with --classes on the table it has: one new entry, nothing else measured again
+    code, out, err = _profile(capsys, table_path, "--calibration-samples", "0", "--classes", "100")
+    assert code == 0, err
+    assert json.loads(out)["entries"] == 97
+    after = load_table(table_path)
+    assert {k: v for k, v in after.entries.items() if k in before.entries} == before.entries
+    (new_key,) = set(after.entries) - set(before.entries)
+    assert new_key.startswith("Logits-") and new_key.endswith("-output:100")
+    assert after.space().num_classes == 10 and after.pricing_space(hundred) is hundred
+    assert after.classifier_note(hundred) is None
+    arch = corner_archs(ten, 20)["d2-e3-k3"]
+    old_key = new_key.replace("output:100", "output:10")
+    difference = after.entries[new_key]["median_ms"] - after.entries[old_key]["median_ms"]
+    assert after.unit_sum(hundred, arch) == pytest.approx(after.unit_sum(ten, arch) + difference)
+    code, _, err = _profile(capsys, table_path, "--calibration-samples", "0", "--classes", "1")
+    assert code == 2 and "a classifier needs at least 2 classes" in err
 
 
 def test_validate_measures_now_instead_of_reporting_stored_points(capsys, tmp_path):

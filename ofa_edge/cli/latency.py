@@ -117,6 +117,15 @@ def profile(
     runs: RunsOpt = 50,
     rounds: RoundsOpt = 5,
     option: OptionsOpt = None,
+    classes: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--classes",
+            help="Also measure a classifier of N outputs (repeatable), for supernets trained on data of N "
+            "classes; the table then prices them exactly. Run it again with --classes on a table you have: "
+            "only the classifier is measured.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure every distinct block of a space on a backend into a latency lookup table, then calibrate it.
@@ -141,6 +150,7 @@ def profile(
         table, path = profile_table(
             backend, space, device, threads, precision, parsed, out, calibration_samples, timing,
             _options(option), _command_line(), progress=bar, calibration_progress=cal, warn=_warn,
+            classes=classes or (),
         )  # fmt: skip
     cal = table.calibration
     summary = {

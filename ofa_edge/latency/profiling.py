@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from .fidelity import fidelity
 from .store import default_table_name, is_shipped, resolve_table_path, user_table_path, writable_path
 from .table import Calibration, LatencyTable, TableError, load_table
 from .unit_models import build_unit, example_input
-from .units import arch_units, space_units
+from .units import arch_units, classifier_unit, space_units
 
 # progress(done, total, label): called after each measurement
 Progress = Callable[[int, int, str], None]
@@ -102,8 +102,10 @@ def profile_units(
     timing: Timing = DEFAULT_TIMING,
     command: str = "",
     progress: Progress = _no_progress,
+    classes: Sequence[int] = (),
 ) -> LatencyTable:
-    """Measure every distinct unit of ``space`` at ``resolutions`` into the table at ``out``."""
+    """Measure every distinct unit of ``space`` at ``resolutions`` into the table at ``out``, and
+    the classifier of each of ``classes`` (supernets trained on data of that many classes)."""
     resolutions = sorted(resolutions or space.resolutions)
     bad = [r for r in resolutions if r not in space.resolutions]
     if bad:
@@ -112,6 +114,7 @@ def profile_units(
         )
     table, _ = open_table(out, space, backend, resolutions, command, timing.to_dict())
     units = space_units(space, tuple(resolutions))
+    units += [classifier_unit(space.with_classes(n)) for n in classes if n != space.num_classes]
     todo = [u for u in units if u.key not in table.entries]
     done = len(units) - len(todo)
     progress(done, len(units), "")
@@ -412,9 +415,12 @@ def profile_table(
     progress: Progress = _no_progress,
     calibration_progress: Progress = _no_progress,
     warn: Callable[[str], None] = lambda message: None,
+    classes: Sequence[int] = (),
 ) -> tuple[LatencyTable, Path]:
     """Profile every distinct block of ``space`` on a backend into a table, then calibrate it on
     ``calibration_samples`` whole subnets plus the corner subnets (0: no calibration).
+    ``classes``: also measure a classifier of each of these sizes, so that the table prices
+    supernets of that many classes exactly (its space keeps the preset's classifier).
 
     The table goes to ``out``, by default ``latency_tables/BACKEND-DEVICE-PRECISION-SPACE.json``
     in the user's folder (see :mod:`ofa_edge.latency.store`). A killed profile started again with
@@ -432,7 +438,9 @@ def profile_table(
                                                                                  sp.name))  # fmt: skip
     if is_shipped(out):
         raise OFAEdgeError(f"{out} is a table shipped with ofa-edge; profile into your own file (--out)")
-    table = profile_units(be, sp, out, resolutions, timing, command, progress)
+    if any(n < 2 for n in classes):
+        raise OFAEdgeError(f"a classifier needs at least 2 classes, got --classes {min(classes)}")
+    table = profile_units(be, sp, out, resolutions, timing, command, progress, classes)
     _warn_if_busy(table_noise(table), "the blocks were timed", warn)
     if calibration_samples > 0:
         cal = calibrate(table, be, sp, out, calibration_samples, timing=timing, progress=calibration_progress)

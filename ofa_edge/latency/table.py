@@ -36,7 +36,7 @@ from ..profilers.base import BackendInfo, Measurement
 from ..space.arch import Arch
 from ..space.space import SearchSpace
 from .store import resolve_table_path
-from .units import arch_units
+from .units import arch_units, classifier_unit
 
 SCHEMA = "ofa-edge/latency-table"
 SCHEMA_VERSION = 1
@@ -251,10 +251,12 @@ class LatencyTable:
         own space when the two differ only in the classifier's number of classes (a supernet trained
         on a folder of N classes) and either ``space`` has fewer (the table then overprices by at
         most its classifier entry) or more that change no subnet's price by more than
-        ``CLASSIFIER_TOLERANCE`` (see :meth:`classifier_gap`). Any other difference is an error."""
+        ``CLASSIFIER_TOLERANCE`` (see :meth:`classifier_gap`). A table holding an entry for
+        ``space``'s own classifier (``profile --classes N``) prices it exactly. Any other difference
+        is an error."""
         mine = self.space()
         diff = mine.differences(space)
-        if not diff:
+        if not diff or (diff == ["num_classes"] and classifier_unit(space).key in self.entries):
             return space
         if diff == ["num_classes"]:
             bound_ms, share = self.classifier_gap(space)
@@ -264,7 +266,8 @@ class LatencyTable:
                 f"table ({self.label}) prices a {mine.num_classes}-class classifier; this supernet has "
                 f"{space.num_classes} classes, which may change a subnet's latency by up to {bound_ms:.3g} ms, "
                 f"{share:.0%} of the smallest subnet's: more than the {CLASSIFIER_TOLERANCE:.0%} this table may "
-                "be off by for it (profiling another classifier is not supported yet)"
+                f"be off by for it; `ofa-edge profile --classes {space.num_classes}` measures your classifier into "
+                "your table of this machine"
             )
         differs = ", ".join(diff)
         raise TableError(f"table is for space '{self.space_name}', not '{space.name}' (differs in: {differs})")

@@ -67,8 +67,13 @@ def _head_units(space: SearchSpace, resolution: int) -> list[Unit]:
         Unit("Conv_1", size, last, size, expand),
         Unit("AvgPool2D", size, expand, 1, expand),
         Unit("Conv_2", 1, expand, 1, mix),
-        Unit("Logits", 1, mix, 1, space.num_classes),
+        classifier_unit(space),
     ]
+
+
+def classifier_unit(space: SearchSpace) -> Unit:
+    """The classifier's unit (one per space: its input is the pooled 1x1 feature at any resolution)."""
+    return Unit("Logits", 1, space.feature_mix_width, 1, space.num_classes)
 
 
 def arch_units(space: SearchSpace, arch: Arch) -> list[Unit]:
