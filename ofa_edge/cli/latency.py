@@ -121,6 +121,7 @@ def profile(
         list[int] | None,
         typer.Option(
             "--classes",
+            metavar="N",
             help="Also measure a classifier of N outputs (repeatable), for supernets trained on data of N "
             "classes; the table then prices them exactly. Run it again with --classes on a table you have: "
             "only the classifier is measured.",
@@ -140,7 +141,8 @@ def profile(
     Examples:\n
       ofa-edge profile                                   # demo space, onnxruntime, this CPU, 1 thread\n
       ofa-edge profile --backend openvino --precision int8\n
-      ofa-edge profile --backend tflite --device pixel1 -O benchmark_model=./benchmark_model
+      ofa-edge profile --backend tflite --device pixel1 -O benchmark_model=./benchmark_model\n
+      ofa-edge profile --classes 100                     # + the classifier of a 100-class supernet
     """
     from ..latency.profiling import profile_table, table_noise
 
