@@ -1,6 +1,8 @@
 """A supernet trained on the user's own image folder, through the whole chain: scored on that
-folder by default, priced by the shipped tables although its classifier has other classes, its
-accuracy data refused up front when the folder is too small for the repeats, and deployed."""
+folder by default (found where training read it), priced by the shipped tables although its
+classifier has other classes, its accuracy data refused up front when the folder is too small for
+the repeats, exported from the supernet its search scored, and deployed. Also: a folder of one
+class is refused, and the demo scored on a small folder holds out a fifth of it."""
 
 from __future__ import annotations
 
