@@ -94,6 +94,8 @@ def test_profile_classes_adds_only_the_classifier_and_prices_that_many_classes_e
     assert new_key.startswith("Logits-") and new_key.endswith("-output:100")
     assert after.space().num_classes == 10 and after.pricing_space(hundred) is hundred
     assert after.classifier_note(hundred) is None
+    # the added classifier does not change how far the table's own prices another class count
+    assert after.classifier_gap(ten.with_classes(4)) == before.classifier_gap(ten.with_classes(4))
     arch = corner_archs(ten, 20)["d2-e3-k3"]
     old_key = new_key.replace("output:100", "output:10")
     difference = after.entries[new_key]["median_ms"] - after.entries[old_key]["median_ms"]

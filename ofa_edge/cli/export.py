@@ -131,9 +131,8 @@ def export(
             budget_ms = target.budget_ms
         if predictor is None and target.predictor:
             predictor = Path(target.predictor)
-        if supernet is None and target.supernet:
-            supernet = target.supernet
-        _check_searched(supernet or "demo", target)
+        supernet = supernet or target.supernet or "demo"
+        _check_searched(supernet, target)
     supernet = supernet or "demo"
     if refit and (table is None or budget_ms is None):
         raise OFAEdgeError("--refit needs a latency table and a budget: pass --table and --budget, or export the "

@@ -432,14 +432,14 @@ def profile_table(
     sp = get_space(space) if isinstance(space, str) else space
     if calibration_samples < 0 or calibration_samples == 1:
         raise OFAEdgeError(f"calibration samples must be 0 (no calibration) or at least 2, got {calibration_samples}")
+    if any(n < 2 for n in classes):
+        raise OFAEdgeError(f"a classifier needs at least 2 classes, got --classes {min(classes)}")
     be = make_backend(backend, device=device, threads=threads, precision=precision, **(options or {}))
     require_available(be)
     out = Path(out) if out is not None else user_table_path(default_table_name(backend, device, precision, threads,
                                                                                  sp.name))  # fmt: skip
     if is_shipped(out):
         raise OFAEdgeError(f"{out} is a table shipped with ofa-edge; profile into your own file (--out)")
-    if any(n < 2 for n in classes):
-        raise OFAEdgeError(f"a classifier needs at least 2 classes, got --classes {min(classes)}")
     table = profile_units(be, sp, out, resolutions, timing, command, progress, classes)
     _warn_if_busy(table_noise(table), "the blocks were timed", warn)
     if calibration_samples > 0:

@@ -36,7 +36,7 @@ from ..profilers.base import BackendInfo, Measurement
 from ..space.arch import Arch
 from ..space.space import SearchSpace
 from .store import resolve_table_path
-from .units import arch_units, classifier_unit
+from .units import Unit, arch_units, classifier_unit
 
 SCHEMA = "ofa-edge/latency-table"
 SCHEMA_VERSION = 1
@@ -198,10 +198,17 @@ class LatencyTable:
         threads = f", {b['threads']} thread{'s' if b['threads'] != 1 else ''}" if b.get("threads") else ""
         return f"{self.space_name} on {b['backend']} {b['device']} {b['precision']}{threads}"
 
+    def _units(self, space: SearchSpace, arch: Arch) -> list[Unit]:
+        """The units that price ``arch`` of ``space`` here (see :meth:`pricing_space`)."""
+        return arch_units(self.pricing_space(space), arch)
+
     def unit_sum(self, space: SearchSpace, arch: Arch) -> float:
         """Sum of the table's entries for the units ``arch`` runs (ms)."""
+        return self._sum(self._units(space, arch), arch)
+
+    def _sum(self, units: list[Unit], arch: Arch) -> float:
         total = 0.0
-        for unit in arch_units(self.pricing_space(space), arch):
+        for unit in units:
             entry = self.entries.get(unit.key)
             if entry is None:
                 raise TableError(
@@ -213,8 +220,8 @@ class LatencyTable:
 
     def breakdown(self, space: SearchSpace, arch: Arch) -> list[dict[str, Any]]:
         """The entries ``arch`` uses, in forward order: ``{"key", "ms"}``."""
-        self.unit_sum(space, arch)  # one clear error for a missing entry
-        units = arch_units(self.pricing_space(space), arch)
+        units = self._units(space, arch)
+        self._sum(units, arch)  # one clear error for a missing entry
         return [{"key": u.key, "ms": self.entries[u.key]["median_ms"]} for u in units]
 
     def machine_warning(self) -> str | None:
@@ -231,9 +238,10 @@ class LatencyTable:
         )
 
     def predict(self, space: SearchSpace, arch: Arch, calibrated: bool = True) -> float:
-        total = self.unit_sum(space, arch)
+        units = self._units(space, arch)
+        total = self._sum(units, arch)
         if calibrated and self.calibration is not None:
-            return self.calibration.apply(total, len(arch_units(self.pricing_space(space), arch)), arch.r)
+            return self.calibration.apply(total, len(units), arch.r)
         return total
 
     # ------------------------------------------------------------------ checking
@@ -259,8 +267,10 @@ class LatencyTable:
         if not diff or (diff == ["num_classes"] and classifier_unit(space).key in self.entries):
             return space
         if diff == ["num_classes"]:
+            if space.num_classes < mine.num_classes:
+                return mine
             bound_ms, share = self.classifier_gap(space)
-            if space.num_classes < mine.num_classes or share <= CLASSIFIER_TOLERANCE:
+            if share <= CLASSIFIER_TOLERANCE:
                 return mine
             raise TableError(
                 f"table ({self.label}) prices a {mine.num_classes}-class classifier; this supernet has "
@@ -280,10 +290,11 @@ class LatencyTable:
         mine = self.space()
         if mine.num_classes == space.num_classes:
             return 0.0, 0.0
-        logits = [e["median_ms"] for k, e in self.entries.items() if k.startswith("Logits-")]
-        if not logits:
+        # The table's own classifier: `profile --classes` may have added others beside it.
+        own = self.entries.get(classifier_unit(mine).key)
+        if own is None:
             raise TableError(f"table ({self.label}) has no classifier entry to price another number of classes")
-        bound_ms = max(logits) * abs(space.num_classes - mine.num_classes) / mine.num_classes
+        bound_ms = own["median_ms"] * abs(space.num_classes - mine.num_classes) / mine.num_classes
         smallest = self.predict(mine, mine.min_arch(min(self.resolutions)))
         return bound_ms, bound_ms / smallest
 
