@@ -89,9 +89,24 @@ def test_export_with_table_and_budget_flags_a_miss(tmp_path):
 def test_a_table_for_another_backend_or_precision_is_refused(tmp_path):
     with pytest.raises(OFAEdgeError, match="timed with onnxruntime"):
         export_subnet(ARCH, "onnx", out_dir=tmp_path, table="openvino-cpu-fp32-mbv3-fmnist", **QUICK)
-    with pytest.raises(OFAEdgeError, match="precision"):
+    with pytest.raises(OFAEdgeError, match="prices int8 files and this export writes fp32: add --int8"):
         export_subnet(ARCH, "onnx", out_dir=tmp_path, table="onnxruntime-cpu-int8-mbv3-fmnist", **QUICK)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_an_int8_export_against_an_fp32_table_compares_the_fp32_file(tmp_path):
+    """The default search prices fp32 files: `export --int8` after it used to stop with "precision
+    'fp32' (requested 'int8')" (the example in `export --help`)."""
+    result = export_subnet(ARCH, "onnx", int8=True, out_dir=tmp_path, table="onnxruntime-cpu-fp32-mbv3-fmnist",
+                           budget_ms=1000.0, **QUICK)  # fmt: skip
+    lat = result.latency
+    assert lat["precision"] == "fp32" and lat["predicted_ms"] > 0 and lat["int8_speedup"] > 0
+    assert lat["measured_ms"] == lat["per_precision"]["fp32"]["median_ms"] and not lat["budget_missed"]
+    fp32_card = json.loads(Path(result.file("fp32").card_json).read_text())
+    int8_card = json.loads(Path(result.file("int8").card_json).read_text())
+    assert fp32_card["latency"]["predicted_ms"] == lat["predicted_ms"]
+    assert int8_card["latency"]["measured_ms"] > 0 and int8_card["latency"].get("predicted_ms") is None
 
 
 def test_tensorrt_exports_on_a_gpu_or_says_why_not_in_one_line(tmp_path):
@@ -274,6 +289,170 @@ def test_without_an_arch_the_last_specialize_is_used_or_one_line_says_what_to_do
     (folder / "last.json").write_text(json.dumps(record))
     target = last_specialized(folder / "last.json")
     assert target.arch == ARCH and target.table == "onnxruntime-cpu-fp32-mbv3-fmnist" and target.budget_ms == 0.5
+
+
+def test_the_specialize_target_timed_by_the_format_is_chosen_and_other_tables_are_dropped(tmp_path, monkeypatch):
+    """A record with an onnxruntime and a phone (tflite) target: `export --format tflite` takes the
+    phone's arch and table; `--format openvino` takes the first target's arch without its table
+    (onnxruntime cannot price an OpenVINO file), keeping its budget only because that table was
+    measured on this CPU. The old code took the first target always and refused the table."""
+    monkeypatch.chdir(tmp_path)
+    phone = _phone_table(tmp_path)
+    folder = tmp_path / "specialized"
+    folder.mkdir()
+    other = SPACE.max_arch(28)
+    (folder / "cpu.json").write_text(json.dumps(ARCH.to_dict()))
+    (folder / "phone.json").write_text(json.dumps(other.to_dict()))
+    record = {"targets": [
+        {"table": "onnxruntime-cpu-fp32-mbv3-fmnist", "budget_ms": 0.5, "arch_file": str(folder / "cpu.json")},
+        {"table": phone.stem, "budget_ms": 30.0, "arch_file": str(folder / "phone.json")},
+    ]}  # fmt: skip
+    (folder / "last.json").write_text(json.dumps(record))
+    tflite = last_specialized(backend="tflite")
+    assert tflite.arch == other and tflite.timing_for("tflite") == (phone.stem, 30.0, None)
+    first = last_specialized(backend="openvino")
+    assert first.arch == ARCH
+    table, budget, note = first.timing_for("openvino")
+    assert table is None and budget == 0.5 and "searched with table onnxruntime-cpu-fp32-mbv3-fmnist" in note
+    # A phone target's budget is not this CPU's: an onnx file of its arch is timed here against none.
+    phone_target = last_specialized(backend="tflite")
+    table, budget, note = phone_target.timing_for("onnxruntime")
+    assert table is None and budget is None and "not against the 30 ms budget" in note
+
+
+# ------------------------------------------------- timing on the table's device
+STANDIN_ADB = Path(__file__).parent / "standin" / "adb"
+BENCHMARK_MODEL_OUTPUT = Path(__file__).parent / "fixtures" / "tflite-benchmark-model" / "tf2x-op-profiling-header.txt"
+
+
+def _phone_table(folder: Path, name: str = "tflite-pixel1-fp32-mbv3-fmnist") -> Path:
+    """A table shaped as `profile --backend tflite --device pixel1` writes it. Its entries are the
+    shipped local TFLite table's (no phone here): only its backend record says 'phone'."""
+    from ofa_edge.latency.store import resolve_table_path
+
+    record = json.loads(resolve_table_path("tflite-cpu-fp32-mbv3-fmnist").read_text())
+    record["backend"].update(device="pixel1", device_detail="adb serial SERIAL1, model stand-in phone")
+    record["backend"]["extra"].update(transport="adb", affinity="f0", binary="benchmark_model")
+    path = folder / "latency_tables" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
+@pytest.fixture
+def standin_phone(tmp_path, monkeypatch):
+    """The stand-in adb (tests/standin/adb: it replays a documented benchmark_model output, never a
+    measurement) answering for serial SERIAL1, named pixel1 in a devices file."""
+    log = tmp_path / "adb.log"
+    monkeypatch.setenv("STANDIN_ADB_LOG", str(log))
+    monkeypatch.setenv("STANDIN_ADB_OUTPUT", str(BENCHMARK_MODEL_OUTPUT))
+    monkeypatch.setenv("STANDIN_ADB_SERIALS", "SERIAL1")
+    (tmp_path / "devices.conf").write_text("pixel1 = SERIAL1\n")
+    (tmp_path / "benchmark_model").write_bytes(b"stand-in binary")
+    options = ["-O", f"benchmark_model={tmp_path / 'benchmark_model'}",
+               "-O", f"devices_file={tmp_path / 'devices.conf'}", "-O", f"adb={STANDIN_ADB}"]  # fmt: skip
+    return log, options
+
+
+@pytest.mark.slow
+def test_cli_export_after_specialize_for_a_phone_times_on_the_phone_with_standin_adb(
+    tmp_path, capsys, monkeypatch, standin_phone
+):
+    """After `specialize --table <a phone's table>`, `export --format tflite -O ...` times the files
+    on that phone (here the stand-in adb), not on this CPU: the old code refused the table
+    ("device 'pixel1' (requested 'CPU')") and had no -O. Without the devices file it is one line."""
+    log, options = standin_phone
+    monkeypatch.chdir(tmp_path)
+    phone = _phone_table(tmp_path)
+    (tmp_path / "specialized").mkdir()
+    (tmp_path / "specialized" / "a.json").write_text(json.dumps(ARCH.to_dict()))
+    (tmp_path / "specialized" / "last.json").write_text(json.dumps(
+        {"targets": [{"table": phone.stem, "budget_ms": 40.0, "arch_file": "specialized/a.json"}]}))  # fmt: skip
+    quick = ["--test-images", "200", "--runs", "5", "--rounds", "1", "--calibration-images", "500"]
+    code, _, err = _cli(["export", "--format", "tflite", *quick], capsys)
+    assert code == 2 and err.count("\n") == 2 and "device 'pixel1' is not" in err  # line 1 names the arch
+    code, out, err = _cli(["export", "--format", "tflite", *quick, *options, "--json"], capsys)
+    assert code == 0, err
+    payload = json.loads(out)
+    lat = payload["latency"]
+    assert lat["backend"]["device"] == "pixel1" and "stand-in phone" in lat["backend"]["device_detail"]
+    assert lat["backend"]["extra"]["transport"] == "adb" and lat["table"] == phone.stem
+    assert lat["measured_ms"] == pytest.approx(33.2094)  # the stand-in's replayed text, not a measurement
+    assert lat["budget_ms"] == 40.0 and lat["predicted_ms"] > 0
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(c[2] == "shell" and "benchmark_model --graph=" in c[3] and "--num_runs=5" in c[3] for c in calls)
+    card = json.loads(Path(payload["files"][0]["card_json"]).read_text())
+    assert card["latency"]["backend"]["device"] == "pixel1" and "--option benchmark_model=" in card["command"]
+    assert payload["verification"]["passed"]  # parity is checked here, with this machine's runtime
+
+
+def test_deploy_to_a_phone_target_exports_the_format_it_times():
+    """A phone's table times TFLite files only: by default its target exports just those; asked for
+    more, the others are exported and verified but not timed (timed on this CPU, they would read as
+    the phone's). A target on this CPU keeps every format. An --int8 deploy against an fp32 table
+    compares the fp32 file with it (the old rule matched only an int8 table, so the default deploy
+    never compared its files with the table)."""
+    from ofa_edge.export.deploy import _matches, _target_formats
+    from ofa_edge.latency.table import load_table
+
+    local = load_table("tflite-cpu-fp32-mbv3-fmnist")
+    phone = load_table("tflite-cpu-fp32-mbv3-fmnist")
+    phone.backend["device"] = "pixel1"
+    every = ["onnx", "openvino", "tflite"]
+    assert _target_formats(local, every, True, explicit=False) == (every, [])
+    assert _target_formats(phone, every, True, explicit=False) == (
+        ["tflite"], ["target pixel1 (tflite): exporting tflite, the format its backend times"])  # fmt: skip
+    assert _target_formats(phone, ["onnx"], False, explicit=False)[0] == ["tflite"]
+    formats, notes = _target_formats(phone, ["onnx", "tflite"], True, explicit=True)
+    assert formats == ["onnx", "tflite"] and notes == [
+        "onnx files cannot be timed on pixel1 (tflite): exported and verified, not timed"]  # fmt: skip
+    assert _matches("tflite", local, int8=True) and _matches("tflite", local, int8=False)
+    assert not _matches("onnx", local, int8=True)
+    assert not _matches("onnx", load_table("onnxruntime-cpu-int8-mbv3-fmnist"), int8=False)
+
+
+@pytest.mark.slow
+def test_deploy_to_a_phone_times_there_with_standin_adb_and_passes_options_only_there(
+    tmp_path, monkeypatch, standin_phone
+):
+    """Two targets, a phone (the stand-in adb) and this CPU: the phone's tflite file is timed over
+    adb with the -O options; the CPU target's onnx file is timed here, its backend never given the
+    phone's options (the old code passed them to every backend, and onnxruntime refused them)."""
+    from ofa_edge.cli.common import backend_options
+    from ofa_edge.export.deploy import deploy
+
+    log, options = standin_phone
+    monkeypatch.chdir(tmp_path)
+    phone = _phone_table(tmp_path)
+    on_phone, here = deploy([40.0, 1.0], [phone.stem, "onnxruntime-cpu-fp32-mbv3-fmnist"], ["tflite", "onnx"],
+                            int8=False, out_dir=tmp_path / "d", test_images=200,
+                            backend_options=backend_options(options[1::2]))  # fmt: skip
+    tflite, untimed = on_phone.exports
+    assert tflite.format == "tflite" and tflite.latency["backend"]["device"] == "pixel1"
+    assert tflite.latency["measured_ms"] == pytest.approx(33.2094)  # replayed stand-in text
+    assert untimed.format == "onnx" and untimed.latency is None and untimed.verification["passed"]
+    assert "onnx files cannot be timed on pixel1 (tflite): exported and verified, not timed" in on_phone.notes
+    onnx = next(e for e in here.exports if e.format == "onnx")
+    assert onnx.latency["backend"]["device"] == "CPU" and onnx.latency["table"] == "onnxruntime-cpu-fp32-mbv3-fmnist"
+    assert onnx.latency["measured_ms"] < 33 and onnx.latency["predicted_ms"] > 0
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    graphs = {word for c in calls if c[2] == "shell" for word in c[3].split() if word.startswith("--graph=")}
+    assert len(graphs) == 1  # one file timed on the phone (in every timing pass): the phone target's tflite
+
+
+def test_timing_settings_that_differ_from_the_table_are_warned():
+    from ofa_edge.latency.profiling import timing_setting_warnings
+    from ofa_edge.profilers.base import BackendInfo
+
+    table = {"precision": "fp32", "extra": {"transport": "adb", "affinity": "f0", "binary": "/a/benchmark_model"}}
+    same = BackendInfo("tflite", "v", "pixel1", "d", 1, "fp32", extra={"transport": "adb", "affinity": "f0",
+                                                                        "binary": "./benchmark_model"})  # fmt: skip
+    assert timing_setting_warnings(table, same) == []
+    other = BackendInfo("tflite", "v", "pixel1", "d", 1, "fp32", extra={"transport": "adb", "affinity": "0f"})
+    assert timing_setting_warnings(table, other) == [
+        "the table was measured with affinity='f0', this timing uses '0f' (pass -O affinity=f0 to time as the "
+        "table did)"
+    ]
 
 
 # ---------------------------------------------------------------- table refit

@@ -38,6 +38,16 @@ ScoredDataOpt = Annotated[
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder with the IDX files (default for fashion-mnist: Debian's).")
 ]
+# Backend options, as `profile` takes them; `export` and `deploy` time on the same backend.
+OptionsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-O",
+        help="Backend option KEY=VALUE, repeatable (tflite on a phone: "
+        "benchmark_model=PATH, affinity=f0, devices_file=PATH, adb=PATH; tensorrt: trtexec=PATH, gpu=0).",
+    ),
+]
 # -o is --out in every command.
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="File to write (default: see above).")]
 
@@ -72,6 +82,19 @@ def make_typer(help: str) -> typer.Typer:
             "help_option_names": ["-h", "--help"],
         },
     )
+
+
+def backend_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``-O KEY=VALUE`` pairs as a dict (the backend validates keys and values)."""
+    from ..errors import OFAEdgeError
+
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise OFAEdgeError(f"--option expects KEY=VALUE, got {pair!r}")
+        options[key.strip()] = value
+    return options
 
 
 def fmt_count(n: int) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .common import DataDirOpt, JsonOpt, ScoredDataOpt, emit_json, err
+from .common import DataDirOpt, JsonOpt, OptionsOpt, ScoredDataOpt, backend_options, emit_json, err
 
 
 def register_deploy_command(app: typer.Typer) -> None:
@@ -52,6 +52,7 @@ def deploy(
     threads: Annotated[
         int | None, typer.Option(min=1, help="Inference threads when timing (default: the table's).")
     ] = None,
+    option: OptionsOpt = None,
     refit: Annotated[
         int,
         typer.Option(min=0, help="Rounds of the closed loop: a subnet measured over its budget refits the table "
@@ -69,7 +70,11 @@ def deploy(
     Examples:\n
       ofa-edge deploy\n
       ofa-edge deploy --budget 0.7ms --format onnx --test-images 2000\n
-      ofa-edge deploy -t onnxruntime-cpu-fp32-mbv3-fmnist -b 0.8ms -t tflite-cpu-fp32-mbv3-fmnist -b 2ms
+      ofa-edge deploy -t onnxruntime-cpu-fp32-mbv3-fmnist -b 0.8ms -t tflite-cpu-fp32-mbv3-fmnist -b 2ms\n
+      ofa-edge deploy -t tflite-pixel1-fp32-mbv3-fmnist -b 20ms -O benchmark_model=./benchmark_model
+
+    A target whose table was measured on a phone (or a GPU) is timed there, with the -O options
+    `profile` took; by default it exports only the format that backend times.
     """
     from ..export.deploy import deploy as run_deploy
     from ..search.budget import parse_latency
@@ -77,7 +82,8 @@ def deploy(
     budgets = [parse_latency(b) for b in budget or []]
     deployments = run_deploy(
         budgets, table, fmt, int8=int8, supernet=supernet, predictor=predictor, out_dir=out, data=data,
-        data_dir=data_dir, test_images=test_images, threads=threads, refit_rounds=refit, seed=seed,
+        data_dir=data_dir, test_images=test_images, threads=threads, backend_options=backend_options(option),
+        refit_rounds=refit, seed=seed,
         command=shlex.join(["ofa-edge", *sys.argv[1:]]), progress=lambda message: err.print(message, style="dim"),
     )  # fmt: skip
     if as_json:

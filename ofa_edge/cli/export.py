@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import DataDirOpt, JsonOpt, ScoredDataOpt, emit_json, err, fmt_count
+from .common import DataDirOpt, JsonOpt, OptionsOpt, ScoredDataOpt, backend_options, emit_json, err, fmt_count
 
 FORMAT_NAMES = ("onnx", "openvino", "tflite", "tensorrt")
 
@@ -25,7 +25,10 @@ def export(
     arch_file: Annotated[
         Path | None,
         typer.Option(
-            "--arch", help="Arch JSON (default: the first target of specialized/last.json).", metavar="ARCH.json"
+            "--arch",
+            help="Arch JSON (default: the last specialize's target timed with this format's backend, else its "
+            "first; see specialized/last.json).",
+            metavar="ARCH.json",
         ),
     ] = None,
     int8: Annotated[
@@ -55,6 +58,16 @@ def export(
             "record's when the arch comes from it).",
         ),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            "-d",
+            help="Where the files are timed: CPU (this machine), an OpenVINO device, or a phone named in the "
+            "devices file (tflite). Default: the table's device, else CPU.",
+        ),
+    ] = None,
+    option: OptionsOpt = None,
     budget: Annotated[
         str | None, typer.Option("--budget", help="Latency budget, e.g. 25ms or 800us (flagged when missed by >10%).")
     ] = None,
@@ -97,7 +110,11 @@ def export(
     Examples:\n
       ofa-edge export --format onnx --int8                       # the last specialize's arch\n
       ofa-edge export --format tflite --arch a.json --budget 1ms --test-images 2000\n
-      ofa-edge export --format onnx --refit 2       # over budget: refit the table, search, export again
+      ofa-edge export --format onnx --refit 2       # over budget: refit the table, search, export again\n
+      ofa-edge export --format tflite -O benchmark_model=./benchmark_model   # after specialize for a phone
+
+    Parity and accuracy are checked with the runtime on this machine; latency is measured where the
+    table was (a phone over adb with the same -O options as `profile`).
     """
     from ..errors import OFAEdgeError
     from ..export.closed_loop import export_within_budget
@@ -112,7 +129,8 @@ def export(
     command = _command({
         "--format": fmt, "--arch": arch_file, "--int8": int8, "--finetune-epochs": finetune_epochs,
         "--finetune-images": finetune_images, "--out": out, "--name": name, "--supernet": supernet,
-        "--table": table, "--budget": budget, "--refit": refit, "--predictor": predictor, "--seed": seed,
+        "--table": table, "--device": device, "--option": option, "--budget": budget, "--refit": refit,
+        "--predictor": predictor, "--seed": seed,
         "--threads": threads, "--test-images": test_images, "--data": data,
         "--data-dir": data_dir, "--calibration-images": calibration_images,
         "--int8-calibration-images": int8_calibration_images, "--warmup": warmup, "--runs": runs, "--rounds": rounds,
@@ -122,13 +140,16 @@ def export(
     if arch_file is not None:
         arch: Any = load_arch(arch_file)
     else:
-        target = last_specialized()
+        target = last_specialized(backend=get_format(fmt).backend)
         arch = target.arch
-        err.print(f"arch: first target of {target.source} ({target.arch_file})")
-        if table is None and target.table:
-            table = target.table
-        if budget_ms is None and target.budget_ms is not None:
-            budget_ms = target.budget_ms
+        err.print(f"arch: target {target.table or 'with no table'} of {target.source} ({target.arch_file})")
+        recorded_table, recorded_budget, note = target.timing_for(get_format(fmt).backend)
+        if table is None:
+            table = recorded_table
+            if note:
+                err.print(f"note: {note}")
+        if budget_ms is None and recorded_budget is not None:
+            budget_ms = recorded_budget
         if predictor is None and target.predictor:
             predictor = Path(target.predictor)
         supernet = supernet or target.supernet or "demo"
@@ -144,8 +165,9 @@ def export(
     export_one = partial(
         _export_one, fmt=fmt, supernet=supernet, int8=int8, out_dir=out, name=name, finetune_epochs=finetune_epochs,
         finetune_images=finetune_images, data=data, data_dir=data_dir, calibration_images=calibration_images,
-        int8_calibration_images=int8_calibration_images, test_images=test_images, threads=threads,
-        budget_ms=budget_ms, timing=Timing(warmup, runs, rounds), command=command, progress=progress,
+        int8_calibration_images=int8_calibration_images, test_images=test_images, threads=threads, device=device,
+        backend_options=backend_options(option), budget_ms=budget_ms, timing=Timing(warmup, runs, rounds),
+        command=command, progress=progress,
     )  # fmt: skip
     if refit:
         model, fingerprint = load_predictor(predictor, supernet)
@@ -189,7 +211,8 @@ def _export_one(arch: Any, table: str | Path | None, **options: Any) -> list[Any
 
 _DEFAULTS: dict[str, Any] = {
     "--arch": None, "--int8": False, "--finetune-epochs": 0, "--finetune-images": None, "--out": Path("exported"),
-    "--name": "subnet", "--supernet": None, "--table": None, "--budget": None, "--refit": 0, "--predictor": None,
+    "--name": "subnet", "--supernet": None, "--table": None, "--device": None, "--option": None, "--budget": None,
+    "--refit": 0, "--predictor": None,
     "--seed": 0, "--threads": None,
     "--test-images": None, "--data": None, "--data-dir": None, "--calibration-images": 2000,
     "--int8-calibration-images": 300, "--warmup": 10, "--runs": 50, "--rounds": 5,
@@ -206,6 +229,9 @@ def _command(options: dict[str, Any]) -> str:
             continue
         if isinstance(value, bool):
             words.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                words += [flag, str(item)]
         else:
             words += [flag, str(value)]
     return shlex.join(words)
@@ -236,9 +262,12 @@ def _summary(result: Any) -> None:
             f"{acc['fp32_top1']:.2f}% -> {acc['int8_top1']:.2f}% ({-acc['int8_drop_points']:+.2f} points)"
         )
     if lat:
+        backend = lat["backend"]
+        remote = str(backend.get("device")).upper() != "CPU"
+        where = f" on {backend['device']} ({backend['device_detail']})" if remote else ""
         line = (
-            f"latency ({lat['precision']}): {lat['measured_ms']:.3f} ms measured on {lat['backend']['backend']} "
-            f"{lat['backend']['version']}, {lat['threads'] or '-'} thread(s)"
+            f"latency ({lat['precision']}): {lat['measured_ms']:.3f} ms measured{where} with {backend['backend']} "
+            f"{backend['version']}, {lat['threads'] or '-'} thread(s)"
         )
         if "int8_speedup" in lat:
             line += f"; int8 {lat['int8_speedup']:.2f}x fp32"

@@ -15,20 +15,22 @@ import typer
 from rich.table import Table
 
 from ..errors import OFAEdgeError
-from .common import JsonOpt, OutOpt, ProgressBar, SpaceOpt, emit_json, err, make_typer, resumable
+from .common import (
+    JsonOpt,
+    OptionsOpt,
+    OutOpt,
+    ProgressBar,
+    SpaceOpt,
+    backend_options,
+    emit_json,
+    err,
+    make_typer,
+    resumable,
+)
 
 tables_app = make_typer("Manage latency lookup tables (import the official OFA YAML tables).")
 latency_app = make_typer("Predict, calibrate and validate subnet latency from a lookup table.")
 
-OptionsOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--option",
-        "-O",
-        help="Backend option KEY=VALUE, repeatable (tflite on a phone: "
-        "benchmark_model=PATH, affinity=f0, devices_file=PATH, adb=PATH; tensorrt: trtexec=PATH, gpu=0).",
-    ),
-]
 WarmupOpt = Annotated[int, typer.Option(help="Untimed runs before timing each model.")]
 RunsOpt = Annotated[int, typer.Option(help="Timed runs per model in each pass (the median is kept).")]
 RoundsOpt = Annotated[
@@ -41,16 +43,6 @@ def register_latency_commands(app: typer.Typer) -> None:
     app.command("profile")(profile)
     app.add_typer(tables_app, name="tables")
     app.add_typer(latency_app, name="latency")
-
-
-def _options(pairs: list[str] | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise OFAEdgeError(f"--option expects KEY=VALUE, got {pair!r}")
-        options[key.strip()] = value
-    return options
 
 
 # ------------------------------------------------------------------- backends
@@ -151,7 +143,7 @@ def profile(
     with resumable("profile"), ProgressBar(f"profile {backend} {precision}") as bar, ProgressBar("calibrate") as cal:
         table, path = profile_table(
             backend, space, device, threads, precision, parsed, out, calibration_samples, timing,
-            _options(option), _command_line(), progress=bar, calibration_progress=cal, warn=_warn,
+            backend_options(option), _command_line(), progress=bar, calibration_progress=cal, warn=_warn,
             classes=classes or (),
         )  # fmt: skip
     cal = table.calibration
@@ -319,7 +311,7 @@ def latency_validate(
 
     timing = _timing(warmup, runs, rounds)
     with resumable("validate"), ProgressBar("validate") as bar:
-        result = validate_table(table, samples, seed, record, timing, _options(option), bar, _warn)
+        result = validate_table(table, samples, seed, record, timing, backend_options(option), bar, _warn)
     summary = {k: v for k, v in result.items() if k not in ("points", "corner_points")}
     if as_json:
         emit_json(summary)
@@ -367,7 +359,7 @@ def latency_calibrate(
 
     timing = _timing(warmup, runs, rounds)
     with resumable("calibrate"), ProgressBar("calibrate") as bar:
-        cal, out = calibrate_table(table, samples, seed, fresh, timing, _options(option), bar, _warn)
+        cal, out = calibrate_table(table, samples, seed, fresh, timing, backend_options(option), bar, _warn)
     if as_json:
         emit_json({"table": str(out), **cal.coefficients()})
     else:

@@ -95,6 +95,7 @@ def deploy(
     data_dir: Path | None = None,
     test_images: int | None = None,
     threads: int | None = None,
+    backend_options: dict[str, Any] | None = None,
     refit_rounds: int = 0,
     seed: int = 0,
     command: str | None = None,
@@ -108,6 +109,12 @@ def deploy(
     of that table's feasible range; ONNX, plus OpenVINO and TFLite when their extras are installed;
     fp32 and int8; the data the supernet was trained on (``data``: another). Budgets pair with
     tables in order (one budget serves every table).
+
+    Each file is timed where its target's table was measured when the table's backend times that
+    format (a phone over adb, with ``backend_options`` as for ``profile``: they go to the backends
+    of targets measured elsewhere), else on this machine.
+    A target measured elsewhere (a phone, a GPU) exports by default only the format its backend
+    times; other formats asked for are exported and verified but not timed.
     """
     if refit_rounds < 0:
         raise OFAEdgeError(f"refit rounds must be 0 or more, got {refit_rounds}")
@@ -122,19 +129,23 @@ def deploy(
     else:
         limits = [default_budget(t, space) for t in loaded]
     chosen_formats, format_notes = available_formats(int8, formats)
+    if backend_options and not any(_remote(t) for t in loaded):
+        format_notes.append(f"backend options {', '.join(backend_options)} ignored: every target is timed on this "
+                            "CPU, and they are for a phone or GPU target's backend")  # fmt: skip
     results = specialize(model, [Target(t, b) for t, b in zip(loaded, limits)], space=space,
                          supernet=fingerprint, seed=seed)  # fmt: skip
     deployments = []
     for name, table, budget, choice in zip(names, loaded, limits, results):
-        deployment = Deployment(name, budget, choice, notes=[*format_notes, *choice.notes])
+        formats_here, target_notes = _target_formats(table, chosen_formats, int8, explicit=bool(formats))
+        deployment = Deployment(name, budget, choice, notes=[*format_notes, *target_notes, *choice.notes])
         if (warning := table.machine_warning()) is not None:
             deployment.notes.append(warning)
         folder = Path(out_dir) / _slug(name)
 
         export_all = partial(
-            _export_formats, label=name, formats=chosen_formats, folder=folder, budget_ms=budget, supernet=supernet,
-            int8=int8, data=data, data_dir=data_dir, test_images=test_images, threads=threads, command=command,
-            progress=progress,
+            _export_formats, label=name, formats=formats_here, folder=folder, budget_ms=budget, supernet=supernet,
+            int8=int8, data=data, data_dir=data_dir, test_images=test_images, threads=threads,
+            backend_options=backend_options, command=command, progress=progress,
         )  # fmt: skip
         outcome = export_within_budget(
             choice.arch, export_all, table_ref=name, table=table, budget_ms=budget, predictor=model, space=space,
@@ -146,27 +157,57 @@ def deploy(
     return deployments
 
 
+def _remote(table: LatencyTable) -> bool:
+    """Whether ``table`` was measured somewhere other than this machine's CPU (a phone, a GPU)."""
+    return str(table.backend.get("device", "CPU")).upper() != "CPU"
+
+
+def _target_formats(table: LatencyTable, formats: list[str], int8: bool, explicit: bool) -> tuple[list[str], list[str]]:
+    """The formats to export for ``table``'s target, and notes. A target measured elsewhere gets,
+    unless formats were asked for, only the format its backend times (files it cannot time would
+    be timed on this CPU and read as the target's)."""
+    if not _remote(table):
+        return formats, []
+    where = f"{table.backend.get('device')} ({table.backend.get('backend')})"
+    timed = [f for f in formats if _matches(f, table, int8)]
+    if explicit:
+        return formats, [f"{f} files cannot be timed on {where}: exported and verified, not timed"
+                         for f in formats if f not in timed]  # fmt: skip
+    if not timed:
+        own = next((name for name, spec in FORMATS.items() if spec.backend == table.backend.get("backend")), None)
+        if own is None:
+            raise OFAEdgeError(f"no export format is timed by backend {table.backend.get('backend')} of {where}")
+        check_available(FORMATS[own], int8)
+        timed = [own]
+    return timed, [f"target {where}: exporting {', '.join(timed)}, the format its backend times"]
+
+
 def _export_formats(
     arch: Arch, table_ref: str | Path, *, label: str, formats: list[str], folder: Path, budget_ms: float,
     supernet: str, int8: bool, data: str | None, data_dir: Path | None, test_images: int | None,
-    threads: int | None, command: str | None, progress: Callable[[str], None],
+    threads: int | None, backend_options: dict[str, Any] | None, command: str | None,
+    progress: Callable[[str], None],
 ) -> list[ExportResult]:  # fmt: skip
-    """``arch`` exported to each of ``formats`` in ``folder``, each timed against ``table_ref``
-    where the table prices that format's file."""
+    """``arch`` exported to each of ``formats`` in ``folder``. A file the table prices (its
+    backend and precision) is timed where the table was measured and compared with it; others are
+    timed on this machine when the target is this machine, else not at all."""
     progress(f"{label}: exporting the {arch.r} px subnet to {', '.join(formats)}")
     table = load_table(table_ref)
-    return [
-        export_subnet(
+    results = []
+    for fmt in formats:
+        matched = _matches(fmt, table, int8)
+        timed = matched or not _remote(table)
+        results.append(export_subnet(
             arch, fmt, supernet=supernet, int8=int8, out_dir=folder, name=fmt, data=data, data_dir=data_dir,
-            test_images=test_images, threads=threads, table=table_ref if _matches(fmt, table, int8) else None,
-            budget_ms=budget_ms, command=command, progress=progress,
-        )
-        for fmt in formats
-    ]  # fmt: skip
+            test_images=test_images, threads=threads, table=table_ref if matched else None,
+            backend_options=backend_options if matched and _remote(table) else None, measure_latency=timed,
+            budget_ms=budget_ms if timed else None, command=command, progress=progress,
+        ))  # fmt: skip
+    return results
 
 
 def _matches(fmt: str, table: LatencyTable, int8: bool) -> bool:
-    """Whether ``table`` prices the file an export of ``fmt`` ships (its backend and precision)."""
-    wanted = "int8" if int8 else "fp32"
-    return get_format(fmt).backend == table.backend.get("backend") and table.backend.get("precision") == wanted
-
+    """Whether ``table`` prices a file an export of ``fmt`` writes (its backend, and fp32 or, with
+    ``int8``, int8: the export compares that file's measurement with the table)."""
+    written = ("fp32", "int8") if int8 else ("fp32",)
+    return get_format(fmt).backend == table.backend.get("backend") and table.backend.get("precision") in written

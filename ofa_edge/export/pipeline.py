@@ -36,7 +36,7 @@ import torch
 from ..convert.common import temp_name
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_text
-from ..latency.profiling import int8_graph_warning
+from ..latency.profiling import timing_setting_warnings
 from ..profilers.base import Measurement, Timing, time_interleaved
 from ..space.arch import Arch, load_arch
 from .card import CARD_SCHEMA, CARD_SCHEMA_VERSION, card_markdown, card_paths, sha256_file
@@ -184,6 +184,8 @@ def export_subnet(
     test_images: int | None = None,
     threads: int | None = None,
     table: str | Path | None = None,
+    device: str | None = None,
+    backend_options: dict[str, Any] | None = None,
     budget_ms: float | None = None,
     timing: Timing | None = None,
     measure_latency: bool = True,
@@ -197,8 +199,12 @@ def export_subnet(
 
     ``arch``: an :class:`Arch`, its dict, or an arch JSON path. ``threads``: inference threads for
     the latency measurement (default: the table's, else 1). ``table``: a latency table name or
-    path whose prediction is compared with the measurement (it must be for this space, backend,
-    precision and thread count). ``budget_ms``: flagged in the result when the measurement misses
+    path whose prediction is compared with the measurement of the file in the table's precision
+    (the table must be for this space, backend, device and thread count). ``device``: where the
+    files are timed (default: the table's device, else this machine's CPU; a phone or a GPU when
+    the backend reaches one); ``backend_options``: the backend's own options, as for ``profile``
+    (a phone: ``benchmark_model``, ``devices_file``, ...). Parity and accuracy are always checked
+    with the runtime on this machine. ``budget_ms``: flagged in the result when the measurement misses
     it by more than 10 %. ``test_images``: limit the test split (default: all of it).
     ``calibration_images`` recalibrate BatchNorm; ``int8_calibration_images`` (of those) calibrate
     the int8 quantiser. Raises :class:`OFAEdgeError` subclasses, one line each: a missing extra
@@ -222,7 +228,8 @@ def export_subnet(
         raise OFAEdgeError(f"output name {name!r} may hold only letters, digits and . _ + -")
     arch = _resolve_arch(arch)
     warnings: list[str] = []
-    precision = "int8" if int8 else "fp32"
+    written = ("fp32", "int8") if int8 else ("fp32",)
+    precision = written[-1]  # the precision whose measurement is compared with the table and budget
 
     lut = None
     if table is not None:
@@ -232,10 +239,32 @@ def export_subnet(
                 f"table ({lut.label}) is for backend {lut.backend.get('backend')}, but {spec.name} files are "
                 f"timed with {spec.backend}: pass a {spec.backend} table"
             )
+        # A table prices files of one precision: an fp32 table (the default search's) compares the
+        # fp32 file of an --int8 export; an int8 table needs the int8 file.
+        precision = str(lut.backend.get("precision"))
+        if precision not in written:
+            raise OFAEdgeError(
+                f"table ({lut.label}) prices {precision} files and this export writes {' and '.join(written)}"
+                + (": add --int8" if precision == "int8" else "")
+            )
+        if device is None:
+            device = lut.backend.get("device")
     if threads is None:
         threads = int(lut.backend.get("threads") or 1) if lut is not None else 1
     if threads < 1:
         raise OFAEdgeError(f"threads must be at least 1, got {threads}")
+
+    # The timing backends first: a device or option that cannot work says so before the slow part.
+    backends = {}
+    if measure_latency:
+        for p in written:
+            backends[p] = make_backend(spec.backend, device, threads=threads, precision=p,
+                                       **(backend_options or {}))  # fmt: skip
+        if lut is not None:
+            info = backends[precision].describe()
+            lut.check_request(backend=info.backend, device=info.device, precision=info.precision,
+                              threads=info.threads)  # fmt: skip
+            warnings += timing_setting_warnings(lut.backend, info)
 
     progress(f"loading supernet {supernet} and {data or 'the data it was trained on'}")
     scorer = SupernetScorer.open(supernet, data, data_dir, "test", calibration_images=calibration_images)
@@ -248,16 +277,6 @@ def export_subnet(
             warnings.append(note)
         if (warning := lut.machine_warning()) is not None:
             warnings.append(warning)
-    backends = {}
-    if measure_latency:
-        for p in ("fp32", "int8") if int8 else ("fp32",):
-            backends[p] = make_backend(spec.backend, threads=threads, precision=p)
-        if lut is not None:
-            info = backends[precision].describe()
-            lut.check_request(backend=info.backend, device=info.device, precision=info.precision,
-                              threads=info.threads)  # fmt: skip
-            if (warning := int8_graph_warning(lut.backend, info)) is not None:
-                warnings.append(warning)
 
     # ---------------------------------------------------------------- extract
     finetune = None
@@ -346,7 +365,8 @@ def export_subnet(
         measured: dict[str, Measurement] = {}
         if measure_latency:
             timing = timing or Timing()
-            progress(f"timing on {spec.backend} with {threads} thread(s)")
+            where = backends[precision].describe().device
+            progress(f"timing on {spec.backend} ({where}) with {threads} thread(s)")
             measures = [partial(backends[p].measure, path, timing.warmup, timing.runs) for p, path in temps.items()]
             measured = dict(zip(temps, time_interleaved(measures, timing.rounds)))
             latency = _latency_summary(spec, precision, measured, backends, lut, table, space, arch, budget_ms, timing)

@@ -1,5 +1,6 @@
-"""The arch to export when none is named: the first target of the last ``ofa-edge specialize``
-(``specialized/last.json``, written by :func:`ofa_edge.search.specialize.write_outputs`)."""
+"""The arch to export when none is named: a target of the last ``ofa-edge specialize``
+(``specialized/last.json``, written by :func:`ofa_edge.search.specialize.write_outputs`): the first
+whose table times the format being exported, else the first."""
 
 from __future__ import annotations
 
@@ -25,11 +26,28 @@ class SpecializedTarget:
     predictor: str | None = None  # the accuracy predictor the search used
     supernet: str | None = None  # the supernet searched, when specialize was given its file (or 'demo')
     supernet_fingerprint: str | None = None  # the supernet searched, always
+    table_backend: dict[str, Any] | None = None  # the table's backend record, when the table loads
+
+    def timing_for(self, backend: str) -> tuple[str | None, float | None, str | None]:
+        """(table, budget in ms, note) for timing a file of ``backend`` against this target. A table
+        of another backend cannot price the file: it is dropped (with a note), and its budget is
+        kept only when that table was measured on this machine's CPU, where the file is timed."""
+        recorded = self.table_backend or {}
+        if self.table is None or recorded.get("backend") == backend:
+            return self.table, self.budget_ms, None
+        local = str(recorded.get("device", "")).upper() == "CPU"
+        note = (
+            f"the arch was searched with table {self.table} ({recorded.get('backend')} on {recorded.get('device')}); "
+            f"{backend} times this file on this machine, with no table to compare"
+            + ("" if local or self.budget_ms is None else f" and not against the {self.budget_ms:g} ms budget")
+        )
+        return None, self.budget_ms if local else None, note
 
 
-def last_specialized(path: Path = LAST_SPECIALIZED) -> SpecializedTarget:
-    """The first target of ``path``: its arch (from ``arch_file``, else the recorded arch), its
-    latency table and budget. A missing or unusable record is one line saying what to do."""
+def last_specialized(path: Path = LAST_SPECIALIZED, backend: str | None = None) -> SpecializedTarget:
+    """A target of ``path``, the first whose table was measured with ``backend`` (else the first):
+    its arch (from ``arch_file``, else the recorded arch), its latency table and budget. A missing
+    or unusable record is one line saying what to do."""
     path = Path(path)
     if not path.exists():
         raise OFAEdgeError(f"{NO_ARCH} ({path} not found)")
@@ -37,11 +55,13 @@ def last_specialized(path: Path = LAST_SPECIALIZED) -> SpecializedTarget:
     targets = record.get("targets") if isinstance(record, dict) else None
     if not targets or not isinstance(targets[0], dict):
         raise OFAEdgeError(f"{path} lists no targets; {NO_ARCH}")
-    target = targets[0]
+    table_backends = [_table_backend(t.get("table")) if isinstance(t, dict) else None for t in targets]
+    index = next((i for i, b in enumerate(table_backends) if backend and b and b.get("backend") == backend), 0)
+    target = targets[index]
     arch_file = Path(target.get("arch_file") or "")
     if not target.get("arch_file"):
         if "arch" not in target:
-            raise OFAEdgeError(f"{path}: its first target has no arch_file; {NO_ARCH}")
+            raise OFAEdgeError(f"{path}: its target {index + 1} has neither arch_file nor arch; {NO_ARCH}")
         arch = Arch.from_dict(target["arch"])
     else:
         if not arch_file.is_absolute() and not arch_file.exists():
@@ -60,4 +80,18 @@ def last_specialized(path: Path = LAST_SPECIALIZED) -> SpecializedTarget:
         str(predictor) if isinstance(predictor, str) and predictor else None,
         str(supernet) if isinstance(supernet, str) and supernet else None,
         str(fingerprint) if isinstance(fingerprint, str) and fingerprint else None,
+        table_backends[index],
     )
+
+
+def _table_backend(name: Any) -> dict[str, Any] | None:
+    """The backend record of the table named ``name`` (None when it is gone or unreadable: the
+    export then says so where it loads the table)."""
+    from ..latency.table import load_table
+
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return dict(load_table(name).backend)
+    except OFAEdgeError:
+        return None

@@ -358,9 +358,23 @@ def backend_for_table(table: LatencyTable, options: dict[str, Any] | None = None
         for name in ("version", "device_detail")
         if getattr(info, name) != b.get(name)
     ]
-    if (warning := int8_graph_warning(b, info)) is not None:
-        warnings.append(warning)
+    warnings += timing_setting_warnings(b, info)
     return backend, warnings
+
+
+def timing_setting_warnings(table_backend: dict[str, Any], info: BackendInfo) -> list[str]:
+    """Warnings where ``info``'s backend would time other than the table was measured: another
+    int8 graph, or another setting the backend records (CPU affinity on a phone, execution provider,
+    delegate, ...). The binary's path is not a setting: it may differ between machines."""
+    warnings = []
+    if (warning := int8_graph_warning(table_backend, info)) is not None:
+        warnings.append(warning)
+    recorded = table_backend.get("extra") or {}
+    for key in sorted(recorded.keys() & info.extra.keys() - {"int8_forms", "int8_quantizer", "binary"}):
+        if recorded[key] != info.extra[key]:
+            warnings.append(f"the table was measured with {key}={recorded[key]!r}, this timing uses {info.extra[key]!r}"
+                            f" (pass -O {key}={recorded[key]} to time as the table did)")
+    return warnings
 
 
 def int8_graph_warning(table_backend: dict[str, Any], info: BackendInfo) -> str | None:
