@@ -135,3 +135,39 @@ def test_loop_does_nothing_when_the_first_choice_fits(tmp_path):
         budget_ms=0.5, predictor=None, space=SPACE, supernet=None, rounds=2,
     )  # fmt: skip
     assert calls == [SPACE.min_arch(20)] and outcome.refits == [] and outcome.choice is None
+
+
+def test_a_refit_recalibrates_only_when_the_calibration_is_from_another_device(tmp_path, monkeypatch):
+    """A phone's table keeps its calibration when the miss was measured on that phone (the old code
+    compared with this CPU and so always recalibrated a phone's table, without the phone's -O
+    options). Measured elsewhere, it is calibrated again first, with those options. The
+    measurements and the calibration are stand-ins here (no phone): only the decision is tested."""
+    import ofa_edge.export.closed_loop as closed_loop
+    from ofa_edge.latency.table import load_table
+    from ofa_edge.search.predictor import load_predictor
+
+    tables = tmp_path / "latency_tables"
+    monkeypatch.setenv("OFA_EDGE_TABLES", str(tables))
+    path = _table_calibrated_here(tables)
+    phone = "adb serial SERIAL1, model stand-in phone"
+    data = json.loads(path.read_text())
+    data["calibration"]["host"] = phone
+    path.write_text(json.dumps(data))
+    predictor, fingerprint = load_predictor(None, "demo")
+    calls = []
+
+    def calibrate_stand_in(table_ref, fresh=False, options=None, warn=None, **_):
+        calls.append((fresh, options))
+        return None, path
+
+    monkeypatch.setattr(closed_loop, "calibrate_table", calibrate_stand_in)
+    loop = {"table_ref": path, "budget_ms": 0.3, "predictor": predictor, "space": SPACE, "supernet": fingerprint,
+            "rounds": 1, "backend_options": {"benchmark_model": "./bm"}}  # fmt: skip
+    start = SPACE.max_arch(28)
+    closed_loop.search_until_within_budget(start, lambda arch, ref: 5.0, table=load_table(path),
+                                           measured_on=lambda: phone, **loop)  # fmt: skip
+    assert calls == [] and load_table(path).calibration.host == phone
+    other = "adb serial OTHER, model other phone"
+    closed_loop.search_until_within_budget(start, lambda arch, ref: 5.0, table=load_table(path),
+                                           measured_on=lambda: other, **loop)  # fmt: skip
+    assert calls == [(True, {"benchmark_model": "./bm"})]

@@ -173,7 +173,8 @@ def export(
         model, fingerprint = load_predictor(predictor, supernet)
         outcome = export_within_budget(
             arch, export_one, table_ref=table, table=load_table(table), budget_ms=budget_ms, predictor=model,
-            space=model.space, supernet=fingerprint, rounds=refit, seed=seed, progress=progress,
+            space=model.space, supernet=fingerprint, rounds=refit, seed=seed, backend_options=backend_options(option),
+            progress=progress,
         )  # fmt: skip
         result, refits = outcome.exports[0], outcome.refits
     else:

@@ -71,19 +71,25 @@ def search_until_within_budget(
     supernet: str | None,
     rounds: int,
     seed: int = 0,
+    measured_on: Callable[[], str] = cpu_identity,
+    backend_options: dict[str, Any] | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> LoopOutcome:
     """The loop itself: ``measure(arch, table_ref)`` gives ``arch``'s latency (ms) on the table's
     backend and precision (None: it cannot be measured, the loop stops). Up to ``rounds`` times
     while that is over ``budget_ms``: refit the table with it, search again under a target
-    tightened by the miss, measure the new choice. ``exports`` of the outcome stay empty."""
+    tightened by the miss, measure the new choice. ``exports`` of the outcome stay empty.
+    ``measured_on()``: the device the last measurement ran on, as backends describe it (this CPU,
+    or a phone's serial and model); a calibration made on another is redone there first, with
+    ``backend_options`` (a phone's, as for ``profile``)."""
     outcome = LoopOutcome(arch, [])
     target = budget_ms
     measured = measure(arch, table_ref)
     for round_ in range(1, rounds + 1):
         if measured is None or measured <= budget_ms:
             break
-        table_ref, table = _refit(table_ref, table, space, outcome.arch, measured, progress)
+        table_ref, table = _refit(table_ref, table, space, outcome.arch, measured, measured_on(), backend_options,
+                                  progress)  # fmt: skip
         predicted = table.predict(space, outcome.arch)
         # Aim under the budget by the miss: the last search aimed at ``target`` and measured
         # ``measured``, so aiming at target x budget / measured lands on the budget if the table
@@ -114,20 +120,25 @@ def export_within_budget(
         exports[:] = export(candidate, ref)
         return measured_latency(own_export(exports, table), table)
 
-    outcome = search_until_within_budget(arch, measure, table=table, **loop)
+    def measured_on() -> str:
+        own = own_export(exports, table)
+        return str(((own.latency if own else None) or {}).get("backend", {}).get("device_detail") or cpu_identity())
+
+    outcome = search_until_within_budget(arch, measure, table=table, measured_on=measured_on, **loop)
     outcome.exports = exports
     return outcome
 
 
 def _refit(
-    table_ref: str | Path, table: LatencyTable, space: SearchSpace, arch: Arch, measured_ms: float,
-    progress: Callable[[str], None],
+    table_ref: str | Path, table: LatencyTable, space: SearchSpace, arch: Arch, measured_ms: float, measured_on: str,
+    backend_options: dict[str, Any] | None, progress: Callable[[str], None],
 ) -> tuple[Path, LatencyTable]:  # fmt: skip
     """The table with ``arch``'s measurement as a calibration point. A calibration made on another
-    machine is first redone here (one calibration never mixes two machines' measurements)."""
-    if table.calibration is None or table.calibration.host != cpu_identity():
-        progress(f"refit: calibrating {table_ref} on this machine first")
-        _, path = calibrate_table(table_ref, fresh=True, warn=progress)
+    device than ``measured_on`` is first redone there (one calibration never mixes two devices'
+    measurements)."""
+    if table.calibration is None or table.calibration.host != measured_on:
+        progress(f"refit: calibrating {table_ref} on {measured_on} first")
+        _, path = calibrate_table(table_ref, fresh=True, options=backend_options, warn=progress)
         table_ref = path
     path, updated, warnings = add_calibration_point(table_ref, space, arch, measured_ms, source="--refit")
     for warning in warnings:

@@ -149,7 +149,8 @@ def deploy(
         )  # fmt: skip
         outcome = export_within_budget(
             choice.arch, export_all, table_ref=name, table=table, budget_ms=budget, predictor=model, space=space,
-            supernet=fingerprint, rounds=refit_rounds, seed=seed, progress=progress,
+            supernet=fingerprint, rounds=refit_rounds, seed=seed,
+            backend_options=backend_options if _remote(table) else None, progress=progress,
         )  # fmt: skip
         deployment.exports, deployment.refits = outcome.exports, outcome.refits
         deployment.choice = outcome.choice or choice

@@ -265,6 +265,9 @@ def export_subnet(
             lut.check_request(backend=info.backend, device=info.device, precision=info.precision,
                               threads=info.threads)  # fmt: skip
             warnings += timing_setting_warnings(lut.backend, info)
+            if str(info.device).upper() != "CPU" and info.device_detail != lut.backend.get("device_detail"):
+                warnings.append(f"table {lut.label} was measured on '{lut.backend.get('device_detail')}', these files "
+                                f"on '{info.device_detail}': its prediction may not hold there")  # fmt: skip
 
     progress(f"loading supernet {supernet} and {data or 'the data it was trained on'}")
     scorer = SupernetScorer.open(supernet, data, data_dir, "test", calibration_images=calibration_images)
