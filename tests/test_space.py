@@ -212,3 +212,24 @@ def test_uniform_archs_are_every_single_choice_subnet_and_include_the_corners():
         assert len(set(arch.ks)) == len(set(arch.e)) == len(set(arch.d)) == 1
     for r in space.resolutions:
         assert set(corner_archs(space, r).values()) <= set(archs)
+
+
+def test_archs_in_the_official_ofa_code_forms_are_read():
+    """The official tutorial's ArchManager (and its EvolutionFinder's results) write the resolution
+    as "r": [224] beside "wid": None; its newer arch encoder writes "image_size" and a 0 kernel and
+    expand ratio in the blocks a stage's depth skips. Each was refused before."""
+    space = get_space("mbv3-fmnist")
+    tutorial = {"wid": None, "ks": [5] * 20, "e": [4] * 20, "d": [3] * 5, "r": [28]}
+    assert space.validate(tutorial) == Arch(ks=(5,) * 20, e=(4,) * 20, d=(3,) * 5, r=28)
+    ks = [7, 5, 0, 0] + [3] * 16
+    e = [6, 4, 0, 0] + [3] * 16
+    encoder = {"ks": ks, "e": e, "d": [2, 4, 4, 4, 4], "image_size": 24}
+    filled = space.validate(encoder)
+    assert filled.ks[:4] == (7, 5, 3, 3) and filled.e[:4] == (6, 4, 3, 3) and filled.r == 24
+    assert space.macs(filled) == space.macs(space.validate({**encoder, "ks": [7, 5, 7, 7] + [3] * 16}))
+    with pytest.raises(ArchError, match=r"'ks' index 0: 0 is not allowed"):  # 0 in a block that is built
+        space.validate({**encoder, "ks": [0] + ks[1:]})
+    with pytest.raises(ArchError, match=r"'e' index 4: 0 is not allowed"):
+        space.validate({**encoder, "e": e[:4] + [0] + e[5:]})
+    with pytest.raises(ArchError, match="must be an integer resolution, got \\[28, 20\\]"):
+        space.validate({**tutorial, "r": [28, 20]})

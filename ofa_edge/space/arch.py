@@ -45,6 +45,10 @@ class Arch:
             if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
                 raise ArchError(f"arch field '{key}' must be a list of integers, got {value!r}")
             fields[key] = tuple(int(v) for v in value)
+        # The official OFA tutorial's ArchManager (and its EvolutionFinder's results) write the
+        # resolution as a one-element list, e.g. "r": [224].
+        if isinstance(data["r"], list) and len(data["r"]) == 1:
+            data["r"] = data["r"][0]
         if not _is_int(data["r"]):
             raise ArchError(f"arch field 'r' must be an integer resolution, got {data['r']!r}")
         return cls(ks=fields["ks"], e=fields["e"], d=fields["d"], r=int(data["r"]))

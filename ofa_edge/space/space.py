@@ -173,7 +173,14 @@ class SearchSpace:
             got = len(getattr(arch, key))
             if got != expected:
                 raise ArchError(f"arch field '{key}' has {got} entries; space {self.name} needs {expected} ({what})")
-        for key, allowed in (("ks", self.kernel_choices), ("e", self.expand_choices), ("d", self.depth_choices)):
+        for index, depth in enumerate(arch.d):
+            if depth not in self.depth_choices:
+                raise ArchError(
+                    f"arch field 'd' index {index}: {depth} is not allowed in space {self.name} "
+                    f"(allowed: {_fmt_choices(self.depth_choices)})"
+                )
+        arch = self._fill_skipped(arch)
+        for key, allowed in (("ks", self.kernel_choices), ("e", self.expand_choices)):
             for index, value in enumerate(getattr(arch, key)):
                 if value not in allowed:
                     raise ArchError(
@@ -186,6 +193,21 @@ class SearchSpace:
                 f"(allowed: {_fmt_choices(self.resolutions)})"
             )
         return arch
+
+    def _fill_skipped(self, arch: Arch) -> Arch:
+        """``arch`` with a 0 kernel or expand ratio in a block its stage's depth skips replaced by
+        the smallest choice: the official OFA code's arch encoder writes 0 there (no block). Such
+        a slot is never built, so any allowed value means the same subnet."""
+        skipped = {
+            stage * self.max_depth + block
+            for stage, depth in enumerate(arch.d)
+            for block in range(depth, self.max_depth)
+        }
+        if not any(arch.ks[i] == 0 or arch.e[i] == 0 for i in skipped):
+            return arch
+        ks = tuple(min(self.kernel_choices) if i in skipped and k == 0 else k for i, k in enumerate(arch.ks))
+        e = tuple(min(self.expand_choices) if i in skipped and x == 0 else x for i, x in enumerate(arch.e))
+        return Arch(ks=ks, e=e, d=arch.d, r=arch.r)
 
     def max_arch(self, r: int | None = None) -> Arch:
         return Arch(
