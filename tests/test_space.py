@@ -228,8 +228,8 @@ def test_archs_in_the_official_ofa_code_forms_are_read():
     assert filled.ks[:4] == (7, 5, 3, 3) and filled.e[:4] == (6, 4, 3, 3) and filled.r == 24
     assert space.macs(filled) == space.macs(space.validate({**encoder, "ks": [7, 5, 7, 7] + [3] * 16}))
     with pytest.raises(ArchError, match=r"'ks' index 0: 0 is not allowed"):  # 0 in a block that is built
-        space.validate({**encoder, "ks": [0] + ks[1:]})
+        space.validate({**encoder, "ks": [0, *ks[1:]]})
     with pytest.raises(ArchError, match=r"'e' index 4: 0 is not allowed"):
-        space.validate({**encoder, "e": e[:4] + [0] + e[5:]})
+        space.validate({**encoder, "e": [*e[:4], 0, *e[5:]]})
     with pytest.raises(ArchError, match="must be an integer resolution, got \\[28, 20\\]"):
         space.validate({**tutorial, "r": [28, 20]})

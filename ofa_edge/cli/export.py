@@ -241,6 +241,8 @@ def _command(options: dict[str, Any]) -> str:
 def _summary(result: Any) -> None:
     from rich.table import Table
 
+    from ..latency.table import on_this_cpu
+
     acc, ver, lat = result.accuracy, result.verification, result.latency
     err.print(
         f"[bold]{result.format}[/bold] subnet at {result.resolution} px: MACs {fmt_count(result.macs)}, "
@@ -264,8 +266,7 @@ def _summary(result: Any) -> None:
         )
     if lat:
         backend = lat["backend"]
-        remote = str(backend.get("device")).upper() != "CPU"
-        where = f" on {backend['device']} ({backend['device_detail']})" if remote else ""
+        where = "" if on_this_cpu(backend.get("device")) else f" on {backend['device']} ({backend['device_detail']})"
         line = (
             f"latency ({lat['precision']}): {lat['measured_ms']:.3f} ms measured{where} with {backend['backend']} "
             f"{backend['version']}, {lat['threads'] or '-'} thread(s)"

@@ -95,8 +95,10 @@ def search_until_within_budget(
         # ``measured``, so aiming at target x budget / measured lands on the budget if the table
         # errs by the same factor around the new choice. Never under the cheapest subnet.
         target = max(min(budget_ms, target * budget_ms / measured), LatencyModel(table, space).range()[0])
-        progress(f"refit {round_}/{rounds}: measured {measured:.3f} ms is over the {budget_ms:g} ms budget "
-                 f"(the table now predicts {predicted:.3f} ms); searching again under {target:.3f} ms")
+        progress(
+            f"refit {round_}/{rounds}: measured {measured:.3f} ms is over the {budget_ms:g} ms budget "
+            f"(the table now predicts {predicted:.3f} ms); searching again under {target:.3f} ms"
+        )
         outcome.refits.append({"round": round_, "arch": outcome.arch.to_dict(), "measured_ms": measured,
                                "predicted_ms": predicted, "search_target_ms": target,
                                "table": str(table_ref)})  # fmt: skip

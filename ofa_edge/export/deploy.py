@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import OFAEdgeError
 from ..latency.store import default_cpu_table
-from ..latency.table import LatencyTable, load_table
+from ..latency.table import LatencyTable, load_table, on_this_cpu
 from ..search.efficiency import LatencyModel, feasible_range
 from ..search.predictor import load_predictor
 from ..search.specialize import Result, Target, specialize
@@ -160,7 +160,7 @@ def deploy(
 
 def _remote(table: LatencyTable) -> bool:
     """Whether ``table`` was measured somewhere other than this machine's CPU (a phone, a GPU)."""
-    return str(table.backend.get("device", "CPU")).upper() != "CPU"
+    return not on_this_cpu(table.backend.get("device"))
 
 
 def _target_formats(table: LatencyTable, formats: list[str], int8: bool, explicit: bool) -> tuple[list[str], list[str]]:

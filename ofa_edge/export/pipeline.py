@@ -211,7 +211,7 @@ def export_subnet(
     (with its pip command), TensorRT without a GPU, an op the format cannot convert (op and block),
     an fp32 file that disagrees with PyTorch beyond ``fp32_tolerance``.
     """
-    from ..latency.table import load_table
+    from ..latency.table import load_table, on_this_cpu
     from ..profilers import make_backend
     from ..train.evaluate import SupernetScorer
     from ..train.run import default_flip
@@ -265,7 +265,7 @@ def export_subnet(
             lut.check_request(backend=info.backend, device=info.device, precision=info.precision,
                               threads=info.threads)  # fmt: skip
             warnings += timing_setting_warnings(lut.backend, info)
-            if str(info.device).upper() != "CPU" and info.device_detail != lut.backend.get("device_detail"):
+            if not on_this_cpu(info.device) and info.device_detail != lut.backend.get("device_detail"):
                 warnings.append(f"table {lut.label} was measured on '{lut.backend.get('device_detail')}', these files "
                                 f"on '{info.device_detail}': its prediction may not hold there")  # fmt: skip
 
@@ -368,8 +368,7 @@ def export_subnet(
         measured: dict[str, Measurement] = {}
         if measure_latency:
             timing = timing or Timing()
-            where = backends[precision].describe().device
-            progress(f"timing on {spec.backend} ({where}) with {threads} thread(s)")
+            progress(f"timing on {spec.backend} ({device or 'CPU'}) with {threads} thread(s)")
             measures = [partial(backends[p].measure, path, timing.warmup, timing.runs) for p, path in temps.items()]
             measured = dict(zip(temps, time_interleaved(measures, timing.rounds)))
             latency = _latency_summary(spec, precision, measured, backends, lut, table, space, arch, budget_ms, timing)

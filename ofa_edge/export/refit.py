@@ -15,7 +15,7 @@ from typing import Any
 
 from ..host import cpu_identity
 from ..latency.store import is_shipped, resolve_table_path, writable_path
-from ..latency.table import Calibration, LatencyTable, load_table
+from ..latency.table import Calibration, LatencyTable, load_table, on_this_cpu
 from ..latency.units import arch_units
 from ..space.arch import Arch
 from ..space.space import SearchSpace
@@ -36,7 +36,7 @@ def add_calibration_point(
         loaded.calibration = Calibration(host=cpu_identity())
     calibration = loaded.calibration
     here = cpu_identity()
-    if calibration.host and calibration.host != here and _norm(loaded.backend.get("device")) == "CPU":
+    if calibration.host and calibration.host != here and on_this_cpu(loaded.backend.get("device")):
         warnings.append(f"the table's calibration points were measured on '{calibration.host}', this point on '{here}'")
     point: dict[str, Any] = {
         "arch": arch.to_dict(),
@@ -53,7 +53,3 @@ def add_calibration_point(
         warnings.append(f"{source_path.name} ships with ofa-edge: the updated copy is {out}")
     loaded.save(out)
     return out, loaded, warnings
-
-
-def _norm(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value

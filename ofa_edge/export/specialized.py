@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import OFAEdgeError
 from ..fileio import read_user_json
+from ..latency.table import on_this_cpu
 from ..space.arch import Arch, load_arch
 
 LAST_SPECIALIZED = Path("specialized") / "last.json"
@@ -35,7 +36,7 @@ class SpecializedTarget:
         recorded = self.table_backend or {}
         if self.table is None or recorded.get("backend") == backend:
             return self.table, self.budget_ms, None
-        local = str(recorded.get("device", "")).upper() == "CPU"
+        local = on_this_cpu(recorded.get("device"))
         note = (
             f"the arch was searched with table {self.table} ({recorded.get('backend')} on {recorded.get('device')}); "
             f"{backend} times this file on this machine, with no table to compare"

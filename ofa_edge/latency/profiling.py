@@ -372,8 +372,10 @@ def timing_setting_warnings(table_backend: dict[str, Any], info: BackendInfo) ->
     recorded = table_backend.get("extra") or {}
     for key in sorted(recorded.keys() & info.extra.keys() - {"int8_forms", "int8_quantizer", "binary"}):
         if recorded[key] != info.extra[key]:
-            warnings.append(f"the table was measured with {key}={recorded[key]!r}, this timing uses {info.extra[key]!r}"
-                            f" (pass -O {key}={recorded[key]} to time as the table did)")
+            warnings.append(
+                f"the table was measured with {key}={recorded[key]!r}, this timing uses {info.extra[key]!r}"
+                f" (pass -O {key}={recorded[key]} to time as the table did)"
+            )
     return warnings
 
 

@@ -227,7 +227,7 @@ class LatencyTable:
     def machine_warning(self) -> str | None:
         """One line when this table was measured on this machine's CPU but another CPU model, ISA
         level or core count (a table is only valid where it was measured); None otherwise."""
-        if _norm(self.backend.get("device")) != "CPU" or self.backend.get("backend") == "imported":
+        if not on_this_cpu(self.backend.get("device")) or self.backend.get("backend") == "imported":
             return None
         here, there = cpu_identity(), self.backend.get("device_detail", "")
         if same_cpu(there, here):
@@ -396,6 +396,11 @@ class LatencyTable:
 
 def _norm(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
+
+
+def on_this_cpu(device: Any) -> bool:
+    """Whether a backend's ``device`` is this machine's CPU (not a phone, a GPU or an NPU)."""
+    return _norm(device or "CPU") == "CPU"
 
 
 def load_table(name_or_path: str | Path) -> LatencyTable:
