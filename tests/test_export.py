@@ -418,12 +418,16 @@ def test_deploy_to_a_phone_times_there_with_standin_adb_and_passes_options_only_
     """Two targets, a phone (the stand-in adb) and this CPU: the phone's tflite file is timed over
     adb with the -O options; the CPU target's onnx file is timed here, its backend never given the
     phone's options (the old code passed them to every backend, and onnxruntime refused them)."""
+    import ofa_edge.export.deploy as deploy_module
     from ofa_edge.cli.common import backend_options
     from ofa_edge.export.deploy import deploy
 
     log, options = standin_phone
     monkeypatch.chdir(tmp_path)
     phone = _phone_table(tmp_path)
+    opened = []  # the real SupernetScorer.open, counted: 4 exports read the supernet and data once
+    real_open = deploy_module.SupernetScorer.open
+    monkeypatch.setattr(deploy_module.SupernetScorer, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
     on_phone, here = deploy([40.0, 1.0], [phone.stem, "onnxruntime-cpu-fp32-mbv3-fmnist"], ["tflite", "onnx"],
                             int8=False, out_dir=tmp_path / "d", test_images=200,
                             backend_options=backend_options(options[1::2]))  # fmt: skip
@@ -438,6 +442,7 @@ def test_deploy_to_a_phone_times_there_with_standin_adb_and_passes_options_only_
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     graphs = {word for c in calls if c[2] == "shell" for word in c[3].split() if word.startswith("--graph=")}
     assert len(graphs) == 1  # one file timed on the phone (in every timing pass): the phone target's tflite
+    assert len(opened) == 1
 
 
 def test_timing_settings_that_differ_from_the_table_are_warned():

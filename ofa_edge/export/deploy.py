@@ -24,6 +24,7 @@ from ..search.efficiency import LatencyModel, feasible_range
 from ..search.predictor import load_predictor
 from ..search.specialize import Result, Target, specialize
 from ..space.arch import Arch
+from ..train.evaluate import SupernetScorer
 from .closed_loop import export_within_budget
 from .formats import FORMATS, check_available, get_format
 from .pipeline import ExportResult, export_subnet
@@ -134,6 +135,10 @@ def deploy(
                             "CPU, and they are for a phone or GPU target's backend")  # fmt: skip
     results = specialize(model, [Target(t, b) for t, b in zip(loaded, limits)], space=space,
                          supernet=fingerprint, seed=seed)  # fmt: skip
+    # One supernet and one read of the data for every export of every target (an image folder of
+    # 60k files takes about 25 s to read here).
+    progress(f"loading supernet {supernet} and {data or 'the data it was trained on'}")
+    scorer = SupernetScorer.open(supernet, data, data_dir, "test")
     deployments = []
     for name, table, budget, choice in zip(names, loaded, limits, results):
         formats_here, target_notes = _target_formats(table, chosen_formats, int8, explicit=bool(formats))
@@ -144,7 +149,7 @@ def deploy(
 
         export_all = partial(
             _export_formats, label=name, formats=formats_here, folder=folder, budget_ms=budget, supernet=supernet,
-            int8=int8, data=data, data_dir=data_dir, test_images=test_images, threads=threads,
+            int8=int8, scorer=scorer, test_images=test_images, threads=threads,
             backend_options=backend_options, command=command, progress=progress,
         )  # fmt: skip
         outcome = export_within_budget(
@@ -185,7 +190,7 @@ def _target_formats(table: LatencyTable, formats: list[str], int8: bool, explici
 
 def _export_formats(
     arch: Arch, table_ref: str | Path, *, label: str, formats: list[str], folder: Path, budget_ms: float,
-    supernet: str, int8: bool, data: str | None, data_dir: Path | None, test_images: int | None,
+    supernet: str, int8: bool, scorer: SupernetScorer, test_images: int | None,
     threads: int | None, backend_options: dict[str, Any] | None, command: str | None,
     progress: Callable[[str], None],
 ) -> list[ExportResult]:  # fmt: skip
@@ -199,8 +204,8 @@ def _export_formats(
         matched = _matches(fmt, table, int8)
         timed = matched or not _remote(table)
         results.append(export_subnet(
-            arch, fmt, supernet=supernet, int8=int8, out_dir=folder, name=fmt, data=data, data_dir=data_dir,
-            test_images=test_images, threads=threads, table=table_ref if matched else None,
+            arch, fmt, supernet=supernet, int8=int8, out_dir=folder, name=fmt, scorer=scorer, test_images=test_images,
+            threads=threads, table=table_ref if matched else None,
             backend_options=backend_options if matched and _remote(table) else None, measure_latency=timed,
             budget_ms=budget_ms if timed else None, command=command, progress=progress,
         ))  # fmt: skip

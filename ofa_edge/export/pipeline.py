@@ -192,6 +192,7 @@ def export_subnet(
     fp32_tolerance: float = 1e-3,
     int8_options: dict[str, Any] | None = None,
     command: str | None = None,
+    scorer: Any = None,
     progress: Callable[[str], None] = _noop,
 ) -> ExportResult:
     """Extract ``arch`` from ``supernet``, convert it to ``fmt`` (fp32, and int8 with ``int8``),
@@ -209,7 +210,10 @@ def export_subnet(
     ``calibration_images`` recalibrate BatchNorm; ``int8_calibration_images`` (of those) calibrate
     the int8 quantiser. Raises :class:`OFAEdgeError` subclasses, one line each: a missing extra
     (with its pip command), TensorRT without a GPU, an op the format cannot convert (op and block),
-    an fp32 file that disagrees with PyTorch beyond ``fp32_tolerance``.
+    an fp32 file that disagrees with PyTorch beyond ``fp32_tolerance``. ``scorer``: a
+    :class:`~ofa_edge.train.evaluate.SupernetScorer` of ``supernet`` on the test split, already
+    open (several exports of one deploy share it: the supernet and the data are read once);
+    ``data``, ``data_dir`` and ``calibration_images`` are then its own.
     """
     from ..latency.table import load_table, on_this_cpu
     from ..profilers import make_backend
@@ -269,8 +273,9 @@ def export_subnet(
                 warnings.append(f"table {lut.label} was measured on '{lut.backend.get('device_detail')}', these files "
                                 f"on '{info.device_detail}': its prediction may not hold there")  # fmt: skip
 
-    progress(f"loading supernet {supernet} and {data or 'the data it was trained on'}")
-    scorer = SupernetScorer.open(supernet, data, data_dir, "test", calibration_images=calibration_images)
+    if scorer is None:
+        progress(f"loading supernet {supernet} and {data or 'the data it was trained on'}")
+        scorer = SupernetScorer.open(supernet, data, data_dir, "test", calibration_images=calibration_images)
     warnings += scorer.warnings
     net, eval_data = scorer.net, scorer.data
     space = net.space
