@@ -97,6 +97,11 @@ def backend_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
+def print_reading(done: int, total: int, folder: str) -> None:
+    """Progress of reading a large image folder (train.data.ReadProgress): one line per fifth."""
+    err.print(f"reading {folder}: {done}/{total} images", style="dim")
+
+
 def fmt_count(n: int) -> str:
     """12.3M, 456.7K: MACs and params at a glance."""
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"

@@ -52,7 +52,9 @@ class TrainingProgress:
     def event(self, kind: str, info: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        if kind == "resumed":
+        if kind == "reading":
+            self.console.print(f"reading {info['folder']}: {info['done']}/{info['total']} images")
+        elif kind == "resumed":
             self.console.print(
                 f"resuming {info['checkpoint']} (saved {info['saved_at']} on {info['saved_on']}): "
                 f"phase {info['phase'] + 1} '{info['phase_name']}', epoch {info['epoch'] + 1}, batch {info['batch']}, "

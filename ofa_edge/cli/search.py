@@ -7,7 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import DataDirOpt, JsonOpt, ProgressBar, ScoredDataOpt, emit_json, err, make_typer, resumable
+from .common import (
+    DataDirOpt,
+    JsonOpt,
+    ProgressBar,
+    ScoredDataOpt,
+    emit_json,
+    err,
+    make_typer,
+    print_reading,
+    resumable,
+)
 
 predictor_app = make_typer("Accuracy predictor of a supernet: measure subnets (data), then fit the predictor (train).")
 
@@ -50,7 +60,8 @@ def predictor_data(
     if threads is not None:
         torch.set_num_threads(threads)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    scorer = SupernetScorer.open(supernet, data, data_dir, "val", calibration_images=calibration_images, engine=engine)
+    scorer = SupernetScorer.open(supernet, data, data_dir, "val", calibration_images=calibration_images, engine=engine,
+                                 progress=print_reading if rank == 0 else None)  # fmt: skip
     for warning in scorer.warnings:
         err.print(f"warning: {warning}")
     records = []

@@ -10,7 +10,7 @@ import typer
 
 from ..space.arch import load_arch
 from ..train.schedule import SCHEDULE_NAMES
-from .common import DataDirOpt, JsonOpt, ScoredDataOpt, SpaceOpt, emit_json, err, fmt_count
+from .common import DataDirOpt, JsonOpt, ScoredDataOpt, SpaceOpt, emit_json, err, fmt_count, print_reading
 
 # ---------------------------------------------------------------------- train
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: all cores).")]
@@ -127,7 +127,8 @@ def evaluate(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    scorer = SupernetScorer.open(supernet, data, data_dir, split, seed, val_images, calibration_images)
+    scorer = SupernetScorer.open(supernet, data, data_dir, split, seed, val_images, calibration_images,
+                                 progress=print_reading)  # fmt: skip
     for warning in scorer.warnings:
         err.print(f"warning: {warning}")
     space = scorer.net.space

@@ -27,7 +27,7 @@ from ..space.arch import Arch
 from ..train.evaluate import SupernetScorer
 from .closed_loop import export_within_budget
 from .formats import FORMATS, check_available, get_format
-from .pipeline import ExportResult, export_subnet
+from .pipeline import ExportResult, export_subnet, report_reading
 
 # Formats exported by default when their extra is installed (ONNX always: it is in the core).
 DEFAULT_FORMATS = ("onnx", "openvino", "tflite")
@@ -138,7 +138,7 @@ def deploy(
     # One supernet and one read of the data for every export of every target (an image folder of
     # 60k files takes about 25 s to read here).
     progress(f"loading supernet {supernet} and {data or 'the data it was trained on'}")
-    scorer = SupernetScorer.open(supernet, data, data_dir, "test")
+    scorer = SupernetScorer.open(supernet, data, data_dir, "test", progress=partial(report_reading, progress))
     deployments = []
     for name, table, budget, choice in zip(names, loaded, limits, results):
         formats_here, target_notes = _target_formats(table, chosen_formats, int8, explicit=bool(formats))

@@ -275,7 +275,8 @@ def export_subnet(
 
     if scorer is None:
         progress(f"loading supernet {supernet} and {data or 'the data it was trained on'}")
-        scorer = SupernetScorer.open(supernet, data, data_dir, "test", calibration_images=calibration_images)
+        scorer = SupernetScorer.open(supernet, data, data_dir, "test", calibration_images=calibration_images,
+                                     progress=partial(report_reading, progress))  # fmt: skip
     warnings += scorer.warnings
     net, eval_data = scorer.net, scorer.data
     space = net.space
@@ -423,6 +424,11 @@ def export_subnet(
         command=command,
         seconds=time.perf_counter() - started,
     )
+
+
+def report_reading(progress: Callable[[str], None], done: int, total: int, folder: str) -> None:
+    """A large image folder's reading (train.data.ReadProgress) as a ``progress`` line."""
+    progress(f"reading {folder}: {done}/{total} images")
 
 
 def _stage_model(staging: _Staging, spec: FormatSpec, final: Path) -> Path:

@@ -23,7 +23,7 @@ from ..nn.checkpoint import load_supernet, read_metadata
 from ..nn.supernet import OFAMobileNetV3
 from ..space.arch import Arch
 from ..space.space import SearchSpace, corner_archs
-from .data import NAMED_DATA, BatchLoader, ImageDataset, Normalization, load_dataset, split_train_val
+from .data import NAMED_DATA, BatchLoader, ImageDataset, Normalization, ReadProgress, load_dataset, split_train_val
 
 SCORING_ENGINES = ("torch", "onnxruntime")
 
@@ -107,9 +107,11 @@ def stored_split(path: str | os.PathLike[str]) -> tuple[int, int]:
     return record.get("seed", 0), record.get("val_images", 10_000)
 
 
-def load_split(data: str, split: str, data_dir: Path | None, space: SearchSpace) -> ImageDataset:
+def load_split(
+    data: str, split: str, data_dir: Path | None, space: SearchSpace, progress: ReadProgress | None = None
+) -> ImageDataset:
     """A split of a data set at the space's largest resolution and its number of channels."""
-    return load_dataset(data, split, data_dir, size=max(space.resolutions), channels=space.in_channels)
+    return load_dataset(data, split, data_dir, max(space.resolutions), space.in_channels, progress)
 
 
 @dataclass
@@ -147,6 +149,7 @@ class SupernetScorer:
         calibration_images: int = 2000,
         calibration_subset: int = 0,
         engine: str = "torch",
+        progress: ReadProgress | None = None,
     ) -> SupernetScorer:
         if split not in ("val", "test"):
             raise OFAEdgeError(f"unknown split '{split}' (known: val, test)")
@@ -159,7 +162,7 @@ class SupernetScorer:
         if data is None:
             data, stored_dir = trained_data(supernet)
             data_dir = data_dir if data_dir is not None else stored_dir
-        dataset = load_split(data, "train", data_dir, net.space)
+        dataset = load_split(data, "train", data_dir, net.space, progress)
         if len(dataset.classes) > net.space.num_classes:
             raise OFAEdgeError(
                 f"{data} has {len(dataset.classes)} classes but this supernet's classifier has {net.space.num_classes}"
@@ -176,7 +179,7 @@ class SupernetScorer:
             val_images = min(stored_val_images, len(dataset) // 5)
         train_part, val_part = split_train_val(dataset, val_images, seed=stored_seed if seed is None else seed)
         normalization = stored_normalization(supernet) or Normalization.of(train_part)
-        scored = val_part if split == "val" else load_split(data, "test", data_dir, net.space)
+        scored = val_part if split == "val" else load_split(data, "test", data_dir, net.space, progress)
         scorer = cls(net, EvalData(train_part, scored, normalization), train_part, data, split, 0, engine, warnings)
         scorer.use_calibration_subset(calibration_subset, calibration_images)
         return scorer

@@ -72,7 +72,12 @@ class TrainingRun:
             raise OFAEdgeError(f"checkpoint interval must be at least 1 step, got {checkpoint_every}")
         distributed = init_distributed()
         rank = torch.distributed.get_rank() if distributed else 0
-        dataset = load_split(data, "train", data_dir, sp)
+
+        def reading(done: int, total: int, folder: str) -> None:
+            if on_event is not None:
+                on_event("reading", {"done": done, "total": total, "folder": folder})
+
+        dataset = load_split(data, "train", data_dir, sp, reading)
         if dataset.channels != sp.in_channels:
             raise OFAEdgeError(f"{data} has {dataset.channels}-channel images; space {sp.name} takes {sp.in_channels}")
         if len(dataset.classes) < 2:
