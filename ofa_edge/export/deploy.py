@@ -135,8 +135,9 @@ def deploy(
                             "CPU, and they are for a phone or GPU target's backend")  # fmt: skip
     results = specialize(model, [Target(t, b) for t, b in zip(loaded, limits)], space=space,
                          supernet=fingerprint, seed=seed)  # fmt: skip
-    # One supernet and one read of the data for every export of every target (an image folder of
-    # 60k files takes about 25 s to read here).
+    # One supernet and one read of the data for every export of every target (each export read
+    # them itself before: on Fashion-MNIST written as a 60k-image folder, 3 formats took 117 s
+    # instead of 111 s; BENCHMARKS.md).
     progress(f"loading supernet {supernet} and {data or 'the data it was trained on'}")
     scorer = SupernetScorer.open(supernet, data, data_dir, "test", progress=partial(report_reading, progress))
     deployments = []

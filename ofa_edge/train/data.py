@@ -34,7 +34,8 @@ FASHION_MNIST_CLASSES = (
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 NAMED_DATA = ("fashion-mnist", "mnist")  # read from IDX files; any other --data is a folder
 # (images read, images in all, folder): reported when a folder of at least REPORTED_FOLDER_SIZE
-# images is read, at each fifth of it (60k small PNGs take about 25 s here; photos far longer).
+# images is read, at each fifth of it (Fashion-MNIST's 60k 28x28 PNGs: 12 s from disk here, 4.4 s
+# from the page cache; photos resized down take far longer).
 ReadProgress = Callable[[int, int, str], None]
 REPORTED_FOLDER_SIZE = 5000
 
