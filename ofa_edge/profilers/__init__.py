@@ -64,6 +64,10 @@ def make_backend(
         )
     if threads < 1:
         raise OFAEdgeError(f"threads must be at least 1, got {threads}")
+    accepted = _options_of(cls)
+    if accepted is not None and (unknown := sorted(set(options) - set(accepted))):
+        known = ", ".join(accepted) or "none"
+        raise OFAEdgeError(f"backend '{name}' has no option {', '.join(map(repr, unknown))} (its options: {known})")
     kwargs: dict[str, Any] = {"threads": threads, "precision": precision, **options}
     if device is not None:
         kwargs["device"] = device
@@ -73,6 +77,20 @@ def make_backend(
         raise OFAEdgeError(f"backend '{name}': {exc}") from None
     except ValueError as exc:
         raise OFAEdgeError(f"backend '{name}': {exc}") from None
+
+
+def _options_of(cls: type) -> list[str] | None:
+    """The backend-specific keyword arguments of ``cls`` (its -O options); None when it takes
+    ``**options`` (a plugin that checks its own) or its signature cannot be read."""
+    import inspect
+
+    try:
+        parameters = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.name not in ("device", "threads", "precision")]
 
 
 def list_backends() -> list[dict[str, Any]]:
