@@ -223,3 +223,23 @@ def test_import_official_yaml_tables(tmp_path):
     broken.write_text("key: [unclosed\n")
     with pytest.raises(TableError, match="not valid YAML"):
         import_official_tables([broken], "mbv3-w1.0", "x")
+
+
+def test_calibration_subnets_that_do_not_follow_the_sums_are_warned():
+    """A timing set-up that gives every model the same time (as the stand-in adb replays one
+    benchmark_model output) calibrates to "0.000 x sum + 33.2 ms": a table that cannot rank
+    subnets. Profiling and calibrating now say so; a shipped table's points do not trigger it."""
+    from ofa_edge.latency.profiling import _warn_if_unranked
+    from ofa_edge.latency.table import Calibration, load_table
+
+    shipped = load_table("onnxruntime-cpu-fp32-mbv3-fmnist").calibration
+    warnings: list[str] = []
+    _warn_if_unranked(shipped, warnings.append)
+    assert warnings == []
+    flat = Calibration(points=[{"sum_ms": 0.1 * (i + 1), "units": 20, "measured_ms": 33.2} for i in range(11)])
+    _warn_if_unranked(flat, warnings.append)
+    assert len(warnings) == 1 and "cannot rank subnets" in warnings[0] and "tau nan" in warnings[0]
+    reversed_ = Calibration(points=[{"sum_ms": 0.1 * (i + 1), "units": 20, "measured_ms": 5.0 - 0.1 * i}
+                                    for i in range(11)])  # fmt: skip
+    _warn_if_unranked(reversed_, warnings.append)
+    assert len(warnings) == 2 and "tau -1.00" in warnings[1]

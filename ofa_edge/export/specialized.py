@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import OFAEdgeError
 from ..fileio import read_user_json
-from ..latency.table import on_this_cpu
+from ..latency.table import load_table, on_this_cpu
 from ..space.arch import Arch, load_arch
 
 LAST_SPECIALIZED = Path("specialized") / "last.json"
@@ -33,8 +33,9 @@ class SpecializedTarget:
         """(table, budget in ms, note) for timing a file of ``backend`` against this target. A table
         of another backend cannot price the file: it is dropped (with a note), and its budget is
         kept only when that table was measured on this machine's CPU, where the file is timed."""
-        recorded = self.table_backend or {}
-        if self.table is None or recorded.get("backend") == backend:
+        recorded = self.table_backend
+        # A table that no longer loads is passed on, for the export to say what is wrong with it.
+        if self.table is None or recorded is None or recorded.get("backend") == backend:
             return self.table, self.budget_ms, None
         local = on_this_cpu(recorded.get("device"))
         note = (
@@ -88,8 +89,6 @@ def last_specialized(path: Path = LAST_SPECIALIZED, backend: str | None = None) 
 def _table_backend(name: Any) -> dict[str, Any] | None:
     """The backend record of the table named ``name`` (None when it is gone or unreadable: the
     export then says so where it loads the table)."""
-    from ..latency.table import load_table
-
     if not isinstance(name, str) or not name:
         return None
     try:

@@ -39,6 +39,9 @@ DEFAULT_TIMING = Timing()  # frozen: safe to share as a default
 # else used the machine. On an idle VM here a model's passes agree within a few percent; on a busy
 # host they differ by 20-50% and tables fail validation by as much (BENCHMARKS.md, timing noise).
 NOISY_PASS_SPREAD = 0.10
+# Below this Kendall tau between the unit sums and the end-to-end times of the calibration subnets
+# a table cannot rank subnets (the shipped tables' calibration points: 0.86-0.91).
+UNRANKED_TAU = 0.3
 
 
 def _no_progress(done: int, total: int, label: str) -> None:
@@ -314,6 +317,24 @@ def _warn_if_busy(noise: dict[str, Any] | None, what: str, warn: Callable[[str],
         warn(message)
 
 
+def _warn_if_unranked(calibration: Calibration, warn: Callable[[str], None]) -> None:
+    """A warning when the subnets measured end to end do not rise with the table's unit sums: the
+    table then cannot rank subnets, whatever its calibration (a broken timing set-up, such as a
+    benchmark tool that reports the same time for every model)."""
+    sums = [p["sum_ms"] for p in calibration.points]
+    measured = [p["measured_ms"] for p in calibration.points]
+    if len(sums) < 4:
+        return
+    # Every subnet measured the same: no tau (scipy would warn on the constant input).
+    tau = fidelity(sums, measured)["kendall_tau"] if np.ptp(measured) > 0 else float("nan")
+    if not tau >= UNRANKED_TAU:  # NaN included
+        warn(
+            f"the {len(sums)} calibration subnets' measured latencies do not follow the table's sums (Kendall tau "
+            f"{tau:.2f}; measured {min(measured):.3f}-{max(measured):.3f} ms): this table cannot rank subnets; "
+            "check how the backend times models"
+        )
+
+
 def _fidelity_of(table: LatencyTable, points: list[dict[str, Any]]) -> dict[str, Any]:
     """Fidelity of the raw block sum and of the calibrated prediction on measured ``points``."""
     measured = [p["measured_ms"] for p in points]
@@ -461,6 +482,7 @@ def profile_table(
     if calibration_samples > 0:
         cal = calibrate(table, be, sp, out, calibration_samples, timing=timing, progress=calibration_progress)
         _warn_if_busy(_points_noise(cal.points), "the calibration subnets were timed", warn)
+        _warn_if_unranked(cal, warn)
     return table, out
 
 
@@ -488,6 +510,7 @@ def calibrate_table(
         warn(f"{path.stem} ships with ofa-edge: the calibrated copy goes to {out}")
     calibration = calibrate(t, backend, t.space(), out, samples, seed, timing, progress)
     _warn_if_busy(_points_noise(calibration.points), "the calibration subnets were timed", warn)
+    _warn_if_unranked(calibration, warn)
     return calibration, out
 
 
