@@ -445,6 +445,17 @@ def test_deploy_to_a_phone_times_there_with_standin_adb_and_passes_options_only_
     assert len(opened) == 1
 
 
+def test_timing_on_a_device_this_machine_lacks_is_one_line_before_any_work(tmp_path):
+    """`export --format openvino --device NPU` on a machine without one ended in OpenVINO's
+    traceback after the conversion; it is now one line before the supernet is loaded."""
+    ov = pytest.importorskip("openvino")
+    if "NPU" in ov.Core().available_devices:
+        pytest.skip("this machine has an NPU")
+    with pytest.raises(OFAEdgeError, match="^backend 'openvino' is not available here: .* sees no NPU"):
+        export_subnet(ARCH, "openvino", device="NPU", out_dir=tmp_path, **QUICK)
+    assert not list(tmp_path.iterdir())
+
+
 def test_timing_settings_that_differ_from_the_table_are_warned():
     from ofa_edge.latency.profiling import timing_setting_warnings
     from ofa_edge.profilers.base import BackendInfo

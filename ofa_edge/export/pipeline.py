@@ -36,7 +36,7 @@ import torch
 from ..convert.common import temp_name
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_text
-from ..latency.profiling import timing_setting_warnings
+from ..latency.profiling import require_available, timing_setting_warnings
 from ..profilers.base import Measurement, Timing, time_interleaved
 from ..space.arch import Arch, load_arch
 from .card import CARD_SCHEMA, CARD_SCHEMA_VERSION, card_markdown, card_paths, sha256_file
@@ -264,6 +264,7 @@ def export_subnet(
         for p in written:
             backends[p] = make_backend(spec.backend, device, threads=threads, precision=p,
                                        **(backend_options or {}))  # fmt: skip
+            require_available(backends[p])  # e.g. an OpenVINO device this machine does not have
         if lut is not None:
             info = backends[precision].describe()
             lut.check_request(backend=info.backend, device=info.device, precision=info.precision,
