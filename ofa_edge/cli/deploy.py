@@ -107,7 +107,7 @@ def deploy(
             )  # fmt: skip
     err.print(summary)
     for d in deployments:
-        for note in d.notes + [w for e in d.exports for w in e.warnings]:
+        for note in dict.fromkeys(d.notes + [w for e in d.exports for w in e.warnings]):  # each once
             err.print(f"note: {note}")
         for r in d.refits:
             err.print(f"refit round {r['round']}: measured {r['measured_ms']:.3f} ms; table now {r['table']}")
