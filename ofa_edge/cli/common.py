@@ -99,7 +99,9 @@ def backend_options(pairs: list[str] | None) -> dict[str, Any]:
 
 def print_reading(done: int, total: int, folder: str) -> None:
     """Progress of reading a large image folder (train.data.ReadProgress): one line per fifth."""
-    err.print(f"reading {folder}: {done}/{total} images", style="dim")
+    from ..train.data import reading_line
+
+    err.print(reading_line(done, total, folder), style="dim")
 
 
 def fmt_count(n: int) -> str:

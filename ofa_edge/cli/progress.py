@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from ..train.data import reading_line
 from ..train.schedule import Schedule
 
 
@@ -53,7 +54,7 @@ class TrainingProgress:
         if not self.enabled:
             return
         if kind == "reading":
-            self.console.print(f"reading {info['folder']}: {info['done']}/{info['total']} images")
+            self.console.print(reading_line(info["done"], info["total"], info["folder"]))
         elif kind == "resumed":
             self.console.print(
                 f"resuming {info['checkpoint']} (saved {info['saved_at']} on {info['saved_on']}): "

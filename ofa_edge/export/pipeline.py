@@ -39,6 +39,7 @@ from ..fileio import atomic_write_text
 from ..latency.profiling import require_available, timing_setting_warnings
 from ..profilers.base import Measurement, Timing, time_interleaved
 from ..space.arch import Arch, load_arch
+from ..train.data import reading_line
 from .card import CARD_SCHEMA, CARD_SCHEMA_VERSION, card_markdown, card_paths, sha256_file
 from .formats import FormatSpec, check_available, convert_fp32, convert_int8, files_of, get_format, run_file
 
@@ -429,7 +430,7 @@ def export_subnet(
 
 def report_reading(progress: Callable[[str], None], done: int, total: int, folder: str) -> None:
     """A large image folder's reading (train.data.ReadProgress) as a ``progress`` line."""
-    progress(f"reading {folder}: {done}/{total} images")
+    progress(reading_line(done, total, folder))
 
 
 def _stage_model(staging: _Staging, spec: FormatSpec, final: Path) -> Path:

@@ -40,6 +40,11 @@ ReadProgress = Callable[[int, int, str], None]
 REPORTED_FOLDER_SIZE = 5000
 
 
+def reading_line(done: int, total: int, folder: str) -> str:
+    """A :data:`ReadProgress` report as the line the commands print."""
+    return f"reading {folder}: {done}/{total} images"
+
+
 class DataError(OFAEdgeError):
     """Data that is missing or unreadable, with a line saying how to get it."""
 
