@@ -243,3 +243,18 @@ def test_calibration_subnets_that_do_not_follow_the_sums_are_warned():
                                     for i in range(11)])  # fmt: skip
     _warn_if_unranked(reversed_, warnings.append)
     assert len(warnings) == 2 and "tau -1.00" in warnings[1]
+
+
+def test_calibration_progress_counts_the_requested_subnets_only():
+    """`latency calibrate --samples 2` on a table that `profile` calibrated with 3 samples said
+    "resuming, 11 of 10 already measured" and "11/10": the stored points were counted, not the
+    requested subnets that are among them. Nothing here is measured (every one is stored)."""
+    from ofa_edge.latency.profiling import _measure_points
+
+    space = get_space("mbv3-fmnist")
+    archs = [space.max_arch(28), space.min_arch(20)]
+    points = [{"arch": a.to_dict(), "sum_ms": 1.0, "units": 5, "measured_ms": 1.0}
+              for a in [*archs, space.max_arch(20)]]  # fmt: skip
+    calls = []
+    _measure_points(None, None, space, archs, points, lambda: None, lambda *call: calls.append(call), None)
+    assert calls == [(2, 2, "")] and len(points) == 3

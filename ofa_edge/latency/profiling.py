@@ -161,10 +161,12 @@ def _measure_points(
     progress: Progress,
     timing: Timing,
 ) -> None:
-    """Measure ``archs`` not yet in ``points`` (matched by arch), appending and saving after each group."""
+    """Measure ``archs`` not yet in ``points`` (matched by arch), appending and saving after each group.
+    Progress counts ``archs`` only: ``points`` may hold more (an earlier, larger calibration)."""
     seen = {json.dumps(p["arch"], sort_keys=True) for p in points}
     todo = [arch for arch in archs if json.dumps(arch.to_dict(), sort_keys=True) not in seen]
-    progress(len(points), len(archs), "")
+    done = len(archs) - len(todo)
+    progress(done, len(archs), "")
     with tempfile.TemporaryDirectory(prefix="ofa-edge-subnets-") as tmp:
         for group in _groups(todo):
             models = [subnet_model(space, arch) for arch in group]
@@ -179,7 +181,8 @@ def _measure_points(
                     point["pass_spread"] = measured.pass_spread
                 points.append(point)
             save()
-            progress(len(points), len(archs), f"r{group[-1].r}")
+            done += len(group)
+            progress(done, len(archs), f"r{group[-1].r}")
 
 
 def latency_corners(space: SearchSpace, resolutions: list[int]) -> list[Arch]:
