@@ -135,15 +135,17 @@ def export(
         "--data-dir": data_dir, "--calibration-images": calibration_images,
         "--int8-calibration-images": int8_calibration_images, "--warmup": warmup, "--runs": runs, "--rounds": rounds,
     })  # fmt: skip
-    get_format(fmt)  # an unknown format is the first thing said, before any arch or table is looked up
+    # An unknown format or option is the first thing said, before any arch or table is looked up.
+    timed_by = get_format(fmt).backend
+    options = backend_options(option)
     budget_ms = parse_latency(budget) if budget is not None else None
     if arch_file is not None:
         arch: Any = load_arch(arch_file)
     else:
-        target = last_specialized(backend=get_format(fmt).backend)
+        target = last_specialized(backend=timed_by)
         arch = target.arch
         err.print(f"arch: target {target.table or 'with no table'} of {target.source} ({target.arch_file})")
-        recorded_table, recorded_budget, note = target.timing_for(get_format(fmt).backend)
+        recorded_table, recorded_budget, note = target.timing_for(timed_by)
         if table is None:
             table = recorded_table
             if note:
@@ -166,14 +168,14 @@ def export(
         _export_one, fmt=fmt, supernet=supernet, int8=int8, out_dir=out, name=name, finetune_epochs=finetune_epochs,
         finetune_images=finetune_images, data=data, data_dir=data_dir, calibration_images=calibration_images,
         int8_calibration_images=int8_calibration_images, test_images=test_images, threads=threads, device=device,
-        backend_options=backend_options(option), budget_ms=budget_ms, timing=Timing(warmup, runs, rounds),
+        backend_options=options, budget_ms=budget_ms, timing=Timing(warmup, runs, rounds),
         command=command, progress=progress,
     )  # fmt: skip
     if refit:
         model, fingerprint = load_predictor(predictor, supernet)
         outcome = export_within_budget(
             arch, export_one, table_ref=table, table=load_table(table), budget_ms=budget_ms, predictor=model,
-            space=model.space, supernet=fingerprint, rounds=refit, seed=seed, backend_options=backend_options(option),
+            space=model.space, supernet=fingerprint, rounds=refit, seed=seed, backend_options=options,
             progress=progress,
         )  # fmt: skip
         result, refits = outcome.exports[0], outcome.refits

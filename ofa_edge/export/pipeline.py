@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from ..space.arch import Arch, load_arch
 from ..train.data import reading_line
 from .card import CARD_SCHEMA, CARD_SCHEMA_VERSION, card_markdown, card_paths, sha256_file
 from .formats import FormatSpec, check_available, convert_fp32, convert_int8, files_of, get_format, run_file
+
+if TYPE_CHECKING:
+    from ..train.evaluate import SupernetScorer
 
 EXPORT_FORMATS = ("onnx", "openvino", "tflite", "tensorrt")
 BUDGET_TOLERANCE = 0.10  # a measurement more than 10 % over the budget is a miss
@@ -193,7 +196,7 @@ def export_subnet(
     fp32_tolerance: float = 1e-3,
     int8_options: dict[str, Any] | None = None,
     command: str | None = None,
-    scorer: Any = None,
+    scorer: SupernetScorer | None = None,
     progress: Callable[[str], None] = _noop,
 ) -> ExportResult:
     """Extract ``arch`` from ``supernet``, convert it to ``fmt`` (fp32, and int8 with ``int8``),
