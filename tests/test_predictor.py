@@ -210,8 +210,10 @@ def test_holdout_must_leave_both_sides(data, tmp_path):
     with pytest.raises(OFAEdgeError, match="--holdout must be between 0 and 1"):
         train_predictor(data, holdout=1.0)
     small = load_accuracy_data(write_jsonl(tmp_path / "d.jsonl", synthetic_records(12, 0)), SPACE)
-    with pytest.raises(AccuracyDataError, match="too few subnets"):
+    with pytest.raises(AccuracyDataError, match="too few subnets") as error:
         train_predictor(small, holdout=0.2)
+    # It says how many random subnets make the split work: 20% of 23 rounds to 5.
+    assert "--samples 23 or more" in str(error.value)
 
 
 def test_mlp_is_deterministic_for_a_seed(data):
@@ -339,3 +341,47 @@ def test_cli_predictor_train_refuses_other_supernet(tmp_path, capsys, demo_finge
     assert stderr.startswith("error: ") and stderr.count("\n") == 1
     assert "ffffffffffffffff" in stderr and demo_fingerprint in stderr
     assert not out.exists()
+
+
+def test_a_predictor_names_the_supernet_file_it_was_trained_on(tmp_path, data, demo_fingerprint):
+    """`specialize --predictor P` and `deploy --predictor P` with no --supernet took the demo and
+    stopped ("searched on supernet ..., not on demo"); the file now records where `predictor
+    train` read the supernet, and a moved or unrecorded one is one line asking for --supernet."""
+    from ofa_edge.search.predictor import PredictorError, predictor_supernet
+
+    weights = tmp_path / "run" / "supernet.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"weights")  # only its presence is read here; export checks the fingerprint
+    predictor = fit_ridge(SPACE, FINGERPRINT, data.features, data.top1)
+    path = tmp_path / "p.safetensors"
+    predictor.supernet_path = str(weights)
+    predictor.save(path)
+    assert AccuracyPredictor.load(path).supernet_path == str(weights)
+    assert predictor_supernet(path) == str(weights) and predictor_supernet(None) == "demo"
+    weights.unlink()
+    with pytest.raises(PredictorError, match=f"records supernet file {weights}, which is not there now: pass "
+                       f"--supernet, the checkpoint it was trained on \\(fingerprint {FINGERPRINT}\\)"):  # fmt: skip
+        predictor_supernet(path)
+    predictor.supernet_path = None
+    predictor.save(path)
+    with pytest.raises(PredictorError, match="records no supernet file: pass --supernet"):
+        predictor_supernet(path)
+    # A file of the demo's supernet with no record (the shipped one, say) needs no --supernet.
+    predictor.supernet = demo_fingerprint
+    predictor.save(path)
+    assert predictor_supernet(path) == "demo"
+
+
+def test_a_predictor_that_cannot_rank_is_warned(trained):
+    """A predictor fitted on a handful of subnets (5 held out, tau -0.40 in a walk on a 3-class
+    folder) drove a search that "predicted 100%" with no word; its report now gives a warning."""
+    predictor, report = trained
+    assert report["models"][report["kept"]]["kendall_tau_within_resolution"] > 0.3
+    assert predictor.ranking_warning() is None
+    weak = AccuracyPredictor(predictor.kind, SPACE, FINGERPRINT, predictor.base_acc, predictor.tensors,
+                             report={**report, "models": {report["kept"]: {"kendall_tau_within_resolution": None,
+                                                                           "kendall_tau": -0.4}}})  # fmt: skip
+    expected = f"ranks its {report['heldout']} held-out subnets poorly (Kendall tau -0.40, under 0.3)"
+    assert expected in weak.ranking_warning()
+    assert AccuracyPredictor(predictor.kind, SPACE, FINGERPRINT, predictor.base_acc,
+                             predictor.tensors).ranking_warning() is None  # fmt: skip

@@ -39,6 +39,10 @@ class StandInPredictor:
         self.space_name = space.name
         self.supernet = "stand-in"
         self.weights = np.random.default_rng(seed).normal(size=space.encoding_size) * scale
+        self.supernet_path = None
+
+    def ranking_warning(self) -> None:
+        return None
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:
         assert features.dtype == np.float32 and features.shape[1] == self.space.encoding_size

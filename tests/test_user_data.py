@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -139,8 +140,8 @@ def test_train_on_a_folder_then_predictor_specialize_and_deploy_without_naming_t
     assert main(["predictor", "train", "--data", str(acc), "--supernet", supernet, "-o", str(pred)]) == 0
     capsys.readouterr()
     out = tmp_path / "deploy"
-    code = main(["deploy", "--supernet", supernet, "--predictor", str(pred), "--format", "onnx", "--no-int8",
-                 "-o", str(out), "--json"])  # fmt: skip
+    # No --supernet: the predictor records the file `predictor train` read.
+    code = main(["deploy", "--predictor", str(pred), "--format", "onnx", "--no-int8", "-o", str(out), "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     (deployment,) = json.loads(captured.out)["deployments"]
@@ -150,14 +151,22 @@ def test_train_on_a_folder_then_predictor_specialize_and_deploy_without_naming_t
     assert card["accuracy"]["data"] == str(data) and card["accuracy"]["images"] == 24
     assert os.path.getsize(out / TABLE / "onnx-fp32.onnx") > 0
 
-    # specialize given only the predictor, then a bare export: the demo's weights are not this
-    # search's subnet, so one line instead of a file of the wrong network
+    # specialize given only the predictor, then a bare export: the record names the supernet the
+    # predictor was trained on (this ended in "was searched on supernet ..., not on demo" before)
     assert main(["specialize", "--predictor", str(pred), "--budget", "0.6ms", "--no-plot"]) == 0
-    capsys.readouterr()
-    assert main(["export", "--format", "onnx"]) == 2
-    assert "was searched on supernet" in capsys.readouterr().err and not Path("exported").exists()
-    # given the supernet too, export takes it from the record
-    assert main(["specialize", "--supernet", supernet, "--predictor", str(pred), "--budget", "0.6ms", "--no-plot"]) == 0
     assert main(["export", "--format", "onnx", "--json"]) == 0
     card = json.loads(Path("exported/subnet-fp32.onnx.card.json").read_text())
     assert card["accuracy"]["data"] == str(data) and card["supernet"] == supernet
+    # The demo's weights are not this search's subnet: one line instead of a file of the wrong network.
+    shutil.rmtree("exported")
+    capsys.readouterr()
+    assert main(["export", "--format", "onnx", "--supernet", "demo"]) == 2
+    assert "was searched on supernet" in capsys.readouterr().err and not Path("exported").exists()
+    # The supernet file moved since: one line naming it and the fingerprint to look for.
+    moved = run / "moved.safetensors"
+    os.replace(supernet, moved)
+    assert main(["export", "--format", "onnx"]) == 2
+    message = capsys.readouterr().err
+    assert f"searched on supernet {supernet}, which is not there now: pass --supernet" in message
+    assert not Path("exported").exists()
+    assert main(["export", "--format", "onnx", "--supernet", str(moved), "--json"]) == 0

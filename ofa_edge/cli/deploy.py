@@ -37,7 +37,11 @@ def deploy(
                      "openvino and tflite when their extras are installed."),
     ] = None,
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also export and verify static int8 files.")] = True,
-    supernet: Annotated[str, typer.Option(help="Supernet checkpoint, or 'demo'.")] = "demo",
+    supernet: Annotated[
+        str | None,
+        typer.Option(help="Supernet checkpoint, or 'demo'. Default: demo, or with --predictor the supernet file "
+                     "that predictor was trained on."),
+    ] = None,
     predictor: Annotated[
         Path | None, typer.Option(help="Accuracy predictor of the supernet (default: the demo's shipped one).")
     ] = None,

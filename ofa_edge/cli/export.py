@@ -154,6 +154,11 @@ def export(
             budget_ms = recorded_budget
         if predictor is None and target.predictor:
             predictor = Path(target.predictor)
+        if supernet is None and target.supernet not in (None, "demo") and not Path(target.supernet).is_file():
+            raise OFAEdgeError(
+                f"the arch of {target.source} was searched on supernet {target.supernet}, which is not there now: "
+                f"pass --supernet, that checkpoint (fingerprint {target.supernet_fingerprint})"
+            )
         supernet = supernet or target.supernet or "demo"
         _check_searched(supernet, target)
     supernet = supernet or "demo"

@@ -104,12 +104,16 @@ def predictor_train(
     if not as_json:
         err.print(f"{data}: {len(dataset)} subnets, {len(dataset.repeats)} repeat pairs; fitting mlp and ridge ...")
     predictor, report = train_predictor(dataset, holdout=holdout, seed=seed)
+    predictor.supernet_path = supernet if supernet == "demo" else str(Path(supernet).resolve())
     predictor.save(out)
+    warning = predictor.ranking_warning()
     if as_json:
-        emit_json({"out": str(out), **report})
+        emit_json({"out": str(out), **report, "warnings": [warning] if warning else []})
         return
     _print_predictor_report(report)
     err.print(f"wrote {out} ({report['kept']}, {report['refit']})")
+    if warning:
+        err.print(f"warning: {warning}")
 
 
 def _print_predictor_report(report: dict[str, Any]) -> None:

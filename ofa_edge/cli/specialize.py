@@ -154,12 +154,12 @@ def specialize(
         },
         # Resolved, so that `export` run from elsewhere takes the same file.
         "supernet": (supernet if supernet in (None, "demo") else str(Path(supernet).resolve()))
-        or ("demo" if predictor is None else None),
+        or ("demo" if predictor is None else model.supernet_path),
         "supernet_fingerprint": fingerprint or getattr(model, "supernet", None),
         "predictor": str(Path(predictor).resolve() if predictor else demo_predictor_path()),
     }
     last = write_outputs(results, out, record, plot=plot)
-    warnings = [w for w in (_machine_warning(r) for r in results) if w]
+    warnings = [w for w in (model.ranking_warning(), *(_machine_warning(r) for r in results)) if w]
     if as_json:
         payload = {key: last[key] for key in ("space", "supernet", "supernet_fingerprint", "predictor")}
         payload["results"] = [{**r.to_dict(), "arch_file": t["arch_file"], "plot": t["plot"]}

@@ -21,7 +21,7 @@ from ..errors import OFAEdgeError
 from ..latency.store import default_cpu_table
 from ..latency.table import LatencyTable, load_table, on_this_cpu
 from ..search.efficiency import LatencyModel, feasible_range
-from ..search.predictor import load_predictor
+from ..search.predictor import load_predictor, predictor_supernet
 from ..search.specialize import Result, Target, specialize
 from ..space.arch import Arch
 from ..train.evaluate import SupernetScorer
@@ -89,7 +89,7 @@ def deploy(
     formats: Sequence[str] | None = None,
     *,
     int8: bool = True,
-    supernet: str = "demo",
+    supernet: str | None = None,
     predictor: str | Path | None = None,
     out_dir: str | Path = "deploy",
     data: str | None = None,
@@ -105,7 +105,8 @@ def deploy(
     """Specialise the supernet for each target (a latency table and a budget in ms), then export
     each chosen subnet to every format, verified and timed.
 
-    Defaults: the demo supernet and its shipped predictor; one target, this CPU's onnxruntime table
+    Defaults: the demo supernet and its shipped predictor (with only ``predictor``, the supernet
+    file it was trained on); one target, this CPU's onnxruntime table
     (yours from ``ofa-edge profile`` when it exists, else the shipped one); the budget in the middle
     of that table's feasible range; ONNX, plus OpenVINO and TFLite when their extras are installed;
     fp32 and int8; the data the supernet was trained on (``data``: another). Budgets pair with
@@ -119,6 +120,8 @@ def deploy(
     """
     if refit_rounds < 0:
         raise OFAEdgeError(f"refit rounds must be 0 or more, got {refit_rounds}")
+    if supernet is None:
+        supernet = predictor_supernet(predictor)
     model, fingerprint = load_predictor(predictor, supernet)
     space = model.space
     names = list(tables) if tables else [default_cpu_table(space.name)]
@@ -130,6 +133,8 @@ def deploy(
     else:
         limits = [default_budget(t, space) for t in loaded]
     chosen_formats, format_notes = available_formats(int8, formats)
+    if (warning := model.ranking_warning()) is not None:
+        format_notes.append(warning)
     if backend_options and not any(_remote(t) for t in loaded):
         format_notes.append(f"backend options {', '.join(backend_options)} ignored: every target is timed on this "
                             "CPU, and they are for a phone or GPU target's backend")  # fmt: skip

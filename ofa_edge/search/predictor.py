@@ -30,6 +30,7 @@ from two different runs; no pickle anywhere. Prediction = ``base_acc + model(enc
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -221,6 +222,11 @@ def _scores(truth: np.ndarray, pred: np.ndarray, resolution: np.ndarray) -> dict
     }
 
 
+# Held-out Kendall tau under which a predictor is said not to rank subnets (the shipped demo
+# predictor's report: 0.58 within resolution, 0.79 overall).
+UNRANKED_TAU = 0.3
+
+
 # ------------------------------------------------------------------------------ the model
 class AccuracyPredictor:
     """Predicts top-1 (%) of subnets of one supernet from their encoding; pure numpy at inference."""
@@ -234,6 +240,7 @@ class AccuracyPredictor:
         tensors: dict[str, np.ndarray],
         config: dict[str, Any] | None = None,
         report: dict[str, Any] | None = None,
+        supernet_path: str | None = None,
     ) -> None:
         if kind not in KINDS:
             raise PredictorError(f"unknown predictor kind '{kind}' (known: {', '.join(KINDS)})")
@@ -244,6 +251,9 @@ class AccuracyPredictor:
         self.tensors = dict(tensors)
         self.config = dict(config or {})
         self.report = dict(report or {})
+        # Where `predictor train` read the supernet ('demo' or an absolute path): a hint that lets
+        # later commands default to it; the fingerprint above is what is checked.
+        self.supernet_path = supernet_path
         self._layers = self._check_tensors()
 
     @property
@@ -302,6 +312,24 @@ class AccuracyPredictor:
         # the demo, nothing changes.
         return np.clip(h[:, 0].astype(np.float64) + self.base_acc, 0.0, 100.0)
 
+    def ranking_warning(self) -> str | None:
+        """A line when the kept model ranked its held-out subnets no better than UNRANKED_TAU (a
+        search with it picks almost at random), else None; None too for a file with no report."""
+        scores = self.report.get("models", {}).get(self.report.get("kept"))
+        if not isinstance(scores, dict):
+            return None
+        tau = scores.get("kendall_tau_within_resolution")
+        if tau is None:
+            tau = scores.get("kendall_tau")
+        if tau is not None and tau >= UNRANKED_TAU:
+            return None
+        shown = "undefined" if tau is None else f"{tau:.2f}"
+        return (
+            f"the accuracy predictor ranks its {self.report.get('heldout', '?')} held-out subnets poorly "
+            f"(Kendall tau {shown}, under {UNRANKED_TAU}): a search with it picks almost at random; measure more "
+            "subnets (`ofa-edge predictor data --samples N`, it resumes), then train it again"
+        )
+
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
         """Top-1 (%) of each arch (validated against the space)."""
         if not len(archs):
@@ -324,6 +352,8 @@ class AccuracyPredictor:
             "config": json.dumps(self.config),
             "report": json.dumps(self.report),
         }
+        if self.supernet_path:
+            metadata["supernet_path"] = self.supernet_path
         tensors = {k: np.ascontiguousarray(v) for k, v in self.tensors.items()}
         try:
             atomic_write_bytes(Path(path), save_bytes(tensors, metadata=metadata))
@@ -362,6 +392,7 @@ class AccuracyPredictor:
                 "base_acc": float(metadata["base_acc"]),
                 "config": json.loads(metadata["config"]),
                 "report": json.loads(metadata["report"]),
+                "supernet_path": metadata.get("supernet_path"),
             }
         except (KeyError, ValueError, json.JSONDecodeError, OFAEdgeError) as exc:
             raise PredictorError(f"{path} has a damaged metadata record ({exc})") from None
@@ -534,9 +565,11 @@ def split_holdout(data: AccuracyData, holdout: float, seed: int) -> tuple[np.nda
     candidates = np.unique(data.index[[k != "corner" for k in data.kind]])
     count = round(holdout * len(candidates))
     if count < 5 or len(data) - count < 5:
+        needed = next(n for n in itertools.count(len(candidates) + 1) if round(holdout * n) >= 5)
         raise AccuracyDataError(
             f"{data.source}: too few subnets to hold out {holdout:.0%} and still train "
-            f"({len(candidates)} non-corner subnets, {len(data)} in all; need 5 or more on each side)"
+            f"({len(candidates)} non-corner subnets, {len(data)} in all; need 5 or more on each side): "
+            f"run `ofa-edge predictor data` again with --samples {needed} or more (it measures only the new ones)"
         )
     chosen = np.random.default_rng(seed).permutation(candidates)[:count]
     held = np.isin(data.index, chosen)
@@ -617,6 +650,26 @@ def demo_predictor_path() -> Path:
             "fit one with `ofa-edge predictor data` and `ofa-edge predictor train`, then pass --predictor PATH"
         )
     return DEMO_PREDICTOR
+
+
+def predictor_supernet(path: str | Path | None) -> str:
+    """The supernet a predictor file belongs to, for commands given --predictor and no --supernet:
+    the checkpoint `predictor train` read ('demo' for the shipped predictor). A file that records
+    none (written before the record existed) or whose supernet moved is one line asking for it."""
+    if path is None:
+        return "demo"
+    model = AccuracyPredictor.load(Path(path))
+    recorded = model.supernet_path
+    if recorded == "demo" or (recorded and Path(recorded).is_file()):
+        return recorded
+    from ..nn.checkpoint import supernet_fingerprint
+
+    if model.supernet == supernet_fingerprint("demo")[0]:  # e.g. the shipped predictor, named by its path
+        return "demo"
+    where = f"records supernet file {recorded}, which is not there now" if recorded else "records no supernet file"
+    raise PredictorError(
+        f"{path} {where}: pass --supernet, the checkpoint it was trained on (fingerprint {model.supernet})"
+    )
 
 
 def load_predictor(

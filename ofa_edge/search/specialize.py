@@ -269,6 +269,9 @@ def specialize(
                                      population_size=population_size, generations=generations, seed=seed)  # fmt: skip
         seconds = time.perf_counter() - started
         arch = found.arch
+        if found.accuracy >= 100.0:
+            notes = [*notes, "predicted top-1 100%: the predictor's output is clipped there, so it extrapolates "
+                     "beyond its data and the subnets it rates 100% tie; `export` scores the pick on test images"]  # fmt: skip
         results.append(
             Result(
                 table=name,
