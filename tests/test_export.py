@@ -445,6 +445,103 @@ def test_deploy_to_a_phone_times_there_with_standin_adb_and_passes_options_only_
     assert len(opened) == 1
 
 
+# ------------------------------------------- TensorRT through the stand-in trtexec
+STANDIN = Path(__file__).parent / "standin"
+STANDIN_COMPUTE_MS = 0.105  # what tests/standin/trtexec replays for every iteration: never a measurement
+
+
+@pytest.fixture
+def standin_gpu(tmp_path, monkeypatch):
+    """No NVIDIA GPU here: the stand-in nvidia-smi (names one GPU) on PATH, and the stand-in
+    trtexec (tests/standin/trtexec: its "engine" holds the ONNX model, which it runs with
+    onnxruntime for the parity check, and every timing is a replayed 0.105 ms) given as
+    -O trtexec=PATH, as for a TensorRT install off PATH; trtexec itself is not on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").symlink_to(STANDIN / "nvidia-smi")
+    # The stand-in trtexec runs under this interpreter's python3 (it imports onnx and onnxruntime).
+    monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]))
+    log = tmp_path / "trtexec.log"
+    monkeypatch.setenv("STANDIN_TRTEXEC_LOG", str(log))
+    return log, {"trtexec": str(STANDIN / "trtexec")}
+
+
+def _trtexec_calls(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_tensorrt_export_builds_checks_and_times_with_the_trtexec_and_gpu_given_with_standin_trtexec(
+    tmp_path, standin_gpu
+):
+    """`export --format tensorrt -O trtexec=PATH` said "trtexec not found": the conversion and the
+    parity check ran trtexec from PATH and GPU 0 whatever the options said; only timing read them.
+    Through the stand-in, the whole path runs: engines built with the given trtexec on the given
+    GPU, parity checked on real outputs, the int8 engine built from the QDQ model."""
+    log, options = standin_gpu
+    result = export_subnet(ARCH, "tensorrt", int8=True, out_dir=tmp_path / "out",
+                           backend_options={**options, "gpu": "1"}, **QUICK)  # fmt: skip
+    assert result.verification["passed"] and result.verification["fp32_max_abs_diff"] < 1e-3
+    lat = result.latency
+    assert lat["backend"]["device"] == "Stand-in GPU (no NVIDIA GPU here)" and lat["backend"]["version"] == "10.3.0"
+    assert lat["measured_ms"] == STANDIN_COMPUTE_MS  # the stand-in's replayed number, not a measurement
+    calls = _trtexec_calls(log)
+    builds = [c for c in calls if any(a.startswith("--saveEngine=") for a in c)]
+    runs = [c for c in calls if any(a.startswith("--loadInputs=") for a in c)]
+    timings = [c for c in calls if any(a.startswith("--exportTimes=") for a in c)]
+    assert len(builds) == 2 and sum("--int8" in c for c in builds) == 1 and runs and timings
+    assert all(c[0] == "--device=1" for c in builds + runs + timings)  # -O gpu=1 everywhere
+    card = json.loads(Path(result.file("int8").card_json).read_text())
+    assert card["latency"]["backend"]["extra"]["gpu_index"] == 1
+    with pytest.raises(OFAEdgeError, match="^TensorRT needs trtexec: /no/trtexec is not an executable file$"):
+        export_subnet(ARCH, "tensorrt", out_dir=tmp_path / "none", backend_options={"trtexec": "/no/trtexec"}, **QUICK)
+
+
+def test_tensorrt_tables_are_named_for_the_gpu_and_its_version_is_read_from_the_banner(standin_gpu):
+    """`profile --backend tensorrt` named its table tensorrt-cpu-... (the CLI's default device) while
+    recording the GPU, and `backends` showed the version as "100300"."""
+    from ofa_edge.latency.profiling import _table_device
+    from ofa_edge.profilers.tensorrt import trtexec_version
+
+    _, options = standin_gpu
+    gpu = make_backend("tensorrt", "CPU", **options)
+    assert _table_device("CPU", gpu) == "stand-in-gpu-no-nvidia-gpu-here"
+    assert _table_device("CPU", make_backend("onnxruntime")) == "CPU"
+    assert gpu.availability() == (True, "10.3.0")
+    assert [trtexec_version(f"[TensorRT v{n}]") for n in (100300, 101100, 8601, 8205)] == [
+        "10.3.0", "10.11.0", "8.6.1", "8.2.5"]  # fmt: skip
+    with pytest.raises(OFAEdgeError, match="gpu must be a GPU index"):
+        make_backend("tensorrt", "CPU", gpu="first")
+
+
+@pytest.mark.slow
+def test_deploy_to_a_gpu_table_builds_and_times_there_with_standin_trtexec(tmp_path, monkeypatch, standin_gpu):
+    """A GPU target's table (shaped as `profile --backend tensorrt` writes it) gets the format its
+    backend times, built, checked and timed through -O trtexec=PATH."""
+    from ofa_edge.export.deploy import deploy
+    from ofa_edge.latency.store import resolve_table_path
+
+    log, options = standin_gpu
+    monkeypatch.chdir(tmp_path)
+    record = json.loads(resolve_table_path("onnxruntime-cpu-fp32-mbv3-fmnist").read_text())
+    record["backend"] = {"backend": "tensorrt", "version": "10.3.0", "device": "Stand-in GPU (no NVIDIA GPU here)",
+                         "device_detail": "Stand-in GPU (no NVIDIA GPU here) (index 0)", "threads": None,
+                         "precision": "fp32", "input_layout": "NCHW",
+                         "extra": {"tool": "trtexec", "gpu_index": 0, "spin_wait": True, "cuda_graph": True,
+                                   "statistic": "GPU compute time"}}  # fmt: skip
+    table = tmp_path / "latency_tables" / "tensorrt-stand-in-gpu-fp32-mbv3-fmnist.json"
+    table.parent.mkdir()
+    table.write_text(json.dumps(record))
+    (on_gpu,) = deploy([1.0], [table.stem], int8=False, out_dir=tmp_path / "d", test_images=100,
+                       backend_options=options)  # fmt: skip
+    (export,) = on_gpu.exports
+    assert export.format == "tensorrt" and export.verification["passed"]
+    assert export.latency["measured_ms"] == STANDIN_COMPUTE_MS and export.latency["table"] == table.stem
+    assert "target Stand-in GPU (no NVIDIA GPU here) (tensorrt): exporting tensorrt, the format its backend " \
+           "times" in on_gpu.notes  # fmt: skip
+    assert any(a.startswith("--saveEngine=") for c in _trtexec_calls(log) for a in c)
+
+
 def test_timing_on_a_device_this_machine_lacks_is_one_line_before_any_work(tmp_path):
     """`export --format openvino --device NPU` on a machine without one ended in OpenVINO's
     traceback after the conversion; it is now one line before the supernet is loaded."""

@@ -273,10 +273,14 @@ def _summary(result: Any) -> None:
         )
     if lat:
         backend = lat["backend"]
-        where = "" if on_this_cpu(backend.get("device")) else f" on {backend['device']} ({backend['device_detail']})"
+        device, detail = str(backend.get("device")), str(backend.get("device_detail") or "")
+        # A GPU's detail starts with its name (the device): said once.
+        where = f" on {detail}" if detail.startswith(device) else f" on {device} ({detail})"
+        where = "" if on_this_cpu(device) else where
+        threads = f", {lat['threads']} thread(s)" if lat["threads"] else ""  # none for a GPU
         line = (
             f"latency ({lat['precision']}): {lat['measured_ms']:.3f} ms measured{where} with {backend['backend']} "
-            f"{backend['version']}, {lat['threads'] or '-'} thread(s)"
+            f"{backend['version']}{threads}"
         )
         if "int8_speedup" in lat:
             line += f"; int8 {lat['int8_speedup']:.2f}x fp32"

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +34,34 @@ class TensorRTUnavailable(OFAEdgeError):
     """No trtexec or no NVIDIA GPU here."""
 
 
+def gpu_index(device: str | int | None, gpu: int | str | None) -> int:
+    """The GPU index a device name means: ``GPU``/``CPU``/None -> ``gpu`` (default 0), ``GPU.1``,
+    ``cuda:1`` or ``1`` -> 1."""
+    if gpu is not None and str(gpu).strip() != "":
+        if not str(gpu).strip().isdigit():
+            raise OFAEdgeError(f"gpu must be a GPU index (0, 1, ...), got {gpu!r}")
+        return int(gpu)
+    text = str(device or "").strip().lower()
+    match = re.fullmatch(r"(?:gpu|cuda)?[.:]?(\d+)", text)
+    return int(match.group(1)) if match else 0
+
+
+@dataclass(frozen=True)
+class Trtexec:
+    """Which trtexec builds and runs engines, and on which GPU: the tensorrt backend's options
+    (``-O trtexec=PATH``, ``-O gpu=N``, or a device such as ``GPU.1``), so that an export converts
+    and verifies with the same tool and GPU it times on."""
+
+    path: str = "trtexec"
+    gpu: int = 0
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None, device: str | None = None) -> Trtexec:
+        """The settings in ``options`` (other backends' keys, e.g. a phone's, are not read)."""
+        options = options or {}
+        return cls(str(options.get("trtexec") or "trtexec"), gpu_index(device, options.get("gpu")))
+
+
 def find_trtexec(trtexec: str = "trtexec") -> str | None:
     for candidate in (trtexec, "/usr/src/tensorrt/bin/trtexec"):
         if found := shutil.which(candidate):
@@ -42,6 +73,8 @@ def tensorrt_availability(trtexec: str = "trtexec") -> tuple[bool, str]:
     """(usable here?, trtexec path or why not, in one line)."""
     binary = find_trtexec(trtexec)
     if binary is None:
+        if trtexec != "trtexec":  # a path the user gave (-O trtexec=PATH)
+            return False, f"TensorRT needs trtexec: {trtexec} is not an executable file"
         return False, f"TensorRT needs trtexec and an NVIDIA GPU: trtexec not found ({TRTEXEC_HINT})"
     if shutil.which("nvidia-smi") is None and not Path("/etc/nv_tegra_release").exists():
         return False, "TensorRT needs an NVIDIA GPU: no GPU driver found here (nvidia-smi missing)"

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..convert.tensorrt import Trtexec
 from ..errors import OFAEdgeError
 from ..latency.store import default_cpu_table
 from ..latency.table import LatencyTable, load_table, on_this_cpu
@@ -55,12 +56,14 @@ class Deployment:
         }
 
 
-def available_formats(int8: bool, wanted: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+def available_formats(
+    int8: bool, wanted: Sequence[str] | None = None, trtexec: Trtexec | None = None
+) -> tuple[list[str], list[str]]:
     """The formats to export (``wanted``, or every default one whose extra is installed) and notes
     on the default formats left out. A wanted format that cannot run here is one error line."""
     if wanted:
         for name in wanted:
-            check_available(get_format(name), int8)
+            check_available(get_format(name), int8, trtexec)
         return list(dict.fromkeys(wanted)), []
     chosen, notes = [], []
     for name in DEFAULT_FORMATS:
@@ -132,7 +135,8 @@ def deploy(
         limits = [float(b) for b in budgets] * (len(names) if len(budgets) == 1 else 1)
     else:
         limits = [default_budget(t, space) for t in loaded]
-    chosen_formats, format_notes = available_formats(int8, formats)
+    trtexec = Trtexec.from_options(backend_options)  # for tensorrt files: -O trtexec=PATH, gpu=N
+    chosen_formats, format_notes = available_formats(int8, formats, trtexec)
     if (warning := model.ranking_warning()) is not None:
         format_notes.append(warning)
     if backend_options and not any(_remote(t) for t in loaded):
@@ -147,7 +151,8 @@ def deploy(
     scorer = SupernetScorer.open(supernet, data, data_dir, "test", progress=partial(report_reading, progress))
     deployments = []
     for name, table, budget, choice in zip(names, loaded, limits, results):
-        formats_here, target_notes = _target_formats(table, chosen_formats, int8, explicit=bool(formats))
+        formats_here, target_notes = _target_formats(table, chosen_formats, int8, explicit=bool(formats),
+                                                     trtexec=trtexec)  # fmt: skip
         deployment = Deployment(name, budget, choice, notes=[*format_notes, *target_notes, *choice.notes])
         if (warning := table.machine_warning()) is not None:
             deployment.notes.append(warning)
@@ -174,7 +179,9 @@ def _remote(table: LatencyTable) -> bool:
     return not on_this_cpu(table.backend.get("device"))
 
 
-def _target_formats(table: LatencyTable, formats: list[str], int8: bool, explicit: bool) -> tuple[list[str], list[str]]:
+def _target_formats(
+    table: LatencyTable, formats: list[str], int8: bool, explicit: bool, trtexec: Trtexec | None = None
+) -> tuple[list[str], list[str]]:
     """The formats to export for ``table``'s target, and notes. A target measured elsewhere gets,
     unless formats were asked for, only the format its backend times (files it cannot time would
     be timed on this CPU and read as the target's)."""
@@ -189,7 +196,7 @@ def _target_formats(table: LatencyTable, formats: list[str], int8: bool, explici
         own = next((name for name, spec in FORMATS.items() if spec.backend == table.backend.get("backend")), None)
         if own is None:
             raise OFAEdgeError(f"no export format is timed by backend {table.backend.get('backend')} of {where}")
-        check_available(FORMATS[own], int8)
+        check_available(FORMATS[own], int8, trtexec)
         timed = [own]
     return timed, [f"target {where}: exporting {', '.join(timed)}, the format its backend times"]
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..convert.common import CalibrationData, convert_guarded, extra_missing, temp_name
 from ..convert.graph_form import INT8_FORMS  # each format's int8 export forms (the backends use them too)
+from ..convert.tensorrt import Trtexec
 from ..errors import OFAEdgeError
 
 
@@ -48,12 +49,13 @@ def get_format(name: str) -> FormatSpec:
     return FORMATS[name]
 
 
-def check_available(fmt: FormatSpec, int8: bool) -> None:
-    """Raise one line (with the pip command) when ``fmt``'s extra or device is missing here."""
+def check_available(fmt: FormatSpec, int8: bool, trtexec: Trtexec | None = None) -> None:
+    """Raise one line (with the pip command) when ``fmt``'s extra or device is missing here
+    (``trtexec``: the tool and GPU a tensorrt export uses; default: trtexec on PATH, GPU 0)."""
     if fmt.name == "tensorrt":
         from ..convert.tensorrt import TensorRTUnavailable, tensorrt_availability
 
-        ok, why = tensorrt_availability()
+        ok, why = tensorrt_availability((trtexec or Trtexec()).path)
         if not ok:
             raise TensorRTUnavailable(why)
         return
@@ -70,7 +72,9 @@ def files_of(fmt: FormatSpec, path: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------ converting
-def convert_fp32(fmt: FormatSpec, module: nn.Module, example: torch.Tensor, path: Path) -> Path:
+def convert_fp32(
+    fmt: FormatSpec, module: nn.Module, example: torch.Tensor, path: Path, trtexec: Trtexec | None = None
+) -> Path:
     if fmt.name == "onnx":
         from ..convert.onnx import export_onnx
 
@@ -84,7 +88,7 @@ def convert_fp32(fmt: FormatSpec, module: nn.Module, example: torch.Tensor, path
         from ..convert.tflite import convert_tflite
 
         return convert_tflite(module, example, path)
-    return _tensorrt(module, example, path, "fp32", None)
+    return _tensorrt(module, example, path, "fp32", None, trtexec)
 
 
 def convert_int8(
@@ -95,6 +99,7 @@ def convert_int8(
     path: Path,
     calibration: CalibrationData,
     options: dict[str, Any] | None = None,
+    trtexec: Trtexec | None = None,
 ) -> Path:
     """The int8 file at ``path``, quantised with ``fmt``'s own tool on ``calibration`` inputs.
 
@@ -126,14 +131,14 @@ def convert_int8(
             from ..convert.tflite import quantize_tflite
 
             return quantize_tflite(fp32_path, path, example, calibration, module=source, **options)
-        return _tensorrt(source, example, path, "int8", calibration)
+        return _tensorrt(source, example, path, "int8", calibration, trtexec)
     finally:
         if fp32_form is not None:
             fp32_form.unlink(missing_ok=True)
 
 
 def _tensorrt(module: nn.Module, example: torch.Tensor, path: Path, precision: str,
-              calibration: CalibrationData | None) -> Path:  # fmt: skip
+              calibration: CalibrationData | None, trtexec: Trtexec | None) -> Path:  # fmt: skip
     from ..convert.onnx import export_onnx, quantize_qdq
     from ..convert.tensorrt import build_engine
 
@@ -145,7 +150,8 @@ def _tensorrt(module: nn.Module, example: torch.Tensor, path: Path, precision: s
         source = onnx
         if precision == "int8":
             source = quantize_qdq(onnx, qdq, tuple(example.shape), calibration, symmetric_activations=True)
-        return build_engine(source, path, precision)
+        trtexec = trtexec or Trtexec()
+        return build_engine(source, path, precision, trtexec.path, trtexec.gpu)
     finally:
         onnx.unlink(missing_ok=True)
         qdq.unlink(missing_ok=True)
@@ -158,16 +164,19 @@ class Outputs:
     io: dict[str, Any]  # input/output name, shape, dtype, quantization
 
 
-def run_file(fmt: FormatSpec, path: Path, images: np.ndarray, threads: int = 1, precision: str = "fp32") -> Outputs:
+def run_file(
+    fmt: FormatSpec, path: Path, images: np.ndarray, threads: int = 1, precision: str = "fp32",
+    trtexec: Trtexec | None = None,
+) -> Outputs:  # fmt: skip
     """Logits of the exported file for each image (batch 1, as it ships), on the format's runtime."""
-    runner, io = _runner(fmt, Path(path), threads, precision)
+    runner, io = _runner(fmt, Path(path), threads, precision, trtexec or Trtexec())
     if fmt.name == "tensorrt":
         return Outputs(runner(images), io)
     return Outputs(np.concatenate([runner(images[i : i + 1]) for i in range(len(images))]).astype(np.float32), io)
 
 
-def _runner(fmt: FormatSpec, path: Path, threads: int, precision: str) -> tuple[Callable[[np.ndarray], np.ndarray],
-                                                                              dict[str, Any]]:  # fmt: skip
+def _runner(fmt: FormatSpec, path: Path, threads: int, precision: str,
+            trtexec: Trtexec) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:  # fmt: skip
     if fmt.name == "onnx":
         from ..profilers.onnxruntime import OnnxRuntimeBackend
 
@@ -203,7 +212,8 @@ def _runner(fmt: FormatSpec, path: Path, threads: int, precision: str) -> tuple[
     from ..convert.tensorrt import engine_outputs
 
     def run_all(images: np.ndarray) -> np.ndarray:
-        return engine_outputs(path, [images[i : i + 1] for i in range(len(images))]).reshape(len(images), -1)
+        batches = [images[i : i + 1] for i in range(len(images))]
+        return engine_outputs(path, batches, trtexec.path, trtexec.gpu).reshape(len(images), -1)
 
     return run_all, {"input": _io("input", None, "float32"), "output": _io("output", None, "float32")}
 

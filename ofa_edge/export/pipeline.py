@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..convert.common import temp_name
+from ..convert.tensorrt import Trtexec
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_text
 from ..latency.profiling import require_available, timing_setting_warnings
@@ -227,7 +228,9 @@ def export_subnet(
 
     started = time.perf_counter()
     spec = get_format(fmt)
-    check_available(spec, int8)
+    # A tensorrt export builds and checks its engines with the trtexec and GPU it times on.
+    trtexec = Trtexec.from_options(backend_options, device) if spec.name == "tensorrt" else None
+    check_available(spec, int8, trtexec)
     if finetune_epochs < 0:
         raise OFAEdgeError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")
     if test_images is not None and test_images < 1:
@@ -326,14 +329,14 @@ def export_subnet(
         progress(f"converting to {spec.name} fp32")
         final = {"fp32": out / f"{name}-fp32{spec.suffix}"}
         temps = {"fp32": _stage_model(staging, spec, final["fp32"])}
-        convert_fp32(spec, subnet, example, temps["fp32"])
+        convert_fp32(spec, subnet, example, temps["fp32"], trtexec)
         verify_images, verify_labels, verify_reference = images, labels, reference
         if spec.name == "tensorrt" and len(images) > TENSORRT_VERIFY_IMAGES:
             warnings.append(f"TensorRT files are checked on the first {TENSORRT_VERIFY_IMAGES} test images")
             verify_images, verify_labels = images[:TENSORRT_VERIFY_IMAGES], labels[:TENSORRT_VERIFY_IMAGES]
             verify_reference = reference[:TENSORRT_VERIFY_IMAGES]
         progress(f"checking the fp32 file on {len(verify_images)} test images")
-        fp32_out = run_file(spec, temps["fp32"], verify_images, threads, "fp32")
+        fp32_out = run_file(spec, temps["fp32"], verify_images, threads, "fp32", trtexec)
         diff = float(np.max(np.abs(fp32_out.logits - verify_reference)))
         fp32_agreement = float(np.mean(np.argmax(fp32_out.logits, 1) == np.argmax(verify_reference, 1)))
         verification = {
@@ -362,9 +365,9 @@ def export_subnet(
             progress(f"quantising to int8 with {spec.int8_tool} on {len(calibration)} training images")
             final["int8"] = out / f"{name}-int8{spec.suffix}"
             temps["int8"] = _stage_model(staging, spec, final["int8"])
-            convert_int8(spec, subnet, example, temps["fp32"], temps["int8"], calibration, int8_options)
+            convert_int8(spec, subnet, example, temps["fp32"], temps["int8"], calibration, int8_options, trtexec)
             progress(f"checking the int8 file on {len(verify_images)} test images")
-            int8_out = run_file(spec, temps["int8"], verify_images, threads, "int8")
+            int8_out = run_file(spec, temps["int8"], verify_images, threads, "int8", trtexec)
             outputs["int8"] = int8_out
             accuracy["int8_top1"] = _top1(int8_out.logits, verify_labels)
             accuracy["int8_agreement_with_fp32"] = float(
@@ -379,7 +382,9 @@ def export_subnet(
         measured: dict[str, Measurement] = {}
         if measure_latency:
             timing = timing or Timing()
-            progress(f"timing on {spec.backend} ({device or 'CPU'}) with {threads} thread(s)")
+            timed_on = backends[precision].describe()
+            progress(f"timing on {spec.backend} ({timed_on.device})"
+                     + (f" with {timed_on.threads} thread(s)" if timed_on.threads else ""))  # fmt: skip
             measures = [partial(backends[p].measure, path, timing.warmup, timing.runs) for p, path in temps.items()]
             measured = dict(zip(temps, time_interleaved(measures, timing.rounds)))
             latency = _latency_summary(spec, precision, measured, backends, lut, table, space, arch, budget_ms, timing)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -23,7 +24,7 @@ from ..space.arch import Arch
 from ..space.space import SearchSpace, corner_archs
 from .fidelity import fidelity
 from .store import default_table_name, is_shipped, resolve_table_path, user_table_path, writable_path
-from .table import Calibration, LatencyTable, TableError, load_table
+from .table import Calibration, LatencyTable, TableError, load_table, on_this_cpu
 from .unit_models import build_unit, example_input
 from .units import arch_units, classifier_unit, space_units
 
@@ -476,8 +477,9 @@ def profile_table(
         raise OFAEdgeError(f"a classifier needs at least 2 classes, got --classes {min(classes)}")
     be = make_backend(backend, device=device, threads=threads, precision=precision, **(options or {}))
     require_available(be)
-    out = Path(out) if out is not None else user_table_path(default_table_name(backend, device, precision, threads,
-                                                                                 sp.name))  # fmt: skip
+    if out is None:
+        out = user_table_path(default_table_name(backend, _table_device(device, be), precision, threads, sp.name))
+    out = Path(out)
     if is_shipped(out):
         raise OFAEdgeError(f"{out} is a table shipped with ofa-edge; profile into your own file (--out)")
     table = profile_units(be, sp, out, resolutions, timing, command, progress, classes)
@@ -487,6 +489,16 @@ def profile_table(
         _warn_if_busy(_points_noise(cal.points), "the calibration subnets were timed", warn)
         _warn_if_unranked(cal, warn)
     return table, out
+
+
+def _table_device(requested: str, backend: Backend) -> str:
+    """The device part of a default table name: the device asked for, unless the backend reads the
+    default (CPU) as its own default device, as TensorRT reads it as the first GPU: then the device
+    the table records (the GPU's name), so that the name does not say "cpu"."""
+    recorded = str(backend.describe().device)
+    if on_this_cpu(requested) and not on_this_cpu(recorded):
+        return re.sub(r"[^a-z0-9]+", "-", recorded.lower()).strip("-")
+    return requested
 
 
 def calibrate_table(

@@ -24,7 +24,14 @@ from torch import nn
 from ..convert.common import temp_name
 from ..convert.graph_form import int8_graph_info
 from ..convert.onnx import export_onnx, quantize_qdq
-from ..convert.tensorrt import TensorRTUnavailable, build_engine, find_trtexec, run_trtexec, tensorrt_availability
+from ..convert.tensorrt import (
+    TensorRTUnavailable,
+    build_engine,
+    find_trtexec,
+    gpu_index,
+    run_trtexec,
+    tensorrt_availability,
+)
 from ..errors import OFAEdgeError
 from .base import BackendInfo, BackendUnavailable, Measurement, summarize
 
@@ -79,14 +86,14 @@ def parse_exported_times(text: str, warmup: int) -> Measurement:
     return summarize(times)
 
 
-def gpu_index(device: str | int | None, gpu: int | str | None) -> int:
-    """The GPU index a device name means: ``GPU``/``CPU``/None -> ``gpu`` (default 0), ``GPU.1``,
-    ``cuda:1`` or ``1`` -> 1."""
-    if gpu is not None and str(gpu).strip() != "":
-        return int(gpu)
-    text = str(device or "").strip().lower()
-    match = re.fullmatch(r"(?:gpu|cuda)?[.:]?(\d+)", text)
-    return int(match.group(1)) if match else 0
+def trtexec_version(text: str) -> str:
+    """TensorRT's version from trtexec's banner ``[TensorRT v100300]``: the number packs
+    major.minor.patch as M*10000 + m*100 + p since TensorRT 10, M*1000 + m*100 + p before."""
+    if (m := re.search(r"TensorRT v(\d+)", text)) is None:
+        return "trtexec"
+    n = int(m.group(1))
+    major, rest = divmod(n, 10000 if n >= 100000 else 1000)
+    return f"{major}.{rest // 100}.{rest % 100}"
 
 
 class TensorRTBackend:
@@ -121,8 +128,7 @@ class TensorRTBackend:
 
     def _version(self) -> str:
         out = subprocess.run([self.trtexec, "--help"], capture_output=True, text=True, check=False)
-        text = out.stdout + out.stderr
-        return m.group(1) if (m := re.search(r"TensorRT v(\d+)", text)) else "trtexec"
+        return trtexec_version(out.stdout + out.stderr)
 
     def gpu_name(self) -> str | None:
         """The GPU's name from nvidia-smi (None where it cannot say, e.g. on a Jetson)."""

@@ -270,8 +270,9 @@ def specialize(
         seconds = time.perf_counter() - started
         arch = found.arch
         if found.accuracy >= 100.0:
-            notes = [*notes, "predicted top-1 100%: the predictor's output is clipped there, so it extrapolates "
-                     "beyond its data and the subnets it rates 100% tie; `export` scores the pick on test images"]  # fmt: skip
+            clipped = ("predicted top-1 100%: the predictor's output is clipped there, so it extrapolates beyond its "
+                       "data and the subnets it rates 100% tie; `export` scores the pick on test images")  # fmt: skip
+            notes = [*notes, clipped]
         results.append(
             Result(
                 table=name,
