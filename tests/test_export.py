@@ -492,7 +492,7 @@ def test_tensorrt_export_builds_checks_and_times_with_the_trtexec_and_gpu_given_
     assert len(builds) == 2 and sum("--int8" in c for c in builds) == 1 and runs and timings
     assert all(c[0] == "--device=1" for c in builds + runs + timings)  # -O gpu=1 everywhere
     card = json.loads(Path(result.file("int8").card_json).read_text())
-    assert card["latency"]["backend"]["extra"]["gpu_index"] == 1
+    assert card["latency"]["backend"]["extra"]["gpu"] == 1
     with pytest.raises(OFAEdgeError, match="^TensorRT needs trtexec: /no/trtexec is not an executable file$"):
         export_subnet(ARCH, "tensorrt", out_dir=tmp_path / "none", backend_options={"trtexec": "/no/trtexec"}, **QUICK)
 
@@ -512,6 +512,14 @@ def test_tensorrt_tables_are_named_for_the_gpu_and_its_version_is_read_from_the_
         "10.3.0", "10.11.0", "8.6.1", "8.2.5"]  # fmt: skip
     with pytest.raises(OFAEdgeError, match="gpu must be a GPU index"):
         make_backend("tensorrt", "CPU", gpu="first")
+    # A table profiled on GPU 1 and timed on GPU 0 says which option restores it (the record's key
+    # was gpu_index, and the hint "-O gpu_index=1" named no option).
+    from ofa_edge.latency.profiling import timing_setting_warnings
+
+    on_gpu1 = make_backend("tensorrt", "GPU.1", **options).describe()
+    assert on_gpu1.extra["gpu"] == 1
+    assert timing_setting_warnings(on_gpu1.to_dict(), gpu.describe()) == [
+        "the table was measured with gpu=1, this timing uses 0 (pass -O gpu=1 to time as the table did)"]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -527,7 +535,7 @@ def test_deploy_to_a_gpu_table_builds_and_times_there_with_standin_trtexec(tmp_p
     record["backend"] = {"backend": "tensorrt", "version": "10.3.0", "device": "Stand-in GPU (no NVIDIA GPU here)",
                          "device_detail": "Stand-in GPU (no NVIDIA GPU here) (index 0)", "threads": None,
                          "precision": "fp32", "input_layout": "NCHW",
-                         "extra": {"tool": "trtexec", "gpu_index": 0, "spin_wait": True, "cuda_graph": True,
+                         "extra": {"tool": "trtexec", "gpu": 0, "spin_wait": True, "cuda_graph": True,
                                    "statistic": "GPU compute time"}}  # fmt: skip
     table = tmp_path / "latency_tables" / "tensorrt-stand-in-gpu-fp32-mbv3-fmnist.json"
     table.parent.mkdir()

@@ -154,7 +154,7 @@ class TensorRTBackend:
             f"{name or 'unknown GPU'} (index {self.gpu})",
             None,
             self.precision,
-            extra={"tool": "trtexec", "gpu_index": self.gpu, "spin_wait": True, "cuda_graph": True,
+            extra={"tool": "trtexec", "gpu": self.gpu, "spin_wait": True, "cuda_graph": True,
                    "statistic": "GPU compute time", **int8_graph_info(self.precision, "tensorrt")},
         )  # fmt: skip
 
