@@ -477,9 +477,11 @@ def test_tensorrt_export_builds_checks_and_times_with_the_trtexec_and_gpu_given_
     """`export --format tensorrt -O trtexec=PATH` said "trtexec not found": the conversion and the
     parity check ran trtexec from PATH and GPU 0 whatever the options said; only timing read them.
     Through the stand-in, the whole path runs: engines built with the given trtexec on the given
-    GPU, parity checked on real outputs, the int8 engine built from the QDQ model."""
+    GPU, parity checked on real outputs, the int8 engine built from the QDQ model, and the fp16
+    engine the issue asks for (export wrote none before). The stand-in runs every engine in fp32:
+    the fp16 file's agreement here says nothing of fp16 numerics on a GPU."""
     log, options = standin_gpu
-    result = export_subnet(ARCH, "tensorrt", int8=True, out_dir=tmp_path / "out",
+    result = export_subnet(ARCH, "tensorrt", int8=True, fp16=True, out_dir=tmp_path / "out",
                            backend_options={**options, "gpu": "1"}, **QUICK)  # fmt: skip
     assert result.verification["passed"] and result.verification["fp32_max_abs_diff"] < 1e-3
     lat = result.latency
@@ -489,12 +491,43 @@ def test_tensorrt_export_builds_checks_and_times_with_the_trtexec_and_gpu_given_
     builds = [c for c in calls if any(a.startswith("--saveEngine=") for a in c)]
     runs = [c for c in calls if any(a.startswith("--loadInputs=") for a in c)]
     timings = [c for c in calls if any(a.startswith("--exportTimes=") for a in c)]
-    assert len(builds) == 2 and sum("--int8" in c for c in builds) == 1 and runs and timings
-    assert all(c[0] == "--device=1" for c in builds + runs + timings)  # -O gpu=1 everywhere
+    # fp32, fp16 (--fp16) and int8 (--int8 --fp16, from the QDQ model) engines
+    assert len(builds) == 3 and sum("--int8" in c for c in builds) == 1 and sum("--fp16" in c for c in builds) == 2
+    assert runs and timings and all(c[0] == "--device=1" for c in builds + runs + timings)  # -O gpu=1 everywhere
     card = json.loads(Path(result.file("int8").card_json).read_text())
     assert card["latency"]["backend"]["extra"]["gpu"] == 1
+    fp16_card = json.loads(Path(result.file("fp16").card_json).read_text())
+    assert fp16_card["quantizer"] == "trtexec --fp16" and fp16_card["accuracy"]["agreement_with_fp32"] > 0.9
+    assert [f.precision for f in result.files] == ["fp32", "fp16", "int8"] and "fp16_speedup" in lat
+    with pytest.raises(OFAEdgeError, match="^fp16 files are TensorRT engines"):
+        export_subnet(ARCH, "onnx", fp16=True, out_dir=tmp_path / "onnx", **QUICK)
     with pytest.raises(OFAEdgeError, match="^TensorRT needs trtexec: /no/trtexec is not an executable file$"):
         export_subnet(ARCH, "tensorrt", out_dir=tmp_path / "none", backend_options={"trtexec": "/no/trtexec"}, **QUICK)
+
+
+def _gpu_table(folder: Path, precision: str = "fp32") -> Path:
+    """A table shaped as `profile --backend tensorrt` writes it on the stand-in GPU; its entries are
+    the shipped onnxruntime table's (no GPU here): only its backend record says 'GPU'."""
+    from ofa_edge.latency.store import resolve_table_path
+
+    record = json.loads(resolve_table_path("onnxruntime-cpu-fp32-mbv3-fmnist").read_text())
+    record["backend"] = {"backend": "tensorrt", "version": "10.3.0", "device": "Stand-in GPU (no NVIDIA GPU here)",
+                         "device_detail": "Stand-in GPU (no NVIDIA GPU here) (index 0)", "threads": None,
+                         "precision": precision, "input_layout": "NCHW",
+                         "extra": {"tool": "trtexec", "gpu": 0, "spin_wait": True, "cuda_graph": True,
+                                   "statistic": "GPU compute time"}}  # fmt: skip
+    path = folder / "latency_tables" / f"tensorrt-stand-in-gpu-{precision}-mbv3-fmnist.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_an_fp16_gpu_table_asks_for_the_fp16_engine(tmp_path, standin_gpu):
+    _, options = standin_gpu
+    with pytest.raises(OFAEdgeError, match="prices fp16 files and this export writes fp32 and int8: add --fp16$"):
+        export_subnet(ARCH, "tensorrt", int8=True, table=_gpu_table(tmp_path, "fp16"), out_dir=tmp_path / "out",
+                      backend_options=options, **QUICK)  # fmt: skip
+    assert not (tmp_path / "out").exists()
 
 
 def test_tensorrt_tables_are_named_for_the_gpu_and_its_version_is_read_from_the_banner(standin_gpu):
@@ -527,19 +560,10 @@ def test_deploy_to_a_gpu_table_builds_and_times_there_with_standin_trtexec(tmp_p
     """A GPU target's table (shaped as `profile --backend tensorrt` writes it) gets the format its
     backend times, built, checked and timed through -O trtexec=PATH."""
     from ofa_edge.export.deploy import deploy
-    from ofa_edge.latency.store import resolve_table_path
 
     log, options = standin_gpu
     monkeypatch.chdir(tmp_path)
-    record = json.loads(resolve_table_path("onnxruntime-cpu-fp32-mbv3-fmnist").read_text())
-    record["backend"] = {"backend": "tensorrt", "version": "10.3.0", "device": "Stand-in GPU (no NVIDIA GPU here)",
-                         "device_detail": "Stand-in GPU (no NVIDIA GPU here) (index 0)", "threads": None,
-                         "precision": "fp32", "input_layout": "NCHW",
-                         "extra": {"tool": "trtexec", "gpu": 0, "spin_wait": True, "cuda_graph": True,
-                                   "statistic": "GPU compute time"}}  # fmt: skip
-    table = tmp_path / "latency_tables" / "tensorrt-stand-in-gpu-fp32-mbv3-fmnist.json"
-    table.parent.mkdir()
-    table.write_text(json.dumps(record))
+    table = _gpu_table(tmp_path)
     (on_gpu,) = deploy([1.0], [table.stem], int8=False, out_dir=tmp_path / "d", test_images=100,
                        backend_options=options)  # fmt: skip
     (export,) = on_gpu.exports

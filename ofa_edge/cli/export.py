@@ -34,6 +34,9 @@ def export(
     int8: Annotated[
         bool, typer.Option("--int8", help="Also write a static int8 file, calibrated on training images.")
     ] = False,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Also write a TensorRT fp16 engine (--format tensorrt only).")
+    ] = False,
     finetune_epochs: Annotated[
         int, typer.Option(min=0, help="Fine-tune the subnet with distillation from the largest one first (epochs).")
     ] = 0,
@@ -103,15 +106,17 @@ def export(
 ) -> None:
     """Extract a subnet, recalibrate BatchNorm, convert (and with --int8 quantise), verify and time it.
 
-    Writes NAME-fp32.EXT (and NAME-int8.EXT) to --out with a model card each (EXT.card.json and
-    EXT.card.md: arch, MACs, accuracy, parity, latency with its backend, sha256, this command).
+    Writes NAME-fp32.EXT (and NAME-int8.EXT; NAME-fp16.plan with --fp16) to --out with a model card
+    each (EXT.card.json and EXT.card.md: arch, MACs, accuracy, parity, latency with its backend,
+    sha256, this command).
     Nothing appears under those names unless the whole export succeeds.
 
     Examples:\n
       ofa-edge export --format onnx --int8                       # the last specialize's arch\n
       ofa-edge export --format tflite --arch a.json --budget 1ms --test-images 2000\n
       ofa-edge export --format onnx --refit 2       # over budget: refit the table, search, export again\n
-      ofa-edge export --format tflite -O benchmark_model=./benchmark_model   # after specialize for a phone
+      ofa-edge export --format tflite -O benchmark_model=./benchmark_model   # after specialize for a phone\n
+      ofa-edge export --format tensorrt --fp16 --int8 -O trtexec=/usr/src/tensorrt/bin/trtexec
 
     Parity and accuracy are checked with the runtime on this machine; latency is measured where the
     table was (a phone over adb with the same -O options as `profile`).
@@ -127,7 +132,7 @@ def export(
     from ..space.arch import load_arch
 
     command = _command({
-        "--format": fmt, "--arch": arch_file, "--int8": int8, "--finetune-epochs": finetune_epochs,
+        "--format": fmt, "--arch": arch_file, "--int8": int8, "--fp16": fp16, "--finetune-epochs": finetune_epochs,
         "--finetune-images": finetune_images, "--out": out, "--name": name, "--supernet": supernet,
         "--table": table, "--device": device, "--option": option, "--budget": budget, "--refit": refit,
         "--predictor": predictor, "--seed": seed,
@@ -170,8 +175,9 @@ def export(
         err.print(f"export: {message}", style="dim")
 
     export_one = partial(
-        _export_one, fmt=fmt, supernet=supernet, int8=int8, out_dir=out, name=name, finetune_epochs=finetune_epochs,
-        finetune_images=finetune_images, data=data, data_dir=data_dir, calibration_images=calibration_images,
+        _export_one, fmt=fmt, supernet=supernet, int8=int8, fp16=fp16, out_dir=out, name=name,
+        finetune_epochs=finetune_epochs, finetune_images=finetune_images, data=data, data_dir=data_dir,
+        calibration_images=calibration_images,
         int8_calibration_images=int8_calibration_images, test_images=test_images, threads=threads, device=device,
         backend_options=options, budget_ms=budget_ms, timing=Timing(warmup, runs, rounds),
         command=command, progress=progress,
@@ -218,7 +224,8 @@ def _export_one(arch: Any, table: str | Path | None, **options: Any) -> list[Any
 
 
 _DEFAULTS: dict[str, Any] = {
-    "--arch": None, "--int8": False, "--finetune-epochs": 0, "--finetune-images": None, "--out": Path("exported"),
+    "--arch": None, "--int8": False, "--fp16": False, "--finetune-epochs": 0, "--finetune-images": None,
+    "--out": Path("exported"),
     "--name": "subnet", "--supernet": None, "--table": None, "--device": None, "--option": None, "--budget": None,
     "--refit": 0, "--predictor": None,
     "--seed": 0, "--threads": None,
@@ -266,11 +273,12 @@ def _summary(result: Any) -> None:
         f"(tolerance {ver['fp32_tolerance']:g}), "
         f"same top-1 on {ver['fp32_top1_agreement']:.2%} of {ver['images']} test images"
     )
-    if result.int8:
-        err.print(
-            f"int8: top-1 agrees with fp32 on {acc['int8_agreement_with_fp32']:.2%}; accuracy "
-            f"{acc['fp32_top1']:.2f}% -> {acc['int8_top1']:.2f}% ({-acc['int8_drop_points']:+.2f} points)"
-        )
+    for p in ("fp16", "int8"):
+        if f"{p}_top1" in acc:
+            err.print(
+                f"{p}: top-1 agrees with fp32 on {acc[f'{p}_agreement_with_fp32']:.2%}; accuracy "
+                f"{acc['fp32_top1']:.2f}% -> {acc[f'{p}_top1']:.2f}% ({-acc[f'{p}_drop_points']:+.2f} points)"
+            )
     if lat:
         backend = lat["backend"]
         device, detail = str(backend.get("device")), str(backend.get("device_detail") or "")
@@ -282,8 +290,9 @@ def _summary(result: Any) -> None:
             f"latency ({lat['precision']}): {lat['measured_ms']:.3f} ms measured{where} with {backend['backend']} "
             f"{backend['version']}{threads}"
         )
-        if "int8_speedup" in lat:
-            line += f"; int8 {lat['int8_speedup']:.2f}x fp32"
+        for p in ("fp16", "int8"):
+            if f"{p}_speedup" in lat:
+                line += f"; {p} {lat[f'{p}_speedup']:.2f}x fp32"
         if lat["predicted_ms"] is not None:
             line += f"; table predicted {lat['predicted_ms']:.3f} ms ({lat['prediction_error']:+.0%})"
         if lat["budget_ms"] is not None:

@@ -42,7 +42,17 @@ from ..profilers.base import Measurement, Timing, time_interleaved
 from ..space.arch import Arch, load_arch
 from ..train.data import reading_line
 from .card import CARD_SCHEMA, CARD_SCHEMA_VERSION, card_markdown, card_paths, sha256_file
-from .formats import FormatSpec, check_available, convert_fp32, convert_int8, files_of, get_format, run_file
+from .formats import (
+    FormatSpec,
+    Outputs,
+    check_available,
+    convert_fp16,
+    convert_fp32,
+    convert_int8,
+    files_of,
+    get_format,
+    run_file,
+)
 
 if TYPE_CHECKING:
     from ..train.evaluate import SupernetScorer
@@ -89,6 +99,7 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
     command: str = ""
     seconds: float = 0.0
+    fp16: bool = False  # a TensorRT fp16 engine was written too
 
     @property
     def budget_missed(self) -> bool:
@@ -177,6 +188,7 @@ def export_subnet(
     *,
     supernet: str = "demo",
     int8: bool = False,
+    fp16: bool = False,
     out_dir: str | Path = "exported",
     name: str = "subnet",
     finetune_epochs: int = 0,
@@ -200,8 +212,9 @@ def export_subnet(
     scorer: SupernetScorer | None = None,
     progress: Callable[[str], None] = _noop,
 ) -> ExportResult:
-    """Extract ``arch`` from ``supernet``, convert it to ``fmt`` (fp32, and int8 with ``int8``),
-    verify, measure, and write the files with model cards to ``out_dir``.
+    """Extract ``arch`` from ``supernet``, convert it to ``fmt`` (fp32, and int8 with ``int8``;
+    a TensorRT fp16 engine with ``fp16``), verify, measure, and write the files with model cards to
+    ``out_dir``.
 
     ``arch``: an :class:`Arch`, its dict, or an arch JSON path. ``threads``: inference threads for
     the latency measurement (default: the table's, else 1). ``table``: a latency table name or
@@ -231,6 +244,8 @@ def export_subnet(
     # A tensorrt export builds and checks its engines with the trtexec and GPU it times on.
     trtexec = Trtexec.from_options(backend_options, device) if spec.name == "tensorrt" else None
     check_available(spec, int8, trtexec)
+    if fp16 and spec.name != "tensorrt":
+        raise OFAEdgeError(f"fp16 files are TensorRT engines (--format tensorrt); {spec.name} exports fp32 and int8")
     if finetune_epochs < 0:
         raise OFAEdgeError(f"--finetune-epochs must be 0 or more, got {finetune_epochs}")
     if test_images is not None and test_images < 1:
@@ -239,7 +254,7 @@ def export_subnet(
         raise OFAEdgeError(f"output name {name!r} may hold only letters, digits and . _ + -")
     arch = _resolve_arch(arch)
     warnings: list[str] = []
-    written = ("fp32", "int8") if int8 else ("fp32",)
+    written = ("fp32", *(("fp16",) if fp16 else ()), *(("int8",) if int8 else ()))
     precision = written[-1]  # the precision whose measurement is compared with the table and budget
 
     lut = None
@@ -256,7 +271,7 @@ def export_subnet(
         if precision not in written:
             raise OFAEdgeError(
                 f"table ({lut.label}) prices {precision} files and this export writes {' and '.join(written)}"
-                + (": add --int8" if precision == "int8" else "")
+                + (f": add --{precision}" if precision in ("int8", "fp16") else "")
             )
         if device is None:
             device = lut.backend.get("device")
@@ -360,6 +375,16 @@ def export_subnet(
             "fp32_top1": _top1(fp32_out.logits, verify_labels),
         }
 
+        # ------------------------------------------------- TensorRT fp16 engine
+        if fp16:
+            progress(f"building the fp16 {spec.name} engine")
+            final["fp16"] = out / f"{name}-fp16{spec.suffix}"
+            temps["fp16"] = _stage_model(staging, spec, final["fp16"])
+            convert_fp16(spec, subnet, example, temps["fp16"], trtexec)
+            progress(f"checking the fp16 file on {len(verify_images)} test images")
+            outputs["fp16"] = run_file(spec, temps["fp16"], verify_images, threads, "fp16", trtexec)
+            _compare_with_fp32("fp16", outputs, verify_labels, accuracy, verification)
+
         # --------------------------------------------------------- convert int8
         if int8:
             progress(f"quantising to int8 with {spec.int8_tool} on {len(calibration)} training images")
@@ -367,15 +392,8 @@ def export_subnet(
             temps["int8"] = _stage_model(staging, spec, final["int8"])
             convert_int8(spec, subnet, example, temps["fp32"], temps["int8"], calibration, int8_options, trtexec)
             progress(f"checking the int8 file on {len(verify_images)} test images")
-            int8_out = run_file(spec, temps["int8"], verify_images, threads, "int8", trtexec)
-            outputs["int8"] = int8_out
-            accuracy["int8_top1"] = _top1(int8_out.logits, verify_labels)
-            accuracy["int8_agreement_with_fp32"] = float(
-                np.mean(np.argmax(int8_out.logits, 1) == np.argmax(fp32_out.logits, 1))
-            )
-            accuracy["int8_drop_points"] = accuracy["fp32_top1"] - accuracy["int8_top1"]
-            verification["int8_top1_agreement_with_fp32"] = accuracy["int8_agreement_with_fp32"]
-            verification["int8_max_abs_diff_to_fp32"] = float(np.max(np.abs(int8_out.logits - fp32_out.logits)))
+            outputs["int8"] = run_file(spec, temps["int8"], verify_images, threads, "int8", trtexec)
+            _compare_with_fp32("int8", outputs, verify_labels, accuracy, verification)
 
         # --------------------------------------------------------------- latency
         latency = None
@@ -392,7 +410,8 @@ def export_subnet(
                 warnings.append(latency["message"])
 
         # ---------------------------------------------------------------- cards
-        command = command or _python_command(arch, fmt, supernet, int8, out_dir, finetune_epochs, table, budget_ms)
+        command = command or _python_command(arch, fmt, supernet, int8, fp16, out_dir, finetune_epochs, table,
+                                             budget_ms)  # fmt: skip
         files = []
         for p, tmp in temps.items():
             card = _card(
@@ -418,6 +437,7 @@ def export_subnet(
     return ExportResult(
         format=spec.name,
         int8=int8,
+        fp16=fp16,
         arch=arch.to_dict(),
         resolution=arch.r,
         macs=space.macs(arch),
@@ -434,6 +454,17 @@ def export_subnet(
         command=command,
         seconds=time.perf_counter() - started,
     )
+
+
+def _compare_with_fp32(precision: str, outputs: dict[str, Outputs], labels: np.ndarray,
+                       accuracy: dict[str, Any], verification: dict[str, Any]) -> None:  # fmt: skip
+    """Record a reduced-precision file's (int8, fp16) accuracy and its agreement with the fp32 file."""
+    logits, fp32 = outputs[precision].logits, outputs["fp32"].logits
+    accuracy[f"{precision}_top1"] = _top1(logits, labels)
+    accuracy[f"{precision}_agreement_with_fp32"] = float(np.mean(np.argmax(logits, 1) == np.argmax(fp32, 1)))
+    accuracy[f"{precision}_drop_points"] = accuracy["fp32_top1"] - accuracy[f"{precision}_top1"]
+    verification[f"{precision}_top1_agreement_with_fp32"] = accuracy[f"{precision}_agreement_with_fp32"]
+    verification[f"{precision}_max_abs_diff_to_fp32"] = float(np.max(np.abs(logits - fp32)))
 
 
 def report_reading(progress: Callable[[str], None], done: int, total: int, folder: str) -> None:
@@ -470,8 +501,9 @@ def _latency_summary(spec, precision, measured, backends, lut, table, space, arc
         "budget_missed": False,
         "message": None,
     }
-    if "int8" in measured and "fp32" in measured:
-        summary["int8_speedup"] = measured["fp32"].median_ms / measured["int8"].median_ms
+    for p in ("fp16", "int8"):
+        if p in measured and "fp32" in measured:
+            summary[f"{p}_speedup"] = measured["fp32"].median_ms / measured[p].median_ms
     if lut is not None:
         predicted = lut.predict(space, arch)
         summary.update(table=str(table), predicted_ms=predicted,
@@ -507,9 +539,9 @@ def _card(spec, precision, final, tmp, io, arch, space, supernet, normalization,
         "torch_top1": accuracy["torch_top1"],
         "top1": accuracy[f"{precision}_top1"],
     }
-    if precision == "int8":
+    if precision != "fp32":
         file_accuracy["fp32_top1"] = accuracy["fp32_top1"]
-        file_accuracy["agreement_with_fp32"] = accuracy["int8_agreement_with_fp32"]
+        file_accuracy["agreement_with_fp32"] = accuracy[f"{precision}_agreement_with_fp32"]
     if precision == "fp32":
         summary = (
             f"max |logit difference| to PyTorch {verification['fp32_max_abs_diff']:.2e} (tolerance "
@@ -518,9 +550,9 @@ def _card(spec, precision, final, tmp, io, arch, space, supernet, normalization,
         )
     else:
         summary = (
-            f"top-1 agrees with the fp32 file on {verification['int8_top1_agreement_with_fp32']:.2%} of "
+            f"top-1 agrees with the fp32 file on {verification[f'{precision}_top1_agreement_with_fp32']:.2%} of "
             f"{verification['images']} test images; accuracy {accuracy['fp32_top1']:.2f}% -> "
-            f"{accuracy['int8_top1']:.2f}%"
+            f"{accuracy[f'{precision}_top1']:.2f}%"
         )
     card: dict[str, Any] = {
         "schema": CARD_SCHEMA,
@@ -531,7 +563,7 @@ def _card(spec, precision, final, tmp, io, arch, space, supernet, normalization,
         "bytes": tmp.stat().st_size,
         "format": spec.name,
         "precision": precision,
-        "quantizer": spec.int8_tool if precision == "int8" else None,
+        "quantizer": spec.int8_tool if precision == "int8" else "trtexec --fp16" if precision == "fp16" else None,
         "supernet": str(supernet),
         "space": space.name,
         "arch": arch.to_dict(),
@@ -565,9 +597,9 @@ def _card(spec, precision, final, tmp, io, arch, space, supernet, normalization,
     return card
 
 
-def _python_command(arch, fmt, supernet, int8, out_dir, finetune_epochs, table, budget_ms) -> str:
+def _python_command(arch, fmt, supernet, int8, fp16, out_dir, finetune_epochs, table, budget_ms) -> str:
     parts = [f"arch={json.dumps(arch.to_dict())!r}", f"fmt={fmt!r}", f"supernet={supernet!r}", f"int8={int8}",
-             f"out_dir={str(out_dir)!r}"]  # fmt: skip
+             *([f"fp16={fp16}"] if fp16 else []), f"out_dir={str(out_dir)!r}"]  # fmt: skip
     if finetune_epochs:
         parts.append(f"finetune_epochs={finetune_epochs}")
     if table is not None:
