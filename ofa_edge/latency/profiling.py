@@ -495,10 +495,10 @@ def _table_device(requested: str, backend: Backend) -> str:
     """The device part of a default table name: the device asked for, unless the backend reads the
     default (CPU) as its own default device, as TensorRT reads it as the first GPU: then the device
     the table records (the GPU's name), so that the name does not say "cpu"."""
+    if not on_this_cpu(requested):
+        return requested
     recorded = str(backend.describe().device)
-    if on_this_cpu(requested) and not on_this_cpu(recorded):
-        return re.sub(r"[^a-z0-9]+", "-", recorded.lower()).strip("-")
-    return requested
+    return requested if on_this_cpu(recorded) else re.sub(r"[^a-z0-9]+", "-", recorded.lower()).strip("-")
 
 
 def calibrate_table(
