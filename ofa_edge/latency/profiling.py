@@ -22,7 +22,7 @@ from ..nn.subnet import MobileNetV3Subnet
 from ..profilers.base import Backend, BackendInfo, Measurement, Timing, time_interleaved
 from ..space.arch import Arch
 from ..space.space import SearchSpace, corner_archs
-from .fidelity import fidelity
+from .fidelity import UNRANKED_TAU, fidelity
 from .store import default_table_name, is_shipped, resolve_table_path, user_table_path, writable_path
 from .table import Calibration, LatencyTable, TableError, load_table, on_this_cpu
 from .unit_models import build_unit, example_input
@@ -40,9 +40,6 @@ DEFAULT_TIMING = Timing()  # frozen: safe to share as a default
 # else used the machine. On an idle VM here a model's passes agree within a few percent; on a busy
 # host they differ by 20-50% and tables fail validation by as much (BENCHMARKS.md, timing noise).
 NOISY_PASS_SPREAD = 0.10
-# Below this Kendall tau between the unit sums and the end-to-end times of the calibration subnets
-# a table cannot rank subnets (the shipped tables' calibration points: 0.86-0.91).
-UNRANKED_TAU = 0.3
 
 
 def _no_progress(done: int, total: int, label: str) -> None:

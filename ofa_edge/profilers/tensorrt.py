@@ -115,6 +115,7 @@ class TensorRTBackend:
         self.precision = precision
         self.trtexec = find_trtexec(trtexec) or trtexec
         self._gpu_name: str | None = None
+        self._version_text: str | None = None  # trtexec --help runs once: describe() is called per file
 
     def availability(self) -> tuple[bool, str]:
         ok, detail = tensorrt_availability(self.trtexec)
@@ -127,8 +128,10 @@ class TensorRTBackend:
             raise BackendUnavailable(str(exc)) from None
 
     def _version(self) -> str:
-        out = subprocess.run([self.trtexec, "--help"], capture_output=True, text=True, check=False)
-        return trtexec_version(out.stdout + out.stderr)
+        if self._version_text is None:
+            out = subprocess.run([self.trtexec, "--help"], capture_output=True, text=True, check=False)
+            self._version_text = trtexec_version(out.stdout + out.stderr)
+        return self._version_text
 
     def gpu_name(self) -> str | None:
         """The GPU's name from nvidia-smi (None where it cannot say, e.g. on a Jetson)."""

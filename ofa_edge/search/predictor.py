@@ -43,6 +43,7 @@ import numpy as np
 
 from ..errors import ArchError, OFAEdgeError
 from ..fileio import atomic_write_bytes, read_user_file, safetensors_metadata
+from ..latency.fidelity import UNRANKED_TAU
 from ..space.arch import Arch
 from ..space.space import SearchSpace
 from .accuracy_data import FORMAT as DATA_FORMAT
@@ -220,11 +221,6 @@ def _scores(truth: np.ndarray, pred: np.ndarray, resolution: np.ndarray) -> dict
         "kendall_tau_within_resolution": _round(within),
         "kendall_tau_by_resolution": {k: _round(v) for k, v in by_r.items()},
     }
-
-
-# Held-out Kendall tau under which a predictor is said not to rank subnets (the shipped demo
-# predictor's report: 0.58 within resolution, 0.79 overall).
-UNRANKED_TAU = 0.3
 
 
 # ------------------------------------------------------------------------------ the model
