@@ -52,7 +52,7 @@ shared CPU gave none worth keeping while this was written):
   symmetric range is wasted: the ``mixed`` preset (asymmetric activations) lost 0.25 (99.45%) and
   is what export uses. ``--variants all`` times the other preset, to see what it costs.
 * Not tried: quantising fewer ops (onnxruntime ``nodes_to_exclude``/``op_types``, nncf
-  ``ignored_scope``; ``export_subnet(int8_options=...)`` passes them through). The int8 method
+  ``ignored_scope``; ``ExportConfig(int8_options=...)`` passes them through). The int8 method
   for TFLite is ai-edge-quantizer's recipe on the fp32 file; PT2E (``int8_options={"method":
   "pt2e"}``) left QUANTIZE/DEQUANTIZE pairs around the hard-swishes of the demo subnet.
 
@@ -343,7 +343,7 @@ def speedups(rows: list[dict]) -> list[dict]:
 
 # ------------------------------------------------------------------- accuracy
 def bench_accuracy(args: argparse.Namespace, console: Console) -> list[dict]:
-    from ofa_edge.export import export_subnet
+    from ofa_edge.export import ExportConfig, export_subnet
 
     arch = Arch.from_dict(json.loads(args.demo_arch))
     out = []
@@ -351,8 +351,9 @@ def bench_accuracy(args: argparse.Namespace, console: Console) -> list[dict]:
         fmt = BACKEND_FORMAT[backend]
         with tempfile.TemporaryDirectory(prefix="ofa-edge-int8-acc-") as folder:
             started = time.perf_counter()
-            result = export_subnet(arch, fmt, int8=True, out_dir=folder, test_images=args.test_images,
-                                   measure_latency=False)  # fmt: skip
+            config = ExportConfig(format=fmt, int8=True, out_dir=folder, test_images=args.test_images,
+                                  measure_latency=False)  # fmt: skip
+            result = export_subnet(arch, config)
             acc = result.accuracy
             out.append({"backend": backend, "format": fmt, "images": acc["images"], "torch_top1": acc["torch_top1"],
                         "fp32_top1": acc["fp32_top1"], "int8_top1": acc["int8_top1"],

@@ -16,6 +16,11 @@ predicted top-1 each finds at 5 latency budgets across the table's feasible rang
     python bench/search.py
     python bench/search.py --predictor my.predictor.safetensors --table my-table
     python bench/search.py --no-reference                    # without pip ofa
+    python bench/search.py --busy --no-reference --repeats 5  # + the search beside other work
+
+``--busy``: ``specialize`` (the product's search, its numeric threads capped at one) at the middle
+budget, alone and while another process multiplies matrices on every core, and the uncapped
+search under the same load.
 
 Run it on an otherwise idle machine. Prints a table on stderr and one JSON object on stdout.
 """
@@ -136,6 +141,39 @@ def run_reference(reference: tuple[Any, Any], predictor: Any, space: Any, table:
             "seconds": seconds}  # fmt: skip
 
 
+# ------------------------------------------------------------------------------ busy
+_BUSY_LOOP = "import numpy as np\na = np.random.rand(1000, 1000)\nwhile True:\n    a @ a"
+
+
+def run_specialize(predictor: Any, table_name: str, budget: float, seed: int) -> float:
+    from ofa_edge.search.specialize import Target, specialize
+
+    started = time.perf_counter()
+    specialize(predictor, [Target(table_name, budget)], seed=seed)
+    return time.perf_counter() - started
+
+
+def busy_comparison(predictor: Any, model: LatencyModel, table_name: str, budget: float, args: argparse.Namespace,
+                    console: Console) -> dict[str, Any]:  # fmt: skip
+    """Wall time of the search alone and beside a process that keeps every core busy."""
+    import subprocess
+
+    alone = [run_specialize(predictor, table_name, budget, args.seed) for _ in range(args.repeats)]
+    console.print("timing beside a busy process ...")
+    load = subprocess.Popen([sys.executable, "-c", _BUSY_LOOP])
+    try:
+        time.sleep(2.0)  # let the load start
+        busy = [run_specialize(predictor, table_name, budget, args.seed) for _ in range(args.repeats)]
+        uncapped = [run_ours(predictor, model, budget, args.population, args.generations, args.seed)["seconds"]
+                    for _ in range(args.repeats)]  # fmt: skip
+    finally:
+        load.kill()
+    result = {"alone_s": statistics.median(alone), "busy_s": statistics.median(busy),
+              "uncapped_busy_s": statistics.median(uncapped)}  # fmt: skip
+    result["busy_over_alone"] = result["busy_s"] / result["alone_s"]
+    return result
+
+
 # ------------------------------------------------------------------------------ ours
 def run_ours(predictor: Any, model: LatencyModel, budget: float, population: int, generations: int,
              seed: int) -> dict[str, Any]:  # fmt: skip
@@ -167,6 +205,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method at the middle budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-reference", action="store_true", help="skip pip ofa's EvolutionFinder")
+    parser.add_argument("--busy", action="store_true", help="also time the search beside a busy process")
     args = parser.parse_args()
     console = Console(stderr=True, width=130)
     command = shlex.join(["python", "bench/search.py", *sys.argv[1:]])
@@ -203,6 +242,8 @@ def main() -> None:
     speed["reference_over_ours"] = speed["reference_s"] / speed["ours_s"] if reference_runs else None
     speed["random_over_ours"] = speed["random_s"] / speed["ours_s"]
 
+    busy = busy_comparison(predictor, model, table_name, middle, args, console) if args.busy else None
+
     # Quality: the predicted top-1 each finds at 5 budgets across the feasible range.
     rows = []
     for fraction, budget in zip(FRACTIONS, budgets):
@@ -236,11 +277,18 @@ def main() -> None:
             cells.append("-" if accuracy is None else f"{accuracy:.3f} ({found['latency_ms']:.3g})")
         quality.add_row(f"{row['budget_ms']:.3g} ({row['fraction']:.0%})", *cells)
     console.print(quality)
+    if busy is not None:
+        loaded = Table(title="specialize at the middle budget, beside a process busy on every core (median s)")
+        for column in ("alone", "busy", "busy / alone", "busy, threads uncapped"):
+            loaded.add_column(column, justify="right")
+        loaded.add_row(f"{busy['alone_s']:.3f}", f"{busy['busy_s']:.3f}", f"{busy['busy_over_alone']:.2f}",
+                       f"{busy['uncapped_busy_s']:.3f}")  # fmt: skip
+        console.print(loaded)
     print(json.dumps({
         "benchmark": "search", "command": command, "space": space.name, "table": table_name,
         "table_label": model.table.label, "predictor": str(args.predictor or demo_predictor_path()),
         "population": pop, "generations": gens, "evaluations": evaluations, "seed": args.seed,
-        "feasible_ms": [lo, hi], "speed": speed, "budgets": rows,
+        "feasible_ms": [lo, hi], "speed": speed, "busy": busy, "budgets": rows,
         "reference": "ofa.nas.search_algorithm.evolution.EvolutionFinder" if reference is not None else None,
     }))  # fmt: skip
 

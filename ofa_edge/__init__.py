@@ -11,8 +11,7 @@ Everything a user needs is importable from here; names load on first use, so ``i
 from __future__ import annotations
 
 from ._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 # public name -> module (relative to this package) that defines it, in pipeline order
 _EXPORTS: dict[str, str] = {
@@ -61,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "specialize": ".search.specialize",
     # export: convert, verify, time; deploy = specialise + export
     "export_subnet": ".export.pipeline",
+    "ExportConfig": ".export.config",
     "deploy": ".export.deploy",
 }
 

@@ -91,7 +91,23 @@ def read_safetensors_metadata(path: Path) -> dict[str, str]:
         head = handle.read(8)
         length = int.from_bytes(head, "little") if len(head) == 8 else 0
         # Another format's first 8 bytes (a torch.save zip starts 'PK') read as a length of
-        # petabytes: asking for them failed with MemoryError before the JSON could say no.
+        # petabytes: reading that much would fail with MemoryError before the JSON could say no,
+        # so the length is checked against the file's size first.
         if length > os.fstat(handle.fileno()).st_size - len(head):
             raise ValueError("not a safetensors file: its header length exceeds the file")
         return safetensors_metadata(head + handle.read(length))
+
+
+def check_output_folder(folder: Path) -> None:
+    """One line when ``folder`` cannot take output: a file where a folder is needed, or a folder
+    that cannot be created or written. Checked before any work; nothing is created here."""
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None:  # a relative path under a missing cwd: let the write say so
+        return
+    if not existing.is_dir():
+        raise OFAEdgeError(f"cannot write to {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == folder:
+            raise OFAEdgeError(f"cannot write to {folder}: the folder is not writable")
+        raise OFAEdgeError(f"cannot create {folder}: {existing} is not writable")

@@ -104,7 +104,8 @@ def test_loop_aims_under_the_budget_by_the_miss_with_a_stand_in_measurement(tmp_
     monkeypatch.setenv("OFA_EDGE_TABLES", str(tables))
     table_path = _table_calibrated_here(tables)
     original = load_table(table_path)
-    predictor, fingerprint = load_predictor(None, "demo")
+    predictor = load_predictor(None, "demo")
+    fingerprint = predictor.checked_supernet
 
     def stand_in(arch, _table_ref):
         return 1.15 * original.predict(SPACE, arch)
@@ -138,10 +139,10 @@ def test_loop_does_nothing_when_the_first_choice_fits(tmp_path):
 
 
 def test_a_refit_recalibrates_only_when_the_calibration_is_from_another_device(tmp_path, monkeypatch):
-    """A phone's table keeps its calibration when the miss was measured on that phone (the old code
-    compared with this CPU and so always recalibrated a phone's table, without the phone's -O
-    options). Measured elsewhere, it is calibrated again first, with those options. The
-    measurements and the calibration are stand-ins here (no phone): only the decision is tested."""
+    """A phone's table keeps its calibration when the miss was measured on that phone: the
+    calibration's device is compared with the phone, not with this CPU. Measured elsewhere, it is
+    calibrated again first, with the phone's -O options. The measurements and the calibration
+    are stand-ins here (no phone): only the decision is tested."""
     import ofa_edge.export.closed_loop as closed_loop
     from ofa_edge.latency.table import load_table
     from ofa_edge.search.predictor import load_predictor
@@ -153,7 +154,8 @@ def test_a_refit_recalibrates_only_when_the_calibration_is_from_another_device(t
     data = json.loads(path.read_text())
     data["calibration"]["host"] = phone
     path.write_text(json.dumps(data))
-    predictor, fingerprint = load_predictor(None, "demo")
+    predictor = load_predictor(None, "demo")
+    fingerprint = predictor.checked_supernet
     calls = []
 
     def calibrate_stand_in(table_ref, fresh=False, options=None, warn=None, **_):

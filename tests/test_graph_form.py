@@ -188,13 +188,14 @@ def test_tflite_int8_with_dwsplit_agrees_with_fp32_in_one_partition(tmp_path):
     pytest.importorskip("litert_torch")
     pytest.importorskip("ai_edge_quantizer")
     from ofa_edge.convert.tflite import op_report
-    from ofa_edge.export import export_subnet
+    from ofa_edge.export import ExportConfig, export_subnet
     from ofa_edge.export.formats import INT8_FORMS
 
     assert "hswish" in INT8_FORMS["tflite"]  # export's default int8 forms; convert_tflite splits
     arch = _all_k7(20, 3, 2)  # the demo supernet's weights; 7x7 kernels on 20 to 2 px maps
-    result = export_subnet(arch, "tflite", int8=True, out_dir=tmp_path, test_images=300, calibration_images=500,
-                           int8_calibration_images=100, measure_latency=False)  # fmt: skip
+    result = export_subnet(arch, ExportConfig(format="tflite", int8=True, out_dir=tmp_path, test_images=300,
+                                              calibration_images=500, int8_calibration_images=100,
+                                              measure_latency=False))  # fmt: skip
     assert result.accuracy["int8_agreement_with_fp32"] >= 0.97
     report = op_report(result.file("int8").path)
     assert report["partitions"]["DELEGATE"] == 1 and not report["undelegated"]

@@ -40,6 +40,7 @@ class StandInPredictor:
         self.supernet = "stand-in"
         self.weights = np.random.default_rng(seed).normal(size=space.encoding_size) * scale
         self.supernet_path = None
+        self.checked_supernet = "stand-in"
 
     def ranking_warning(self) -> None:
         return None
@@ -488,7 +489,7 @@ def cli(monkeypatch):
     monkeypatch.setattr(
         predictor_module,
         "load_predictor",
-        lambda path=None, supernet=None: (StandInPredictor(get_space("mbv3-fmnist")), "stand-in"),
+        lambda path=None, supernet=None: StandInPredictor(get_space("mbv3-fmnist")),
     )
 
     def run(capsys, *args):

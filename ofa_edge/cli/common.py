@@ -97,6 +97,27 @@ def backend_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
+def command_line(ctx: typer.Context) -> str:
+    """The running command as given, for records such as model cards: its path, its arguments,
+    and the options that differ from their defaults."""
+    import shlex
+
+    words = ["ofa-edge", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        unset = value in (None, (), []) and param.default in (None, (), [])
+        if param.name == "as_json" or value == param.default or unset:
+            continue
+        if param.param_type_name != "option":
+            words += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+        elif param.is_flag:
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            for item in value if param.multiple else [value]:
+                words += [param.opts[0], str(item)]
+    return shlex.join(words)
+
+
 def print_reading(done: int, total: int, folder: str) -> None:
     """Progress of reading a large image folder (train.data.ReadProgress): one line per fifth."""
     from ..train.data import reading_line

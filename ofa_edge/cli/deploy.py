@@ -80,6 +80,7 @@ def deploy(
     A target whose table was measured on a phone (or a GPU) is timed there, with the -O options
     `profile` took; by default it exports only the format that backend times.
     """
+    from ..export.card import fmt_ms, fmt_pct
     from ..export.deploy import deploy as run_deploy
     from ..search.budget import parse_latency
 
@@ -106,7 +107,7 @@ def deploy(
             summary.add_row(
                 d.table if i == 0 else "", f"{d.budget_ms:.3f} ms" if i == 0 else "", arch if i == 0 else "",
                 e.format, f"{c.latency_ms:.3f} ms" if i == 0 else "",
-                _ms(lat.get("fp32")), _ms(lat.get("int8")), _pct(top1.get("fp32")), _pct(top1.get("int8")),
+                fmt_ms(lat.get("fp32")), fmt_ms(lat.get("int8")), fmt_pct(top1.get("fp32")), fmt_pct(top1.get("int8")),
                 ", ".join(Path(f.path).name for f in e.files),
             )  # fmt: skip
     err.print(summary)
@@ -117,10 +118,3 @@ def deploy(
             err.print(f"refit round {r['round']}: measured {r['measured_ms']:.3f} ms; table now {r['table']}")
     err.print(f"files and model cards in {out}/")
 
-
-def _ms(value: float | None) -> str:
-    return f"{value:.3f} ms" if value is not None else "-"
-
-
-def _pct(value: float | None) -> str:
-    return f"{value:.2f}%" if value is not None else "-"

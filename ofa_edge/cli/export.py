@@ -3,15 +3,22 @@ verified against PyTorch and timed (a thin layer over :func:`ofa_edge.export.exp
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .common import DataDirOpt, JsonOpt, OptionsOpt, ScoredDataOpt, backend_options, emit_json, err, fmt_count
-
-FORMAT_NAMES = ("onnx", "openvino", "tflite", "tensorrt")
+from .common import (
+    DataDirOpt,
+    JsonOpt,
+    OptionsOpt,
+    ScoredDataOpt,
+    backend_options,
+    command_line,
+    emit_json,
+    err,
+    fmt_count,
+)
 
 
 def register_export_command(app: typer.Typer) -> None:
@@ -19,6 +26,7 @@ def register_export_command(app: typer.Typer) -> None:
 
 
 def export(
+    ctx: typer.Context,
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="onnx (onnxruntime), openvino (IR), tflite (LiteRT), tensorrt.")
     ],
@@ -121,135 +129,32 @@ def export(
     Parity and accuracy are checked with the runtime on this machine; latency is measured where the
     table was (a phone over adb with the same -O options as `profile`).
     """
-    from ..errors import OFAEdgeError
-    from ..export.closed_loop import export_within_budget
-    from ..export.formats import get_format
-    from ..export.specialized import last_specialized
-    from ..latency.table import load_table
+    from ..export.closed_loop import export_with_refit
+    from ..export.config import ExportConfig
+    from ..export.specialized import resolve_export
     from ..profilers.base import Timing
     from ..search.budget import parse_latency
-    from ..search.predictor import load_predictor
-    from ..space.arch import load_arch
 
-    command = _command({
-        "--format": fmt, "--arch": arch_file, "--int8": int8, "--fp16": fp16, "--finetune-epochs": finetune_epochs,
-        "--finetune-images": finetune_images, "--out": out, "--name": name, "--supernet": supernet,
-        "--table": table, "--device": device, "--option": option, "--budget": budget, "--refit": refit,
-        "--predictor": predictor, "--seed": seed,
-        "--threads": threads, "--test-images": test_images, "--data": data,
-        "--data-dir": data_dir, "--calibration-images": calibration_images,
-        "--int8-calibration-images": int8_calibration_images, "--warmup": warmup, "--runs": runs, "--rounds": rounds,
-    })  # fmt: skip
-    # An unknown format or option is the first thing said, before any arch or table is looked up.
-    timed_by = get_format(fmt).backend
-    options = backend_options(option)
-    budget_ms = parse_latency(budget) if budget is not None else None
-    if arch_file is not None:
-        arch: Any = load_arch(arch_file)
-    else:
-        target = last_specialized(backend=timed_by)
-        arch = target.arch
-        err.print(f"arch: target {target.table or 'with no table'} of {target.source} ({target.arch_file})")
-        recorded_table, recorded_budget, note = target.timing_for(timed_by)
-        if table is None:
-            table = recorded_table
-            if note:
-                err.print(f"note: {note}")
-        if budget_ms is None and recorded_budget is not None:
-            budget_ms = recorded_budget
-        if predictor is None and target.predictor:
-            predictor = Path(target.predictor)
-        if supernet is None and target.supernet not in (None, "demo") and not Path(target.supernet).is_file():
-            raise OFAEdgeError(
-                f"the arch of {target.source} was searched on supernet {target.supernet}, which is not there now: "
-                f"pass --supernet, that checkpoint (fingerprint {target.supernet_fingerprint})"
-            )
-        supernet = supernet or target.supernet or "demo"
-        _check_searched(supernet, target)
-    supernet = supernet or "demo"
-    if refit and (table is None or budget_ms is None):
-        raise OFAEdgeError("--refit needs a latency table and a budget: pass --table and --budget, or export the "
-                           "arch of `ofa-edge specialize --budget ...`")  # fmt: skip
-
-    def progress(message: str) -> None:
-        err.print(f"export: {message}", style="dim")
-
-    export_one = partial(
-        _export_one, fmt=fmt, supernet=supernet, int8=int8, fp16=fp16, out_dir=out, name=name,
-        finetune_epochs=finetune_epochs, finetune_images=finetune_images, data=data, data_dir=data_dir,
-        calibration_images=calibration_images,
-        int8_calibration_images=int8_calibration_images, test_images=test_images, threads=threads, device=device,
-        backend_options=options, budget_ms=budget_ms, timing=Timing(warmup, runs, rounds),
-        command=command, progress=progress,
+    config = ExportConfig(
+        format=fmt, int8=int8, fp16=fp16, out_dir=out, name=name, supernet=supernet, data=data, data_dir=data_dir,
+        calibration_images=calibration_images, int8_calibration_images=int8_calibration_images,
+        test_images=test_images, finetune_epochs=finetune_epochs, finetune_images=finetune_images, table=table,
+        budget_ms=parse_latency(budget) if budget is not None else None, device=device, threads=threads,
+        backend_options=backend_options(option), timing=Timing(warmup, runs, rounds), command=command_line(ctx),
     )  # fmt: skip
-    if refit:
-        model, fingerprint = load_predictor(predictor, supernet)
-        outcome = export_within_budget(
-            arch, export_one, table_ref=table, table=load_table(table), budget_ms=budget_ms, predictor=model,
-            space=model.space, supernet=fingerprint, rounds=refit, seed=seed, backend_options=options,
-            progress=progress,
-        )  # fmt: skip
-        result, refits = outcome.exports[0], outcome.refits
-    else:
-        result, refits = export_one(arch, table)[0], []
+    config.validate()  # an unknown format or a bad option first, before any arch or table is looked up
+    resolved = resolve_export(config, arch_file, predictor=predictor)
+    for note in resolved.notes:
+        err.print(note if note.startswith("arch: ") else f"note: {note}")
+    result, refits = export_with_refit(
+        resolved, rounds=refit, seed=seed, progress=lambda message: err.print(f"export: {message}", style="dim")
+    )
     if as_json:
         emit_json({**result.to_dict(), "refits": refits})
         return
     for r in refits:
         err.print(f"refit round {r['round']}: measured {r['measured_ms']:.3f} ms over budget; table now {r['table']}")
     _summary(result)
-
-
-def _check_searched(supernet: str, target: Any) -> None:
-    """The arch of a specialize record belongs to the supernet that search scored: exporting it
-    from another one (the demo, by default, after a search with your own predictor) would ship
-    other weights under the search's numbers."""
-    from ..errors import OFAEdgeError
-    from ..nn.checkpoint import supernet_fingerprint
-
-    if target.supernet_fingerprint is None:
-        return
-    fingerprint, _ = supernet_fingerprint(supernet)
-    if fingerprint != target.supernet_fingerprint:
-        raise OFAEdgeError(
-            f"the arch of {target.source} was searched on supernet {target.supernet_fingerprint}, not on {supernet} "
-            f"({fingerprint}): pass --supernet, the checkpoint its predictor belongs to"
-        )
-
-
-def _export_one(arch: Any, table: str | Path | None, **options: Any) -> list[Any]:
-    from ..export.pipeline import export_subnet
-
-    return [export_subnet(arch, table=table, **options)]
-
-
-_DEFAULTS: dict[str, Any] = {
-    "--arch": None, "--int8": False, "--fp16": False, "--finetune-epochs": 0, "--finetune-images": None,
-    "--out": Path("exported"),
-    "--name": "subnet", "--supernet": None, "--table": None, "--device": None, "--option": None, "--budget": None,
-    "--refit": 0, "--predictor": None,
-    "--seed": 0, "--threads": None,
-    "--test-images": None, "--data": None, "--data-dir": None, "--calibration-images": 2000,
-    "--int8-calibration-images": 300, "--warmup": 10, "--runs": 50, "--rounds": 5,
-}  # fmt: skip
-
-
-def _command(options: dict[str, Any]) -> str:
-    """The command as given (options that differ from their defaults), for the model cards."""
-    import shlex
-
-    words = ["ofa-edge", "export"]
-    for flag, value in options.items():
-        if flag in _DEFAULTS and value == _DEFAULTS[flag]:
-            continue
-        if isinstance(value, bool):
-            words.append(flag)
-        elif isinstance(value, list):
-            for item in value:
-                words += [flag, str(item)]
-        else:
-            words += [flag, str(value)]
-    return shlex.join(words)
 
 
 def _summary(result: Any) -> None:

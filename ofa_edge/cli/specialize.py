@@ -124,7 +124,8 @@ def specialize(
     if not budget and macs_budget is None and params_budget is None:
         raise OFAEdgeError("give a latency --budget (e.g. --budget 25ms, 0.5ms or 250us), or --macs / --params")
 
-    model, fingerprint = load_predictor(predictor, supernet)
+    model = load_predictor(predictor, supernet)
+    fingerprint = model.checked_supernet
     space = model.space
 
     targets = make_targets(table or [default_cpu_table(space.name)], budget or [])

@@ -20,20 +20,22 @@ when still over (its card and summary say by how much).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import OFAEdgeError
 from ..host import cpu_identity
 from ..latency.profiling import calibrate_table
-from ..latency.table import LatencyTable
+from ..latency.table import LatencyTable, load_table
 from ..search.efficiency import LatencyModel
 from ..search.specialize import Result, Target, specialize
 from ..space.arch import Arch
 from ..space.space import SearchSpace
 from .formats import get_format
-from .pipeline import ExportResult
+from .pipeline import ExportResult, export_subnet
 from .refit import add_calibration_point
+from .specialized import ResolvedExport
 
 
 @dataclass
@@ -129,6 +131,33 @@ def export_within_budget(
     outcome = search_until_within_budget(arch, measure, table=table, measured_on=measured_on, **loop)
     outcome.exports = exports
     return outcome
+
+
+def export_with_refit(
+    resolved: ResolvedExport, rounds: int = 0, seed: int = 0, progress: Callable[[str], None] = lambda message: None
+) -> tuple[ExportResult, list[dict[str, Any]]]:
+    """The export of ``resolved``; with ``rounds``, in the closed loop (its table, budget and
+    predictor from the request or the specialize record). Returns the last export and one record
+    per refit round."""
+    config = resolved.config
+    if rounds == 0:
+        return export_subnet(resolved.arch, config, progress=progress), []
+    if config.table is None or config.budget_ms is None:
+        raise OFAEdgeError("--refit needs a latency table and a budget: pass --table and --budget, or export the "
+                           "arch of `ofa-edge specialize --budget ...`")  # fmt: skip
+    from ..search.predictor import load_predictor
+
+    predictor = load_predictor(resolved.predictor, config.supernet)
+
+    def export(arch: Arch, table_ref: str | Path) -> list[ExportResult]:
+        return [export_subnet(arch, replace(config, table=table_ref), progress=progress)]
+
+    outcome = export_within_budget(
+        resolved.arch, export, table_ref=config.table, table=load_table(config.table), budget_ms=config.budget_ms,
+        predictor=predictor, space=predictor.space, supernet=predictor.checked_supernet, rounds=rounds, seed=seed,
+        backend_options=dict(config.backend_options or {}) or None, progress=progress,
+    )  # fmt: skip
+    return outcome.exports[0], outcome.refits
 
 
 def _refit(

@@ -10,9 +10,8 @@ search and export run again: the closed loop (:mod:`ofa_edge.export.closed_loop`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,11 @@ from ..latency.store import default_cpu_table
 from ..latency.table import LatencyTable, load_table, on_this_cpu
 from ..search.efficiency import LatencyModel, feasible_range
 from ..search.predictor import load_predictor, predictor_supernet
-from ..search.specialize import Result, Target, specialize
+from ..search.specialize import Result, Target, slug, specialize
 from ..space.arch import Arch
 from ..train.evaluate import SupernetScorer
 from .closed_loop import export_within_budget
+from .config import ExportConfig
 from .formats import FORMATS, check_available, get_format
 from .pipeline import ExportResult, export_subnet, report_reading
 
@@ -82,10 +82,6 @@ def default_budget(table: LatencyTable, predictor_space: Any) -> float:
     return round((low + high) / 2, 4)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text).stem).strip("-") or "target"
-
-
 def deploy(
     budgets: Sequence[float] | None = None,
     tables: Sequence[str] | None = None,
@@ -125,53 +121,53 @@ def deploy(
         raise OFAEdgeError(f"refit rounds must be 0 or more, got {refit_rounds}")
     if supernet is None:
         supernet = predictor_supernet(predictor)
-    model, fingerprint = load_predictor(predictor, supernet)
-    space = model.space
-    names = list(tables) if tables else [default_cpu_table(space.name)]
+    model = load_predictor(predictor, supernet)
+    names = list(tables) if tables else [default_cpu_table(model.space.name)]
     loaded = [load_table(name) for name in names]
-    if budgets:
-        if len(budgets) not in (1, len(names)):
-            raise OFAEdgeError(f"{len(budgets)} budgets for {len(names)} tables: give one, or one per table")
-        limits = [float(b) for b in budgets] * (len(names) if len(budgets) == 1 else 1)
-    else:
-        limits = [default_budget(t, space) for t in loaded]
+    limits = _budgets(budgets, loaded, model.space)
+    base = ExportConfig(int8=int8, supernet=supernet, out_dir=out_dir, test_images=test_images, threads=threads,
+                        backend_options=backend_options, command=command)  # fmt: skip
+    base.validate()
     trtexec = Trtexec.from_options(backend_options)  # for tensorrt files: -O trtexec=PATH, gpu=N
-    chosen_formats, format_notes = available_formats(int8, formats, trtexec)
+    chosen_formats, notes = available_formats(int8, formats, trtexec)
     if (warning := model.ranking_warning()) is not None:
-        format_notes.append(warning)
+        notes.append(warning)
     if backend_options and not any(_remote(t) for t in loaded):
-        format_notes.append(f"backend options {', '.join(backend_options)} ignored: every target is timed on this "
-                            "CPU, and they are for a phone or GPU target's backend")  # fmt: skip
-    results = specialize(model, [Target(t, b) for t, b in zip(loaded, limits)], space=space,
-                         supernet=fingerprint, seed=seed)  # fmt: skip
-    # One supernet and one read of the data for every export of every target (each export read
-    # them itself before: on Fashion-MNIST written as a 60k-image folder, 3 formats took 117 s
-    # instead of 111 s; BENCHMARKS.md).
+        notes.append(f"backend options {', '.join(backend_options)} ignored: every target is timed on this "
+                     "CPU, and they are for a phone or GPU target's backend")  # fmt: skip
+    results = specialize(model, [Target(t, b) for t, b in zip(loaded, limits)], space=model.space,
+                         supernet=model.checked_supernet, seed=seed)  # fmt: skip
+    # One supernet and one read of the data for every export of every target.
     progress(f"loading supernet {supernet} and {data or 'the data it was trained on'}")
     scorer = SupernetScorer.open(supernet, data, data_dir, "test", progress=partial(report_reading, progress))
     deployments = []
     for name, table, budget, choice in zip(names, loaded, limits, results):
         formats_here, target_notes = _target_formats(table, chosen_formats, int8, explicit=bool(formats),
                                                      trtexec=trtexec)  # fmt: skip
-        deployment = Deployment(name, budget, choice, notes=[*format_notes, *target_notes, *choice.notes])
+        deployment = Deployment(name, budget, choice, notes=[*notes, *target_notes, *choice.notes])
         if (warning := table.machine_warning()) is not None:
             deployment.notes.append(warning)
-        folder = Path(out_dir) / _slug(name)
-
-        export_all = partial(
-            _export_formats, label=name, formats=formats_here, folder=folder, budget_ms=budget, supernet=supernet,
-            int8=int8, scorer=scorer, test_images=test_images, threads=threads,
-            backend_options=backend_options, command=command, progress=progress,
-        )  # fmt: skip
+        config = replace(base, out_dir=Path(out_dir) / slug(name), budget_ms=budget)
+        export_all = partial(_export_formats, label=name, formats=formats_here, config=config, scorer=scorer,
+                             progress=progress)  # fmt: skip
         outcome = export_within_budget(
-            choice.arch, export_all, table_ref=name, table=table, budget_ms=budget, predictor=model, space=space,
-            supernet=fingerprint, rounds=refit_rounds, seed=seed,
+            choice.arch, export_all, table_ref=name, table=table, budget_ms=budget, predictor=model,
+            space=model.space, supernet=model.checked_supernet, rounds=refit_rounds, seed=seed,
             backend_options=backend_options if _remote(table) else None, progress=progress,
         )  # fmt: skip
         deployment.exports, deployment.refits = outcome.exports, outcome.refits
         deployment.choice = outcome.choice or choice
         deployments.append(deployment)
     return deployments
+
+
+def _budgets(budgets: Sequence[float] | None, tables: list[LatencyTable], space: Any) -> list[float]:
+    """One budget per table: the given ones (one serves all), else the middle of each table's range."""
+    if not budgets:
+        return [default_budget(t, space) for t in tables]
+    if len(budgets) not in (1, len(tables)):
+        raise OFAEdgeError(f"{len(budgets)} budgets for {len(tables)} tables: give one, or one per table")
+    return [float(b) for b in budgets] * (len(tables) if len(budgets) == 1 else 1)
 
 
 def _remote(table: LatencyTable) -> bool:
@@ -202,26 +198,23 @@ def _target_formats(
 
 
 def _export_formats(
-    arch: Arch, table_ref: str | Path, *, label: str, formats: list[str], folder: Path, budget_ms: float,
-    supernet: str, int8: bool, scorer: SupernetScorer, test_images: int | None,
-    threads: int | None, backend_options: dict[str, Any] | None, command: str | None,
-    progress: Callable[[str], None],
+    arch: Arch, table_ref: str | Path, *, label: str, formats: list[str], config: ExportConfig,
+    scorer: SupernetScorer, progress: Callable[[str], None],
 ) -> list[ExportResult]:  # fmt: skip
-    """``arch`` exported to each of ``formats`` in ``folder``. A file the table prices (its
+    """``arch`` exported to each of ``formats`` in ``config.out_dir``. A file the table prices (its
     backend and precision) is timed where the table was measured and compared with it; others are
     timed on this machine when the target is this machine, else not at all."""
     progress(f"{label}: exporting the {arch.r} px subnet to {', '.join(formats)}")
     table = load_table(table_ref)
     results = []
     for fmt in formats:
-        matched = _matches(fmt, table, int8)
+        matched = _matches(fmt, table, config.int8)
         timed = matched or not _remote(table)
-        results.append(export_subnet(
-            arch, fmt, supernet=supernet, int8=int8, out_dir=folder, name=fmt, scorer=scorer, test_images=test_images,
-            threads=threads, table=table_ref if matched else None,
-            backend_options=backend_options if matched and _remote(table) else None, measure_latency=timed,
-            budget_ms=budget_ms if timed else None, command=command, progress=progress,
-        ))  # fmt: skip
+        results.append(export_subnet(arch, replace(
+            config, format=fmt, name=fmt, table=table_ref if matched else None,
+            backend_options=config.backend_options if matched and _remote(table) else None,
+            measure_latency=timed, budget_ms=config.budget_ms if timed else None,
+        ), scorer=scorer, progress=progress))  # fmt: skip
     return results
 
 

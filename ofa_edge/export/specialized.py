@@ -1,10 +1,14 @@
-"""The arch to export when none is named: a target of the last ``ofa-edge specialize``
-(``specialized/last.json``, written by :func:`ofa_edge.search.specialize.write_outputs`): the first
-whose table times the format being exported, else the first."""
+"""What to export: the resolve stage of an export.
+
+An arch named by the user is exported as asked. Otherwise the arch is a target of the last
+``ofa-edge specialize`` (``specialized/last.json``, written by
+:func:`ofa_edge.search.specialize.write_outputs`): the first whose table times the format being
+exported, else the first; its table, budget, predictor and supernet fill what the request left
+open (:func:`resolve_export`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,7 @@ from ..errors import OFAEdgeError
 from ..fileio import read_user_json
 from ..latency.table import load_table, on_this_cpu
 from ..space.arch import Arch, load_arch
+from .config import ExportConfig
 
 LAST_SPECIALIZED = Path("specialized") / "last.json"
 NO_ARCH = "no arch to export: run `ofa-edge specialize` first, or pass --arch ARCH.json"
@@ -95,3 +100,67 @@ def _table_backend(name: Any) -> dict[str, Any] | None:
         return dict(load_table(name).backend)
     except OFAEdgeError:
         return None
+
+
+@dataclass(frozen=True)
+class ResolvedExport:
+    """An export request made whole: the arch, the config with its table, budget and supernet
+    filled in, the accuracy predictor (for the closed loop), and notes for the user."""
+
+    arch: Arch
+    config: ExportConfig
+    predictor: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_export(
+    config: ExportConfig, arch: Arch | str | Path | None = None, *, predictor: Path | None = None,
+    record: Path = LAST_SPECIALIZED,
+) -> ResolvedExport:  # fmt: skip
+    """``arch`` as given (an :class:`Arch` or an arch JSON path), or the target of ``record`` that
+    ``config``'s format is timed for; in the latter case the config's ``table``, ``budget_ms`` and
+    ``supernet`` left at None, and ``predictor``, come from the record."""
+    if arch is not None:
+        arch = arch if isinstance(arch, Arch) else load_arch(arch)
+        return ResolvedExport(arch, replace(config, supernet=config.supernet or "demo"), predictor)
+    target = last_specialized(record, backend=config.spec.backend)
+    notes = [f"arch: target {target.table or 'with no table'} of {target.source} ({target.arch_file})"]
+    table, budget_ms, note = target.timing_for(config.spec.backend)
+    if config.table is not None:
+        table = config.table
+    elif note:
+        notes.append(note)
+    supernet = config.supernet or _searched_supernet(target)
+    _check_searched(supernet, target)
+    config = replace(config, table=table, supernet=supernet,
+                     budget_ms=config.budget_ms if config.budget_ms is not None else budget_ms)  # fmt: skip
+    if predictor is None and target.predictor:
+        predictor = Path(target.predictor)
+    return ResolvedExport(target.arch, config, predictor, notes)
+
+
+def _searched_supernet(target: SpecializedTarget) -> str:
+    """The supernet file a record's search scored (the demo when it names none); one line when
+    that file is gone."""
+    if target.supernet not in (None, "demo") and not Path(str(target.supernet)).is_file():
+        raise OFAEdgeError(
+            f"the arch of {target.source} was searched on supernet {target.supernet}, which is not there now: "
+            f"pass --supernet, that checkpoint (fingerprint {target.supernet_fingerprint})"
+        )
+    return target.supernet or "demo"
+
+
+def _check_searched(supernet: str, target: SpecializedTarget) -> None:
+    """The arch of a specialize record belongs to the supernet that search scored: exporting it
+    from another one (the demo, by default, after a search with your own predictor) would ship
+    other weights under the search's numbers."""
+    from ..nn.checkpoint import supernet_fingerprint
+
+    if target.supernet_fingerprint is None:
+        return
+    fingerprint, _ = supernet_fingerprint(supernet)
+    if fingerprint != target.supernet_fingerprint:
+        raise OFAEdgeError(
+            f"the arch of {target.source} was searched on supernet {target.supernet_fingerprint}, not on {supernet} "
+            f"({fingerprint}): pass --supernet, the checkpoint its predictor belongs to"
+        )

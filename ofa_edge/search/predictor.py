@@ -250,6 +250,9 @@ class AccuracyPredictor:
         # Where `predictor train` read the supernet ('demo' or an absolute path): a hint that lets
         # later commands default to it; the fingerprint above is what is checked.
         self.supernet_path = supernet_path
+        # The fingerprint of the supernet file this predictor was checked against when loaded
+        # (None: loaded without one, its own record trusted); searches record it.
+        self.checked_supernet: str | None = None
         self._layers = self._check_tensors()
 
     @property
@@ -668,10 +671,9 @@ def predictor_supernet(path: str | Path | None) -> str:
     )
 
 
-def load_predictor(
-    path: str | Path | None = None, supernet: str | None = None
-) -> tuple[AccuracyPredictor, str | None]:
-    """The accuracy predictor at ``path`` and the fingerprint of the supernet it is checked against.
+def load_predictor(path: str | Path | None = None, supernet: str | None = None) -> AccuracyPredictor:
+    """The accuracy predictor at ``path``; ``checked_supernet`` holds the fingerprint of the
+    supernet it was checked against.
 
     With no ``path``: the demo supernet's shipped predictor (only for the demo supernet). With a
     ``supernet`` checkpoint, the predictor must belong to it (same fingerprint and space); without
@@ -686,4 +688,6 @@ def load_predictor(
         from ..nn.checkpoint import supernet_fingerprint
 
         fingerprint, space = supernet_fingerprint(supernet)
-    return AccuracyPredictor.load(Path(path), fingerprint, space), fingerprint
+    model = AccuracyPredictor.load(Path(path), fingerprint, space)
+    model.checked_supernet = fingerprint
+    return model

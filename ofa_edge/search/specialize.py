@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_bytes, atomic_write_text
@@ -259,14 +260,18 @@ def specialize(
         started = time.perf_counter()
         allowed_values = [sp.resolutions[i] for i in allowed]
         found: SearchResult
-        if algorithm == "nsga2":
-            from .nsga import nsga2_search
+        # One BLAS thread: the predictor's small matrix products gain nothing from more, and with
+        # a thread per core, work elsewhere on the machine slows the search many-fold (bench/search.py --busy).
+        with threadpool_limits(limits=1):
+            if algorithm == "nsga2":
+                from .nsga import nsga2_search
 
-            found = nsga2_search(sp, predictor, model, budgets, resolutions=allowed_values,
-                                 population_size=population_size, generations=generations, seed=seed)  # fmt: skip
-        else:
-            found = evolution_search(sp, predictor, budgets, cost=model, resolutions=allowed_values,
+                found = nsga2_search(sp, predictor, model, budgets, resolutions=allowed_values,
                                      population_size=population_size, generations=generations, seed=seed)  # fmt: skip
+            else:
+                found = evolution_search(sp, predictor, budgets, cost=model, resolutions=allowed_values,
+                                         population_size=population_size, generations=generations,
+                                         seed=seed)  # fmt: skip
         seconds = time.perf_counter() - started
         arch = found.arch
         if found.accuracy >= 100.0:
@@ -327,14 +332,15 @@ def plot_front(result: Result, path: Path) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A table name or path as a file or folder name: the stem of a path, safe characters only."""
     stem = Path(text).stem if text.endswith(".json") or "/" in text else text
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("_") or "table"
 
 
 def output_stem(result: Result) -> str:
     """A file name stem for a result: table, then its budgets (``onnxruntime-cpu-fp32-mbv3-fmnist-0.3ms``)."""
-    parts = [_slug(result.table)]
+    parts = [slug(result.table)]
     if result.latency_budget_ms is not None:
         parts.append(f"{result.latency_budget_ms:g}ms")
     if result.macs_budget is not None:
