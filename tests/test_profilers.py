@@ -42,7 +42,7 @@ def test_bad_backend_requests_are_one_line_errors():
         make_backend("onnxruntime", precision="fp16")
     with pytest.raises(OFAEdgeError, match=r"^backend 'onnxruntime' has no option 'colour' \(its options: none\)$"):
         make_backend("onnxruntime", colour="blue")
-    # A phone's option misspelt names the options the backend has (it used to print a TypeError).
+    # A phone's option misspelt is one line naming the options the backend has (not a TypeError).
     with pytest.raises(OFAEdgeError, match=r"has no option 'benchmark_mode' \(its options: benchmark_model, affinity"):
         make_backend("tflite", device="pixel1", benchmark_mode="./bm")
 
@@ -341,7 +341,7 @@ def test_tflite_backend_on_a_named_phone_uses_the_standin(standin_adb, tmp_path)
     assert info.extra["transport"] == "adb" and serial in info.device_detail and "stand-in phone" in info.device_detail
 
 
-def test_adb_failures_are_one_line(standin_adb, tmp_path):
+def test_adb_failures_with_standin_adb_are_one_line(standin_adb, tmp_path):
     device = AdbDevice("unknown-serial", str(STANDIN_ADB))
     with pytest.raises(AdbError, match="adb shell on unknown-serial failed: adb: device 'unknown-serial' not found"):
         device.shell("true")

@@ -49,7 +49,7 @@ def test_tables_list_shows_every_shipped_name_whole(capsys):
 @pytest.mark.parametrize("name", [n for n in EXPECTED if "-int8-" in n])
 def test_shipped_int8_tables_price_the_graph_export_ships(name):
     # The int8 form and quantiser recorded in a shipped table must be those the backend (and
-    # `export --int8`) builds today, or every use of the table warns that it prices another graph.
+    # `export --int8`) builds, or every use of the table warns that it prices another graph.
     from ofa_edge.latency.profiling import backend_for_table
 
     _, warnings = backend_for_table(load_table(name))

@@ -217,7 +217,7 @@ def test_uniform_archs_are_every_single_choice_subnet_and_include_the_corners():
 def test_archs_in_the_official_ofa_code_forms_are_read():
     """The official tutorial's ArchManager (and its EvolutionFinder's results) write the resolution
     as "r": [224] beside "wid": None; its newer arch encoder writes "image_size" and a 0 kernel and
-    expand ratio in the blocks a stage's depth skips. Each was refused before."""
+    expand ratio in the blocks a stage's depth skips. Both forms are read as archs."""
     space = get_space("mbv3-fmnist")
     tutorial = {"wid": None, "ks": [5] * 20, "e": [4] * 20, "d": [3] * 5, "r": [28]}
     assert space.validate(tutorial) == Arch(ks=(5,) * 20, e=(4,) * 20, d=(3,) * 5, r=28)

@@ -70,8 +70,9 @@ def test_a_supernet_is_scored_on_the_folder_it_was_trained_on_unless_told(tmp_pa
 
 
 def test_the_demo_scored_on_a_small_folder_holds_out_a_fifth_of_it(tmp_path):
-    """The demo's stored split holds out 10,000 images; a folder of 120 training images used to
-    stop with 'validation size 10000 must be between 1 and 119'."""
+    """The demo's stored split holds out 10,000 images; on a folder of 120 training images the
+    scorer holds out a fifth of the folder instead (not 'validation size 10000 must be between 1
+    and 119')."""
     data = _folder(tmp_path / "few")
     scorer = SupernetScorer.open("demo", data=str(data), calibration_images=16)
     assert scorer.images == 24 and len(scorer.train_part) == 96
@@ -152,7 +153,7 @@ def test_train_on_a_folder_then_predictor_specialize_and_deploy_without_naming_t
     assert os.path.getsize(out / TABLE / "onnx-fp32.onnx") > 0
 
     # specialize given only the predictor, then a bare export: the record names the supernet the
-    # predictor was trained on (this ended in "was searched on supernet ..., not on demo" before)
+    # predictor was trained on, and export uses it (not the demo)
     assert main(["specialize", "--predictor", str(pred), "--budget", "0.6ms", "--no-plot"]) == 0
     assert main(["export", "--format", "onnx", "--json"]) == 0
     card = json.loads(Path("exported/subnet-fp32.onnx.card.json").read_text())

@@ -109,7 +109,3 @@ def quantize_qdq(
         pre.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
     return path
-
-
-def onnx_input_shape(example: torch.Tensor) -> tuple[int, ...]:
-    return tuple(example.shape)

@@ -305,7 +305,7 @@ def noise_warning(noise: dict[str, Any] | None, what: str) -> str | None:
 
 
 def table_noise(table: LatencyTable) -> dict[str, Any] | None:
-    """:func:`host_noise` of a table's units (tables made before pass spreads were kept: None)."""
+    """:func:`host_noise` of a table's units (None when its entries record no pass spreads)."""
     return host_noise(entry.get("pass_spread") for entry in table.entries.values())
 
 

@@ -74,7 +74,7 @@ class Calibration:
     points: list[dict[str, Any]] = field(default_factory=list)
     model: str = "a*sum+c*units+b"
     loo_mape: dict[str, float] = field(default_factory=dict)  # leave-one-out error of each candidate
-    host: str = ""  # the machine the points were measured on ('' in tables made before this was kept)
+    host: str = ""  # the machine the points were measured on ('' when the table does not record it)
     d: float = 0.0  # change of the scale per pixel of input resolution
     r0: float = 0.0  # the resolution where the scale is ``a``
 

@@ -27,7 +27,7 @@ class _BatchStats:
         x = inputs[0].detach()
         # The mean, then the mean squared deviation from it (the reference's formula): two
         # vectorised reductions, about 2x faster on the CPU than torch.var_mean's single-pass
-        # Welford loop, which took two thirds of a recalibration's time.
+        # Welford loop, which would take two thirds of a recalibration's time.
         mean = x.mean(dim=(0, 2, 3))
         var = (x - mean.view(1, -1, 1, 1)).square().mean(dim=(0, 2, 3))
         self.add(mean, var, x.shape[0])

@@ -23,8 +23,6 @@ if TYPE_CHECKING:  # annotations only: timing and table code runs without import
     import torch
     from torch import nn
 
-PRECISIONS = ("fp32", "fp16", "int8")
-
 
 @dataclass(frozen=True)
 class Measurement:

@@ -171,12 +171,6 @@ def active(space: SearchSpace, pop: Population) -> np.ndarray:
     return _depth_masks(space)[pop.d].reshape(len(pop), space.num_slots)
 
 
-def canonical_genes(space: SearchSpace, pop: Population) -> np.ndarray:
-    """Genes with unused slots zeroed: two rows are equal iff the archs are the same subnet."""
-    mask = active(space, pop)
-    return np.concatenate([np.where(mask, pop.ks, -1), np.where(mask, pop.e, -1), pop.d, pop.r[:, None]], axis=1)
-
-
 def encode(space: SearchSpace, pop: Population) -> np.ndarray:
     """(n, space.encoding_size) float32, row ``i`` equal to ``space.encode(arch i)``: one-hot
     kernel and expand per slot (unused slots all zero), then one-hot resolution."""

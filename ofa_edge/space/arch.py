@@ -53,9 +53,6 @@ class Arch:
             raise ArchError(f"arch field 'r' must be an integer resolution, got {data['r']!r}")
         return cls(ks=fields["ks"], e=fields["e"], d=fields["d"], r=int(data["r"]))
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

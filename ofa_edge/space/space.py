@@ -43,8 +43,6 @@ import numpy as np
 from ..errors import ArchError, OFAEdgeError
 from .arch import Arch
 
-ACTIVATIONS = ("relu", "hswish")
-
 
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round ``value`` to a multiple of ``divisor``, never below ``divisor`` nor 10% below ``value``.
