@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +113,62 @@ def check_output_folder(folder: Path) -> None:
         if existing == folder:
             raise OFAEdgeError(f"cannot write to {folder}: the folder is not writable")
         raise OFAEdgeError(f"cannot create {folder}: {existing} is not writable")
+
+
+def check_output_file(path: Path) -> None:
+    """One line when ``path`` cannot be written: a folder in its place, or a parent folder that
+    cannot be created or written. Checked before any work; nothing is created here."""
+    path = Path(path)
+    if path.is_dir():
+        raise OFAEdgeError(f"cannot write to {path}: it is a folder, not a file")
+    check_output_folder(path.parent)
+
+
+class Busy(OFAEdgeError):
+    """Another process is writing the file or folder this one would write."""
+
+
+@contextmanager
+def exclusive(target: Path, what: str) -> Iterator[None]:
+    """Hold the one-writer lock of ``target`` (a table, a run folder) for the block: a second
+    process that asks for it stops with one line naming the holder. The lock is the kernel's
+    (``flock`` on ``TARGET.lock``), so a killed holder's lock is free again at once."""
+    target = Path(target)
+    lock_path = target.with_name(target.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = _acquire(lock_path, target, what)
+    try:
+        os.ftruncate(handle, 0)
+        os.write(handle, f"pid {os.getpid()}: {_command()}\n".encode())
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)  # while still held: a waiting opener then sees the file gone
+        os.close(handle)
+
+
+def _acquire(lock_path: Path, target: Path, what: str) -> int:
+    import fcntl
+
+    while True:
+        handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(handle, 4096).decode(errors="replace").strip() or "pid unknown"
+            os.close(handle)
+            raise Busy(f"{what} {target} is being written by another process ({holder}): wait for it to "
+                       "finish, or stop it") from None  # fmt: skip
+        # The holder before us may have removed the file after we opened it: lock the current one.
+        try:
+            if os.stat(lock_path).st_ino == os.fstat(handle).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        os.close(handle)
+
+
+def _command() -> str:
+    import shlex
+    import sys
+
+    return shlex.join(["ofa-edge" if sys.argv and sys.argv[0].endswith("ofa-edge") else sys.argv[0], *sys.argv[1:]])

@@ -211,14 +211,15 @@ def test_killed_profile_resumes_where_it_stopped(tmp_path):
 
 
 def test_user_tables_are_found_by_name_before_shipped_ones(capsys, tmp_path, monkeypatch):
-    """A bare `profile` writes to the user's folder; `--table NAME` finds it first; `tables list`
-    shows both, the shipped one marked as shadowed."""
+    """A table in the user's folder under a shipped table's name is found first by `--table NAME`;
+    `tables list` shows both, the shipped one marked as shadowed. (A bare `profile` of a few
+    resolutions is named for them: tests/test_cli_safety.py.)"""
     monkeypatch.setenv("OFA_EDGE_TABLES", str(tmp_path / "mine"))
+    mine = tmp_path / "mine" / "onnxruntime-cpu-fp32-mbv3-fmnist.json"
     code, out, err = run(capsys, "profile", "--resolutions", RES, "--runs", "3", "--warmup", "1", "--rounds", "1",
-                         "--calibration-samples", "0", "--json")  # fmt: skip
+                         "--calibration-samples", "0", "--out", str(mine), "--json")  # fmt: skip
     assert code == 0, err
-    written = Path(json.loads(out)["table"])
-    assert written == tmp_path / "mine" / "onnxruntime-cpu-fp32-mbv3-fmnist.json"
+    assert Path(json.loads(out)["table"]) == mine
     arch = tmp_path / "a.json"
     run(capsys, "arch", "sample", "--seed", "1", "-r", RES, "--out", str(arch))
     code, out, _ = run(capsys, "latency", "predict", "--table", "onnxruntime-cpu-fp32-mbv3-fmnist", "--arch",

@@ -42,7 +42,7 @@ def test_tables_list_shows_every_shipped_name_whole(capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["tables"]}
     assert set(EXPECTED) <= set(rows) and all("error" not in rows[n] for n in EXPECTED)
     assert main(["tables", "list"]) == 0
-    listing = capsys.readouterr().err
+    listing = capsys.readouterr().out
     assert all(name in listing for name in EXPECTED)  # names are what --table takes: never cut short
 
 

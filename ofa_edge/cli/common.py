@@ -23,6 +23,8 @@ from ..space.space import SPACE_NAMES
 # which rich would take for a style tag and drop. Styled lines ask for markup and escape what they
 # interpolate.
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160, markup=False)
+# Listings (a command's tables) go to stdout, so they pipe and page; logs and progress to stderr.
+listing = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160, markup=False)
 
 SpaceOpt = Annotated[str, typer.Option("--space", "-s", help=f"Search space preset: {', '.join(SPACE_NAMES)}.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of tables.")]

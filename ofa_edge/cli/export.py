@@ -18,6 +18,7 @@ from .common import (
     emit_json,
     err,
     fmt_count,
+    listing,
 )
 
 
@@ -160,6 +161,7 @@ def export(
 def _summary(result: Any) -> None:
     from rich.table import Table
 
+    from ..export.pipeline import ACCURACY_TOLERANCE_POINTS, speed_words
     from ..latency.table import on_this_cpu
 
     acc, ver, lat = result.accuracy, result.verification, result.latency
@@ -172,7 +174,7 @@ def _summary(result: Any) -> None:
     for f in result.files:
         ms = f"{f.latency['measured_ms']:.3f} ms" if f.latency else "-"
         table.add_row(f.path, f"{f.top1:.2f}%", ms, f.sha256[:12])
-    err.print(table)
+    listing.print(table)
     err.print(
         f"parity: fp32 file vs PyTorch max |diff| {ver['fp32_max_abs_diff']:.2e} "
         f"(tolerance {ver['fp32_tolerance']:g}), "
@@ -197,7 +199,7 @@ def _summary(result: Any) -> None:
         )
         for p in ("fp16", "int8"):
             if f"{p}_speedup" in lat:
-                line += f"; {p} {lat[f'{p}_speedup']:.2f}x fp32"
+                line += f"; {speed_words(p, lat[f'{p}_speedup'])}"
         if lat["predicted_ms"] is not None:
             line += f"; table predicted {lat['predicted_ms']:.3f} ms ({lat['prediction_error']:+.0%})"
         if lat["budget_ms"] is not None:
@@ -205,3 +207,6 @@ def _summary(result: Any) -> None:
         err.print(line)
     for warning in result.warnings:
         err.print(f"warning: {warning}", style="yellow")
+    if len(result.files) > 1 and (pick := result.recommended()) is not None:
+        listing.print(f"ship: {result.file(pick).path} (the fastest file within "
+                      f"{ACCURACY_TOLERANCE_POINTS:g} points of fp32's top-1)")  # fmt: skip

@@ -24,6 +24,7 @@ from .common import (
     backend_options,
     emit_json,
     err,
+    listing,
     make_typer,
     resumable,
 )
@@ -57,7 +58,7 @@ def backends(as_json: JsonOpt = False) -> None:
     table = Table("backend", "available", "version / why not", "precisions")
     for r in rows:
         table.add_row(r["backend"], "yes" if r["available"] else "no", r["detail"], ", ".join(r["precisions"]))
-    err.print(table)
+    listing.print(table)
 
 
 # -------------------------------------------------------------------- profile
@@ -238,7 +239,7 @@ def tables_list(as_json: JsonOpt = False) -> None:
             f"{w:.0%}" if w is not None else "-",
             f"{tau:.3f}" if tau is not None else "-",
         )
-    err.print(table)
+    listing.print(table)
 
 
 # --------------------------------------------------------------------- latency
@@ -279,7 +280,7 @@ def latency_predict(
         rows = Table("entry", "ms")
         for entry in result["entries"]:
             rows.add_row(entry["key"], f"{entry['ms']:.4f}")
-        err.print(rows)
+        listing.print(rows)
     note = "" if t.calibration else " (table has no calibration: raw sum)"
     err.print(f"predicted {result['predicted_ms']:.3f} ms on {t.label}; sum of entries {result['sum_ms']:.3f} ms{note}")
 
@@ -329,11 +330,11 @@ def latency_validate(
     )
     counts = f"{result['samples']} random subnets, {len(result['corner_points'])} corners"
     err.print(f"{result['table']}: {counts}{noise_text}")
-    err.print(rows)
+    listing.print(rows)
     corners = Table("corner", "measured ms", "predicted ms", "error")
     for c in result["corners"]["subnets"]:
         corners.add_row(c["name"], f"{c['measured_ms']:.3f}", f"{c['predicted_ms']:.3f}", f"{c['error']:+.1%}")
-    err.print(corners)
+    listing.print(corners)
 
 
 @latency_app.command("calibrate")

@@ -14,6 +14,7 @@ from .common import (
     ScoredDataOpt,
     emit_json,
     err,
+    listing,
     make_typer,
     print_reading,
     resumable,
@@ -54,9 +55,11 @@ def predictor_data(
 
     import torch
 
+    from ..fileio import check_output_file
     from ..search.accuracy_data import collect_accuracy_data
     from ..train import SupernetScorer
 
+    check_output_file(out)
     if threads is not None:
         torch.set_num_threads(threads)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -94,9 +97,11 @@ def predictor_train(
     subnets (RMSE, Kendall tau overall and within each resolution) beside the repeat-measurement
     noise floor, keeps the better one refitted on all the data, and writes it to --out.
     """
+    from ..fileio import check_output_file
     from ..nn.checkpoint import load_supernet, state_fingerprint
     from ..search.predictor import load_accuracy_data, train_predictor
 
+    check_output_file(out)
     net = load_supernet(supernet)
     # The fingerprint the data file records was taken before any BN recalibration: so is this one.
     fingerprint = state_fingerprint(net.state_dict())
@@ -149,7 +154,7 @@ def _print_predictor_report(report: dict[str, Any]) -> None:
         "noise floor", fmt(floor["rmse"]), "-", fmt(floor["kendall_tau"]),
         fmt(floor["kendall_tau_within_resolution"]), *(fmt(by_r.get(r)) for r in resolutions),
     )  # fmt: skip
-    err.print(table)
+    listing.print(table)
     if floor["repeat_std"] is not None:
         err.print(
             f"one measurement's repeat std: {floor['repeat_std']:.3f} points "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import OFAEdgeError
-from .common import JsonOpt, emit_json, err, fmt_count
+from .common import JsonOpt, emit_json, err, fmt_count, listing
 
 if TYPE_CHECKING:
     from ..search.specialize import Result
@@ -111,6 +111,7 @@ def specialize(
     """
     from rich.table import Table
 
+    from ..fileio import check_output_folder
     from ..latency.store import default_cpu_table
     from ..search.budget import parse_count
     from ..search.predictor import demo_predictor_path, load_predictor
@@ -123,6 +124,7 @@ def specialize(
     params_budget = parse_count(params, "params") if params is not None else None
     if not budget and macs_budget is None and params_budget is None:
         raise OFAEdgeError("give a latency --budget (e.g. --budget 25ms, 0.5ms or 250us), or --macs / --params")
+    check_output_folder(out)
 
     model = load_predictor(predictor, supernet)
     fingerprint = model.checked_supernet
@@ -203,7 +205,7 @@ def _print_result(result: Result, files: dict[str, Any], table_cls: Any) -> None
     for stage in result.summary["stages"]:
         table.add_row(str(stage["stage"]), str(stage["depth"]), str(stage["kernels"]), str(stage["expands"]),
                       str(stage["out_channels"]))  # fmt: skip
-    err.print(table)
+    listing.print(table)
     front = len(result.front) if result.front is not None else 0
     plot = f", plot {files['plot']}" if files.get("plot") else ""
     err.print(

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..convert.tensorrt import Trtexec
 from ..errors import OFAEdgeError
-from ..latency.store import default_cpu_table
+from ..latency.profiling import table_for_this_cpu
 from ..latency.table import LatencyTable, load_table, on_this_cpu
 from ..search.efficiency import LatencyModel, feasible_range
 from ..search.predictor import load_predictor, predictor_supernet
@@ -30,8 +30,11 @@ from .config import ExportConfig
 from .formats import FORMATS, check_available, get_format
 from .pipeline import ExportResult, export_subnet, report_reading
 
-# Formats exported by default when their extra is installed (ONNX always: it is in the core).
-DEFAULT_FORMATS = ("onnx", "openvino", "tflite")
+# A first deploy exports ONNX (the core's format, priced by the default table), checks it on the
+# first 2000 test images, and refits the default target's table when a file misses its budget.
+DEFAULT_FORMATS = ("onnx",)
+DEFAULT_TEST_IMAGES = 2000
+DEFAULT_REFIT_ROUNDS = 2
 
 
 @dataclass
@@ -93,10 +96,10 @@ def deploy(
     out_dir: str | Path = "deploy",
     data: str | None = None,
     data_dir: Path | None = None,
-    test_images: int | None = None,
+    test_images: int | None = DEFAULT_TEST_IMAGES,
     threads: int | None = None,
     backend_options: dict[str, Any] | None = None,
-    refit_rounds: int = 0,
+    refit_rounds: int | None = None,
     seed: int = 0,
     command: str | None = None,
     progress: Callable[[str], None] = lambda message: None,
@@ -105,11 +108,13 @@ def deploy(
     each chosen subnet to every format, verified and timed.
 
     Defaults: the demo supernet and its shipped predictor (with only ``predictor``, the supernet
-    file it was trained on); one target, this CPU's onnxruntime table
-    (yours from ``ofa-edge profile`` when it exists, else the shipped one); the budget in the middle
-    of that table's feasible range; ONNX, plus OpenVINO and TFLite when their extras are installed;
-    fp32 and int8; the data the supernet was trained on (``data``: another). Budgets pair with
-    tables in order (one budget serves every table).
+    file it was trained on); one target, this CPU's onnxruntime table (yours from ``ofa-edge
+    profile`` when it exists, else the shipped one; one measured on another CPU makes this CPU be
+    profiled first, see :func:`~ofa_edge.latency.profiling.table_for_this_cpu`), with
+    ``refit_rounds`` 2 (0 for tables you name); the budget in the middle of that table's feasible
+    range; ONNX; fp32 and int8; the first 2000 test images (None: all) of the data the supernet
+    was trained on (``data``: another). Budgets pair with tables in order (one budget serves every
+    table).
 
     Each file is timed where its target's table was measured when the table's backend times that
     format (a phone over adb, with ``backend_options`` as for ``profile``: they go to the backends
@@ -117,24 +122,33 @@ def deploy(
     A target measured elsewhere (a phone, a GPU) exports by default only the format its backend
     times; other formats asked for are exported and verified but not timed.
     """
-    if refit_rounds < 0:
+    if refit_rounds is not None and refit_rounds < 0:
         raise OFAEdgeError(f"refit rounds must be 0 or more, got {refit_rounds}")
     if supernet is None:
         supernet = predictor_supernet(predictor)
     model = load_predictor(predictor, supernet)
-    names = list(tables) if tables else [default_cpu_table(model.space.name)]
-    loaded = [load_table(name) for name in names]
-    limits = _budgets(budgets, loaded, model.space)
     base = ExportConfig(int8=int8, supernet=supernet, out_dir=out_dir, test_images=test_images, threads=threads,
                         backend_options=backend_options, command=command)  # fmt: skip
     base.validate()
+    notes: list[str] = []
+    if tables:
+        names = list(tables)
+    else:
+        name, note = table_for_this_cpu(model.space.name, progress=_stage_progress(progress), warn=progress)
+        names, notes = [name], [note] if note else []
+    if refit_rounds is None:
+        refit_rounds = 0 if tables else DEFAULT_REFIT_ROUNDS
+    loaded = [load_table(name) for name in names]
+    limits = _budgets(budgets, loaded, model.space)
     trtexec = Trtexec.from_options(backend_options)  # for tensorrt files: -O trtexec=PATH, gpu=N
-    chosen_formats, notes = available_formats(int8, formats, trtexec)
+    chosen_formats, format_notes = available_formats(int8, formats, trtexec)
+    notes += format_notes
     if (warning := model.ranking_warning()) is not None:
         notes.append(warning)
     if backend_options and not any(_remote(t) for t in loaded):
         notes.append(f"backend options {', '.join(backend_options)} ignored: every target is timed on this "
                      "CPU, and they are for a phone or GPU target's backend")  # fmt: skip
+    progress(f"searching the most accurate subnet under {', '.join(f'{b:.3g} ms' for b in limits)}")
     results = specialize(model, [Target(t, b) for t, b in zip(loaded, limits)], space=model.space,
                          supernet=model.checked_supernet, seed=seed)  # fmt: skip
     # One supernet and one read of the data for every export of every target.
@@ -159,6 +173,16 @@ def deploy(
         deployment.choice = outcome.choice or choice
         deployments.append(deployment)
     return deployments
+
+
+def _stage_progress(progress: Callable[[str], None]) -> Callable[[int, int, str], None]:
+    """A profile's (done, total, what) progress as a line per stage, not per block."""
+
+    def report(done: int, total: int, what: str) -> None:
+        if done == total and total:
+            progress(f"measured {total} models on this CPU")
+
+    return report
 
 
 def _budgets(budgets: Sequence[float] | None, tables: list[LatencyTable], space: Any) -> list[float]:

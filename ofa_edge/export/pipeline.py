@@ -42,6 +42,9 @@ from .verify import CheckSet, compare_with_fp32, failed_precisions, top1, verify
 if TYPE_CHECKING:
     from ..train.evaluate import SupernetScorer
 
+# A reduced-precision file is worth shipping when it loses at most this much top-1 against fp32.
+ACCURACY_TOLERANCE_POINTS = 0.5
+
 
 @dataclass
 class ExportedFile:
@@ -86,7 +89,27 @@ class ExportResult:
         return next(f for f in self.files if f.precision == precision)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "recommended": self.recommended()}
+
+    def recommended(self) -> str | None:
+        """The precision to ship: the fastest measured file whose top-1 is within
+        :data:`ACCURACY_TOLERANCE_POINTS` of the fp32 file's and which passed verification
+        (None when no file was timed)."""
+        timed = [f for f in self.files if f.latency and self._acceptable(f.precision)]
+        return min(timed, key=lambda f: f.latency["measured_ms"]).precision if timed else None
+
+    def _acceptable(self, precision: str) -> bool:
+        if precision == "fp32":
+            return True
+        drop = self.accuracy.get(f"{precision}_drop_points", float("inf"))
+        return drop <= ACCURACY_TOLERANCE_POINTS and self.verification.get(f"{precision}_passed", True)
+
+
+def speed_words(precision: str, speedup: float) -> str:
+    """'int8 1.38x faster than fp32', or 'int8 1.09x slower than fp32'."""
+    if speedup >= 1:
+        return f"{precision} {speedup:.2f}x faster than fp32"
+    return f"{precision} {1 / speedup:.2f}x slower than fp32"
 
 
 @dataclass
@@ -176,8 +199,10 @@ def _resolve_arch(arch: Arch | dict | str | Path) -> Arch:
 
 
 def _open_scorer(config: ExportConfig, progress: Callable[[str], None]) -> SupernetScorer:
+    from ..nn.checkpoint import check_checkpoint
     from ..train.evaluate import SupernetScorer
 
+    check_checkpoint(config.supernet)  # before the first progress line
     progress(f"loading supernet {config.supernet} and {config.data or 'the data it was trained on'}")
     return SupernetScorer.open(config.supernet, config.data, config.data_dir, "test",
                                calibration_images=config.calibration_images,

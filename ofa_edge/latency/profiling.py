@@ -10,6 +10,7 @@ import random
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,13 @@ import numpy as np
 import torch
 
 from ..errors import OFAEdgeError
+from ..fileio import check_output_folder, exclusive
 from ..nn.subnet import MobileNetV3Subnet
 from ..profilers.base import Backend, BackendInfo, Measurement, Timing, time_interleaved
 from ..space.arch import Arch
 from ..space.space import SearchSpace, corner_archs
 from .fidelity import UNRANKED_TAU, fidelity
-from .store import default_table_name, is_shipped, resolve_table_path, user_table_path, writable_path
+from .store import default_cpu_table, default_table_name, is_shipped, resolve_table_path, user_table_path, writable_path
 from .table import Calibration, LatencyTable, TableError, load_table, on_this_cpu
 from .unit_models import build_unit, example_input
 from .units import arch_units, classifier_unit, space_units
@@ -475,17 +477,28 @@ def profile_table(
     be = make_backend(backend, device=device, threads=threads, precision=precision, **(options or {}))
     require_available(be)
     if out is None:
-        out = user_table_path(default_table_name(backend, _table_device(device, be), precision, threads, sp.name))
+        name = default_table_name(backend, _table_device(device, be), precision, threads, sp.name)
+        out = user_table_path(name + _resolutions_suffix(sp, resolutions))
     out = Path(out)
     if is_shipped(out):
         raise OFAEdgeError(f"{out} is a table shipped with ofa-edge; profile into your own file (--out)")
-    table = profile_units(be, sp, out, resolutions, timing, command, progress, classes)
-    _warn_if_busy(table_noise(table), "the blocks were timed", warn)
-    if calibration_samples > 0:
-        cal = calibrate(table, be, sp, out, calibration_samples, timing=timing, progress=calibration_progress)
-        _warn_if_busy(_points_noise(cal.points), "the calibration subnets were timed", warn)
-        _warn_if_unranked(cal, warn)
+    check_output_folder(out.parent)
+    with exclusive(out, "table"):
+        table = profile_units(be, sp, out, resolutions, timing, command, progress, classes)
+        _warn_if_busy(table_noise(table), "the blocks were timed", warn)
+        if calibration_samples > 0:
+            cal = calibrate(table, be, sp, out, calibration_samples, timing=timing, progress=calibration_progress)
+            _warn_if_busy(_points_noise(cal.points), "the calibration subnets were timed", warn)
+            _warn_if_unranked(cal, warn)
     return table, out
+
+
+def _resolutions_suffix(space: SearchSpace, resolutions: Sequence[int] | None) -> str:
+    """``-r20-24`` for a table of some of the space's resolutions: a partial table never takes the
+    name of a complete one (which searches and exports find by that name)."""
+    if not resolutions or set(resolutions) >= set(space.resolutions):
+        return ""
+    return "-r" + "-".join(str(r) for r in sorted(set(resolutions)))
 
 
 def _table_device(requested: str, backend: Backend) -> str:
@@ -520,7 +533,9 @@ def calibrate_table(
     out = writable_path(path)
     if out != path:
         warn(f"{path.stem} ships with ofa-edge: the calibrated copy goes to {out}")
-    calibration = calibrate(t, backend, t.space(), out, samples, seed, timing, progress)
+    check_output_folder(out.parent)
+    with exclusive(out, "table"):
+        calibration = calibrate(t, backend, t.space(), out, samples, seed, timing, progress)
     _warn_if_busy(_points_noise(calibration.points), "the calibration subnets were timed", warn)
     _warn_if_unranked(calibration, warn)
     return calibration, out
@@ -545,7 +560,42 @@ def validate_table(
     for message in warnings:
         warn(message)
     out = writable_path(path) if record else None
-    result = validate(t, backend, t.space(), out, samples, seed, timing, progress)
+    if out is not None:
+        check_output_folder(out.parent)
+    with exclusive(out, "table") if out is not None else nullcontext():
+        result = validate(t, backend, t.space(), out, samples, seed, timing, progress)
     result["table"] = str(out or path)
     _warn_if_busy(result.get("host_noise"), "the subnets were timed", warn)
     return result
+
+
+# A table made on the way to a first deploy: every block, and fewer calibration subnets and timing
+# passes than `profile` takes by default (BENCHMARKS.md, "A first deploy on a new CPU").
+FIRST_RUN_CALIBRATION = 12
+FIRST_RUN_TIMING = Timing(warmup=5, runs=30, rounds=3)
+
+
+def table_for_this_cpu(
+    space: str,
+    calibration_samples: int = FIRST_RUN_CALIBRATION,
+    timing: Timing = FIRST_RUN_TIMING,
+    progress: Progress = _no_progress,
+    warn: Callable[[str], None] = lambda message: None,
+) -> tuple[str, str | None]:
+    """The name of this CPU's onnxruntime table (fp32, 1 thread) for ``space`` and a note. When
+    the table that name finds was measured on another CPU, this CPU is profiled first into the
+    user's folder under that name, where every later command finds it before the shipped one."""
+    name = default_cpu_table(space)
+    try:
+        found = load_table(name)
+    except TableError:
+        found = None
+    if found is not None and found.machine_warning() is None:
+        return name, None
+    out = user_table_path(name)
+    where = f"'{found.backend.get('device_detail')}'" if found is not None else "no CPU of this kind"
+    warn(f"the {name} table was measured on {where}: measuring this CPU first (about a minute, once)")
+    profile_table("onnxruntime", space, "CPU", 1, "fp32", out=out, calibration_samples=calibration_samples,
+                  timing=timing, command=f"ofa-edge deploy (this CPU's table for {space})", progress=progress,
+                  calibration_progress=progress, warn=warn)  # fmt: skip
+    return name, f"this CPU was profiled into {out}; later commands use it"

@@ -48,6 +48,21 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
+def check_checkpoint(path: str | os.PathLike[str]) -> None:
+    """One line when ``path`` cannot be a checkpoint (missing, empty, a safetensors file whose
+    header does not parse), without loading it: commands check their inputs before any work."""
+    resolved = resolve_checkpoint(path)
+    if not resolved.is_file():
+        raise CheckpointError(f"supernet checkpoint not found: {resolved}")
+    if resolved.stat().st_size == 0:
+        raise CheckpointError(f"supernet checkpoint {resolved} is empty")
+    if resolved.suffix == ".safetensors":
+        try:
+            read_safetensors_metadata(resolved)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"supernet checkpoint {resolved} is not a readable safetensors file: {exc}") from None
+
+
 _COLLAPSIBLE = {"bn", "conv", "linear"}
 # Old checkpoints may lack the BN batch counter; it does not affect inference or training maths.
 _OPTIONAL_SUFFIX = "num_batches_tracked"

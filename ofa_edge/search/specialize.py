@@ -307,29 +307,45 @@ def specialize(
 # ----------------------------------------------------------------------- outputs
 def plot_front(result: Result, path: Path) -> None:
     """A PNG of the target's accuracy/latency front, the chosen subnet and the budget, written atomically."""
+    buffer = io.BytesIO()
+    front_figure(result).savefig(buffer, format="png")
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def front_figure(result: Result) -> Any:
+    """The front's figure. Its latency axis spans the front and the chosen subnet (not 0 to the
+    budget, where a loose budget squeezes the front into a sliver); a budget beyond the axis is
+    marked at its right edge."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    costs = [result.latency_ms]
     if result.front is not None and len(result.front):
         ax.plot(result.front.cost, result.front.accuracy, "o-", ms=3.5, lw=1, color="tab:blue",
                 label=f"Pareto front ({len(result.front)} subnets)")  # fmt: skip
+        costs += [float(c) for c in result.front.cost]
     ax.plot([result.latency_ms], [result.accuracy], "*", ms=15, color="tab:red",
             label=f"chosen: {result.accuracy:.2f}% at {result.latency_ms:.3g} ms")  # fmt: skip
-    if result.latency_budget_ms is not None:
-        ax.axvline(result.latency_budget_ms, ls="--", color="tab:gray",
-                   label=f"budget {result.latency_budget_ms:.3g} ms")  # fmt: skip
+    low, high = min(costs), max(costs)
+    pad = 0.06 * (high - low) or 0.06 * high
+    budget = result.latency_budget_ms
+    if budget is not None and low - pad <= budget <= high + 3 * pad:
+        high = max(high, budget)
+        ax.axvline(budget, ls="--", color="tab:gray", label=f"budget {budget:.3g} ms")
+    elif budget is not None:
+        ax.annotate(f"budget {budget:.3g} ms \u2192", xy=(0.99, 0.5), xycoords="axes fraction", ha="right",
+                    fontsize=8, color="tab:gray")  # fmt: skip
+    ax.set_xlim(low - pad, high + pad)
     ax.set_xlabel("predicted latency (ms)")
     ax.set_ylabel("predicted top-1 (%)")
     ax.set_title(f"{result.space.name} on {result.table}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    return fig
 
 
 def slug(text: str) -> str:
