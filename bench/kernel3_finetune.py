@@ -1,6 +1,6 @@
 """Can a short fine-tune lift the demo supernet's kernel-3 corners, and at what cost to the others?
 
-The demo's kernel-3 corners are 0.4-1.05 points under the same nets trained alone (issue 16),
+The demo's kernel-3 corners are 0.4-1.05 points under the same nets trained alone,
 while the kernel-7 ones are within 0.3. A kernel-3 depthwise kernel is the transformed centre of
 the stored 7x7 kernel, so it shares every weight with the kernel-7 subnets. Three short diagnoses,
 each from the shipped demo weights, on the training part of its split (the validation images held
@@ -9,7 +9,7 @@ out), batch 128, resolution drawn per batch:
 * ``matrices``: only the kernel transformation matrices (``7to5``, ``5to3``, 14,120 numbers) train,
   with Adam, on 2 of the 4 kernel-3 corners and 1 random subnet with kernels 3/5 per step. Kernel-7
   subnets cannot change, so any gain is free;
-* ``k3``: every weight trains on the 4 kernel-3 corners each step (SGD as ``fmnist-corners``);
+* ``k3``: every weight trains on the 4 kernel-3 corners each step (SGD as in the demo's training);
 * ``all8``: every weight trains on all 8 corners each step.
 
 Distillation (``--kd-ratio``, 0 for labels only) is from the demo's largest subnet, its BatchNorm
@@ -107,7 +107,7 @@ def main() -> None:
             p.requires_grad_(name.endswith("_matrix"))
         optimizer: torch.optim.Optimizer = torch.optim.Adam(trained, lr=args.lr)
     else:
-        optimizer = make_optimizer(net, get_schedule("fmnist-corners"))
+        optimizer = make_optimizer(net, get_schedule("fmnist"))  # the momentum and weight decay of every demo stage
     loader = BatchLoader(train, 128, space.resolutions, normalization, flip=True,
                          seed=7 if args.mode == "matrices" else 11, channels_last=True)  # fmt: skip
     rng = random.Random(0)

@@ -1,14 +1,16 @@
 """Progressive shrinking vs. no progressive shrinking, same budget, side by side.
 
-Both arms follow the ``fmnist`` schedule's phases (same epochs, learning rates, subnets per step
-and distillation teacher) on a subset of Fashion-MNIST; ``no-ps`` samples every phase after the
-full net from the whole space, without channel re-sorting. The full-net phase is identical in both
+Both arms follow the phases of a preset (``fmnist``, or ``quick`` for a smoke run: same epochs,
+learning rates, subnets per step and distillation teacher) on a subset of Fashion-MNIST; the no-PS
+arm (:func:`without_progression`) samples every phase after the full net from the whole space,
+without channel re-sorting. The full-net phase is identical in both
 arms (same seed, same choices, deterministic training), so it is trained once and both arms
 continue from it; it also provides their shared KD teacher. Then the 8 corner subnets of each arm
 are scored on the Fashion-MNIST test split after BN recalibration.
 
     python bench/ps_ablation.py                     # 5000 training images per epoch
     python bench/ps_ablation.py --images-per-epoch 2000 --out runs/ablation-small
+    python bench/ps_ablation.py --base quick --test-images 200 --out /tmp/ps-smoke   # a minute
     python bench/ps_ablation.py --summarize runs/ps-ablation runs/ps-ablation-s1   # several seeds
 
 Prints a table on stderr and one JSON object on stdout; the JSON is also written to
@@ -37,8 +39,21 @@ from ofa_edge.train.schedule import Schedule, get_schedule
 from ofa_edge.train.trainer import Position, TrainConfig, TrainData, Trainer, final_report
 
 
-def shrink(schedule: Schedule, images_per_epoch: int) -> Schedule:
-    return replace(schedule, images_per_epoch=images_per_epoch)
+def shrink(schedule: Schedule, images_per_epoch: int | None) -> Schedule:
+    """``schedule`` on ``images_per_epoch`` training images per epoch (None: as it is)."""
+    return schedule if images_per_epoch is None else replace(schedule, images_per_epoch=images_per_epoch)
+
+
+def without_progression(schedule: Schedule) -> Schedule:
+    """The ablation arm: ``schedule`` with every phase after the full net sampling from the whole
+    space (no progressive order, no channel re-sorting); epochs, learning rates, subnets per step
+    and the distillation teacher stay as they are."""
+    phases = tuple(
+        p if p.full_net else replace(p, kernel_choices=None, expand_choices=None, depth_choices=None,
+                                     sort_channels=False, trained_expands=())
+        for p in schedule.phases
+    )  # fmt: skip
+    return replace(schedule, name=f"{schedule.name}-no-ps", phases=phases)
 
 
 # What --summarize reads from each run's result.json (all written by main()).
@@ -109,9 +124,11 @@ def summarize(folders: list[Path], console: Console) -> None:
     }))  # fmt: skip
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images-per-epoch", type=int, default=5000)
+    parser.add_argument("--base", choices=("fmnist", "quick"), default="fmnist", help="the preset both arms follow")
+    parser.add_argument("--images-per-epoch", type=int, default=None,
+                        help="default: 5000 for fmnist, the preset's own for quick")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/ps-ablation"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -119,67 +136,72 @@ def main() -> None:
     parser.add_argument("--summarize", type=Path, nargs="+", metavar="OUT",
                         help="Train nothing: compare the result.json of finished runs (e.g. seeds).")  # fmt: skip
     args = parser.parse_args()
-    console = Console(stderr=True, width=120)
-    if args.summarize:
-        summarize(args.summarize, console)
-        return
-    torch.set_num_threads(args.threads)
+    if args.images_per_epoch is None and args.base == "fmnist":
+        args.images_per_epoch = 5000
+    return args
 
+
+def train_arms(args: argparse.Namespace, ps: Schedule, data: TrainData, console: Console) -> tuple[dict, dict]:
+    """Train both arms (each resumes in its folder); returns their trainers and wall seconds."""
     space = get_space("mbv3-fmnist")
-    dataset = load_dataset("fashion-mnist", "train")
-    test = load_dataset("fashion-mnist", "test")
-    test = test.subset(torch.arange(min(args.test_images, len(test))))
-    ps = shrink(get_schedule("fmnist"), args.images_per_epoch)
-    no_ps = shrink(get_schedule("no-ps"), args.images_per_epoch)
-    data = TrainData.from_dataset(dataset, ps, seed=args.seed, flip=True)
 
     def log(kind: str, info: dict) -> None:
         if kind == "epoch_end":
             console.print(f"  {info['phase']} epoch {info['epoch'] + 1}: loss {info['loss']:.3f}, "
                           f"{info['images_per_s']:.0f} img/s")  # fmt: skip
 
-    timings = {}
+    def trainer(schedule: Schedule, folder: Path) -> Trainer:  # reads the run folder's checkpoint when built
+        return Trainer(TrainConfig(space, schedule, folder, "fashion-mnist", args.seed, validate_every_epoch=False),
+                       data, on_event=log)  # fmt: skip
+
+    trainers, timings = {}, {}
     started = time.perf_counter()
-    ps_trainer = Trainer(TrainConfig(space, ps, args.out / "ps", "fashion-mnist", args.seed,
-                                     validate_every_epoch=False), data, on_event=log)  # fmt: skip
-    console.print(f"PS arm ({args.images_per_epoch} images per epoch) ...")
-    ps_trainer.run()
+    console.print(f"PS arm ({len(data.train)} images per epoch) ...")
+    trainers["ps"] = trainer(ps, args.out / "ps")
+    trainers["ps"].run()
     timings["ps_s"] = time.perf_counter() - started
 
     # The no-PS arm starts where the shared full-net phase ended: its weights and its teacher.
     started = time.perf_counter()
-    no_ps_dir = args.out / "no-ps"
+    no_ps, no_ps_dir = without_progression(ps), args.out / "no-ps"
     no_ps_dir.mkdir(parents=True, exist_ok=True)
-
-    def build_no_ps_trainer() -> Trainer:  # reads the run folder's checkpoint when built
-        return Trainer(TrainConfig(space, no_ps, no_ps_dir, "fashion-mnist", args.seed,
-                                   validate_every_epoch=False), data, on_event=log)  # fmt: skip
-
     if not (no_ps_dir / "checkpoint.safetensors").exists():
-        # Seed the arm's run folder with a checkpoint at the end of the shared full-net phase.
-        seeding = build_no_ps_trainer()
-        full = load_supernet(args.out / "ps" / "phase-full.safetensors")
-        seeding.net.load_state_dict(full.state_dict())
+        seeding = trainer(no_ps, no_ps_dir)
+        seeding.net.load_state_dict(load_supernet(args.out / "ps" / "phase-full.safetensors").state_dict())
         shutil.copyfile(args.out / "ps" / "teacher.safetensors", no_ps_dir / "teacher.safetensors")
         full_steps = ps.phases[0].epochs * seeding.loader.batches_per_epoch()
         seeding.position = Position(phase=1, epoch=0, batch=0, step=full_steps)
         seeding.save_checkpoint(torch.optim.SGD(seeding.net.parameters(), lr=0.0))
-    no_ps_trainer = build_no_ps_trainer()
     console.print("no-PS arm ...")
-    no_ps_trainer.run()
+    trainers["no-ps"] = trainer(no_ps, no_ps_dir)
+    trainers["no-ps"].run()
     timings["no_ps_s"] = time.perf_counter() - started
+    return trainers, timings
 
-    calibration = data.train.subset(torch.arange(min(2000, len(data.train))))
+
+def main() -> None:
+    args = parse_args()
+    console = Console(stderr=True, width=120)
+    if args.summarize:
+        summarize(args.summarize, console)
+        return
+    torch.set_num_threads(args.threads)
+    test = load_dataset("fashion-mnist", "test")
+    test = test.subset(torch.arange(min(args.test_images, len(test))))
+    ps = shrink(get_schedule(args.base), args.images_per_epoch)
+    data = TrainData.from_dataset(load_dataset("fashion-mnist", "train"), ps, seed=args.seed, flip=True)
+    trainers, timings = train_arms(args, ps, data, console)
+
+    calibration = data.train.subset(torch.arange(min(ps.bn_calibration_images, len(data.train))))
     console.print(f"scoring 8 corner subnets x 2 arms on {len(test)} test images ...")
-    top = max(space.resolutions)
-    results = {}
-    for name, trainer in (("ps", ps_trainer), ("no-ps", no_ps_trainer)):
-        results[name] = final_report(trainer.net, calibration, test, data.normalization)[str(top)]
-
+    top = max(trainers["ps"].config.space.resolutions)
+    results = {
+        name: final_report(t.net, calibration, test, data.normalization)[str(top)] for name, t in trainers.items()
+    }
     corners = list(results["ps"])
     gains = [results["ps"][c] - results["no-ps"][c] for c in corners]
     table = Table(title=f"Fashion-MNIST test top-1 (%), {len(test)} images, {top} px, "
-                        f"{args.images_per_epoch} train images/epoch, {ps.total_epochs} epochs")  # fmt: skip
+                        f"{len(data.train)} train images/epoch, {ps.total_epochs} epochs")  # fmt: skip
     for column in ("corner", "PS", "no-PS", "PS - no-PS"):
         table.add_column(column)
     for corner, gain in zip(corners, gains):
@@ -190,7 +212,8 @@ def main() -> None:
     result = json.dumps({
         "benchmark": "ps_ablation",
         "seed": args.seed,
-        "images_per_epoch": args.images_per_epoch,
+        "base": args.base,
+        "images_per_epoch": len(data.train),
         "epochs": ps.total_epochs,
         "test_images": len(test),
         "resolution": top,

@@ -44,8 +44,11 @@ def _one_class_shift(value: float) -> torch.Tensor:
 
 def _convert_fp32_of(shift, monkeypatch) -> None:
     """Make every fp32 conversion convert the subnet with its classifier shifted."""
-    monkeypatch.setattr(pipeline, "convert_fp32",
-                        lambda spec, module, *rest: convert_fp32(spec, _shift_classifier(module, shift), *rest))  # fmt: skip
+
+    def convert(spec, module, *rest):
+        return convert_fp32(spec, _shift_classifier(module, shift), *rest)
+
+    monkeypatch.setattr(pipeline, "convert_fp32", convert)
 
 
 def _int8_as_fp32_of(shift, monkeypatch) -> None:

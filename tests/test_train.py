@@ -1,11 +1,13 @@
+import importlib.util
 import itertools
 import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ from ofa_edge.nn.checkpoint import load_supernet, read_metadata, save_supernet
 from ofa_edge.nn.supernet import OFAMobileNetV3
 from ofa_edge.space.space import SearchSpace, corner_archs
 from ofa_edge.train.data import ImageDataset
-from ofa_edge.train.schedule import SCHEDULE_NAMES, get_schedule
+from ofa_edge.train.schedule import SCHEDULE_NAMES, Phase, Schedule, get_schedule, resolve_schedule
+from ofa_edge.train.schedule_file import load_schedule_file, schedule_from_dict
 from ofa_edge.train.trainer import (
     TrainConfig,
     TrainData,
@@ -29,6 +32,8 @@ from ofa_edge.train.trainer import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+DEMO_RECIPES = sorted((ROOT / "recipes" / "demo").glob("*.yaml"))
+EVERY_CHOICE = {"kernel_choices": (3, 5, 7), "expand_choices": (3, 4, 6), "depth_choices": (2, 3, 4)}
 
 
 def synthetic_dataset(n: int = 96, seed: int = 0, classes: int = 10) -> ImageDataset:
@@ -41,20 +46,41 @@ def synthetic_dataset(n: int = 96, seed: int = 0, classes: int = 10) -> ImageDat
     return ImageDataset("synthetic", images, labels, tuple(str(i) for i in range(classes)))
 
 
+def quick_extension(full_epochs: int = 1, sandwich: bool = False, subnets: int = 4, corners: int = 0,
+                    **schedule_fields) -> Schedule:  # fmt: skip
+    """A CI-sized schedule that trains an already trained supernet further, as the demo's later
+    stages do: an optional full-net phase, then one epoch of every choice."""
+    every = Phase("all", 1, 0.02, subnets_per_step=subnets, sandwich=sandwich, corners=corners, **EVERY_CHOICE)
+    phases = ((Phase("full", full_epochs, 0.02, full_net=True),) if full_epochs else ()) + (every,)
+    return replace(get_schedule("quick"), name="quick-more", phases=phases, **schedule_fields)
+
+
 def make_trainer(
-    out: Path, schedule: str = "quick", space: str | SearchSpace = "mbv3-fmnist", classes: int = 10, **kwargs
-) -> Trainer:
-    sched = get_schedule(schedule)
+    out: Path, schedule: str | Schedule = "quick", space: str | SearchSpace = "mbv3-fmnist", classes: int = 10,
+    **kwargs
+) -> Trainer:  # fmt: skip
+    """A trainer on synthetic data; ``init_from``, ``teacher`` and ``teacher_other_resolutions``
+    set those fields of the schedule."""
+    sources = {k: kwargs.pop(k) for k in ("init_from", "teacher", "teacher_other_resolutions") if k in kwargs}
+    sched = replace(resolve_schedule(schedule), **sources)
     data = TrainData.from_dataset(synthetic_dataset(classes=classes), sched, seed=0, flip=True)
     space = get_space(space) if isinstance(space, str) else space
     config = TrainConfig(space, sched, out, data_name="synthetic", seed=0,
-                         init_from=kwargs.pop("init_from", None), teacher_from=kwargs.pop("teacher_from", None),
-                         teacher_other_resolutions=kwargs.pop("teacher_other_resolutions", "resize"),
                          checkpoint_every=kwargs.pop("checkpoint_every", 3), validate_every_epoch=False)  # fmt: skip
     return Trainer(config, data, **kwargs)
 
 
+def demo_recipe(stem: str) -> Schedule:
+    return load_schedule_file(ROOT / "recipes" / "demo" / f"{stem}.yaml")
+
+
 # ------------------------------------------------------------------ schedules
+def test_exactly_three_presets():
+    assert SCHEDULE_NAMES == ("reference", "fmnist", "quick")
+    for name in SCHEDULE_NAMES:
+        assert get_schedule(name).name == name
+
+
 def test_fmnist_schedule_phases_enable_the_right_choices():
     space = get_space("mbv3-fmnist")
     phases = {p.name: p for p in get_schedule("fmnist").phases}
@@ -76,19 +102,30 @@ def test_fmnist_schedule_phases_enable_the_right_choices():
     assert not any(p.sort_channels for p in list(phases.values())[:4])
 
 
-def test_no_ps_differs_from_fmnist_only_in_choices():
+def load_bench(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_no_ps_ablation_differs_from_its_preset_only_in_choices():
+    without_progression = load_bench("ps_ablation").without_progression
     space = get_space("mbv3-fmnist")
-    ps, no_ps = get_schedule("fmnist"), get_schedule("no-ps")
-    assert ps.total_epochs == no_ps.total_epochs
-    for a, b in zip(ps.phases, no_ps.phases, strict=True):
-        assert (a.epochs, a.lr, a.subnets_per_step, a.full_net) == (b.epochs, b.lr, b.subnets_per_step, b.full_net)
-        if not b.full_net:
-            assert b.sampling_space(space) == space and not b.sort_channels
+    for preset in ("fmnist", "quick"):
+        ps = get_schedule(preset)
+        no_ps = without_progression(ps)
+        assert ps.total_epochs == no_ps.total_epochs and no_ps.name == f"{preset}-no-ps"
+        for a, b in zip(ps.phases, no_ps.phases, strict=True):
+            assert (a.epochs, a.lr, a.subnets_per_step, a.full_net) == (b.epochs, b.lr, b.subnets_per_step, b.full_net)
+            if not b.full_net:
+                assert b.sampling_space(space) == space and not b.sort_channels
+        assert no_ps.phases[1].sampling_space(space) != ps.phases[1].sampling_space(space)
 
 
 def test_sandwich_phase_trains_the_largest_and_smallest_subnet_at_every_step():
     space = get_space("mbv3-fmnist")
-    full, last = get_schedule("fmnist-sandwich").phases
+    full, last = demo_recipe("03-sandwich").phases
     assert last.sandwich and last.subnets_per_step == 4
     for step in range(3):
         archs = last.step_archs(space, random.Random(step), resolution=20)
@@ -97,16 +134,16 @@ def test_sandwich_phase_trains_the_largest_and_smallest_subnet_at_every_step():
         assert all(a not in (space.max_arch(20), space.min_arch(20)) for a in archs[2:])
     assert full.step_archs(space, random.Random(0), resolution=24) == [space.max_arch(24)]
     # Without the rule every subnet of the step is drawn at random.
-    plain = get_schedule("fmnist-extend").phases[1]
+    plain = demo_recipe("02-extend").phases[1]
     drawn = plain.step_archs(space, random.Random(0), resolution=28)
     assert len(drawn) == 4 and space.max_arch(28) not in drawn and space.min_arch(28) not in drawn
-    with pytest.raises(ValueError, match="at least 2 subnets"):
+    with pytest.raises(OFAEdgeError, match="sandwich needs subnets_per_step of at least 2"):
         replace(last, subnets_per_step=1)
 
 
 def test_corners_phase_trains_other_corners_beside_the_sandwich():
     space = get_space("mbv3-fmnist")
-    (phase,) = get_schedule("fmnist-corners").phases
+    (phase,) = demo_recipe("06-corners").phases
     assert phase.sandwich and phase.corners == 2 and phase.subnets_per_step == 5
     ends = [space.max_arch(28), space.min_arch(28)]
     others = [a for a in corner_archs(space, 28).values() if a not in ends]
@@ -119,28 +156,171 @@ def test_corners_phase_trains_other_corners_beside_the_sandwich():
         assert archs[4] not in corner_archs(space, 28).values()  # drawn per layer
         seen.update(archs[2:4])
     assert seen == set(others)  # every other corner is trained, the kernel-3 ones included
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(OFAEdgeError, match="do not fit"):
         replace(phase, corners=4)
-    with pytest.raises(ValueError, match="do not fit"):
-        replace(phase, corners=7, subnets_per_step=9)  # 6 corners besides the two ends
+    # 7 fit in 9 subnets per step, but the space has only 6 corners besides the two ends.
+    schedule = replace(get_schedule("quick"), phases=(*get_schedule("quick").phases, replace(
+        phase, name="more", corners=7, subnets_per_step=9)))  # fmt: skip
+    with pytest.raises(OFAEdgeError, match="phase 'more': 7 corners asked for; its choices have 6 more"):
+        schedule.check_space(space)
 
 
-def test_fingerprints_of_existing_schedules_are_stable():
-    # Run folders store these; a change would refuse to resume runs started by earlier versions.
-    assert get_schedule("fmnist").fingerprint() == "3feab030082f402a"
-    assert get_schedule("fmnist-extend").fingerprint() == "78eac50d4e8cd455"
-    assert get_schedule("fmnist-sandwich").fingerprint() != get_schedule("fmnist-extend").fingerprint()
+def test_the_fingerprint_covers_every_field():
+    fmnist = get_schedule("fmnist")
+    # Run folders store it: a change refuses to resume the runs of earlier versions.
+    assert fmnist.fingerprint() == "7e4b0c002762ef57"
+    changed = [replace(fmnist, init_from="demo"), replace(fmnist, teacher="t.safetensors"),
+               replace(fmnist, batch_size=64), replace(fmnist, name="other"),
+               replace(fmnist, phases=(*fmnist.phases[:-1], replace(fmnist.phases[-1], sandwich=True))),
+               replace(fmnist, phases=(*fmnist.phases[:-1], replace(fmnist.phases[-1], corners=1)))]  # fmt: skip
+    prints = {s.fingerprint() for s in changed}
+    assert len(prints) == len(changed) and fmnist.fingerprint() not in prints
+    assert replace(fmnist).fingerprint() == fmnist.fingerprint()
+    assert set(fmnist.to_dict()) == {f.name for f in fields(Schedule)}
 
 
 def test_reference_schedule_matches_the_paper():
     phases = get_schedule("reference").phases
     assert [p.epochs for p in phases] == [180, 120, 25, 120, 25, 120]
-    assert "quick" in SCHEDULE_NAMES and "no-ps" in SCHEDULE_NAMES
+    assert get_schedule("reference").batch_size == 64
 
 
-def test_unknown_schedule():
-    with pytest.raises(OFAEdgeError, match="unknown schedule 'fast'"):
+def test_unknown_and_former_schedules():
+    with pytest.raises(OFAEdgeError, match="unknown schedule 'fast'.*reference, fmnist, quick.*yaml"):
         get_schedule("fast")
+    with pytest.raises(OFAEdgeError, match="'fmnist-corners' is no longer a preset: it is recipes/demo/06-corners"):
+        get_schedule("fmnist-corners")
+    with pytest.raises(OFAEdgeError, match="no-ps' is no longer a preset: it is bench/ps_ablation.py"):
+        resolve_schedule("quick-no-ps")
+    from ofa_edge.train.schedule import FORMER_PRESETS
+
+    for name, place in FORMER_PRESETS.items():  # every pointer leads to a file that is there
+        assert (ROOT / place.split()[0]).is_file(), (name, place)
+
+
+# --------------------------------------------------------------- schedule files
+QUICK_YAML = """
+# a CI-sized schedule
+batch_size: 16
+images_per_epoch: 64
+val_images: 200
+test_images: 200
+bn_calibration_images: 64
+epoch_val_images: 64
+epoch_calibration_images: 32
+phases:
+  - {name: full, epochs: 1, lr: 0.1, full_net: true}
+  - name: all
+    epochs: 1
+    lr: 2e-2          # YAML 1.1 reads this as text; it is taken as the number
+    subnets_per_step: 3
+    sandwich: true
+    corners: 1
+"""
+
+
+def test_a_yaml_and_a_toml_file_give_the_same_schedule(tmp_path):
+    (tmp_path / "mine.yaml").write_text(QUICK_YAML)
+    toml = tmp_path / "mine.toml"
+    toml.write_text('batch_size = 16\nimages_per_epoch = 64\nval_images = 200\ntest_images = 200\n'
+                    'bn_calibration_images = 64\nepoch_val_images = 64\nepoch_calibration_images = 32\n'
+                    '[[phases]]\nname = "full"\nepochs = 1\nlr = 0.1\nfull_net = true\n'
+                    '[[phases]]\nname = "all"\nepochs = 1\nlr = 0.02\nsubnets_per_step = 3\n'
+                    'sandwich = true\ncorners = 1\n')  # fmt: skip
+    from_yaml = resolve_schedule(str(tmp_path / "mine.yaml"))
+    assert from_yaml == load_schedule_file(toml)
+    assert from_yaml.name == "mine" and from_yaml.phases[1].lr == 0.02 and from_yaml.phases[1].corners == 1
+    assert from_yaml.phases[1].kernel_choices is None  # left out: every choice of the space
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"phases": [{"name": "a", "epochs": 1, "lr": 0.1, "full_net": True}], "batchsize": 8},
+         "unknown field 'batchsize' (did you mean 'batch_size'? allowed: name, phases, batch_size,"),
+        ({"phases": [{"name": "a", "epoch": 1, "lr": 0.1, "full_net": True}]},
+         "phase 1 ('a'): unknown field 'epoch' (did you mean 'epochs'? allowed: name, epochs, lr,"),
+        ({"phases": [{"name": "a", "epochs": 1, "lr": 0.1, "full_net": True}, {"name": "b", "epochs": "two", "lr": 1}]},
+         "phase 2 ('b'): epochs must be an integer, got 'two'"),
+        ({"phases": [{"name": "a", "epochs": 1, "lr": 0.1, "full_net": "yes"}]},
+         "phase 1 ('a'): full_net must be true or false, got 'yes'"),
+        ({"phases": [{"name": "a", "epochs": 1, "lr": 0.1, "full_net": True, "kernel_choices": 3}]},
+         "phase 1 ('a'): kernel_choices must be a list of integers or null, got 3"),
+        ({"phases": [{"name": "a", "epochs": 1, "lr": -0.1, "full_net": True}]},
+         "phase 1 ('a'): lr must be greater than 0, got -0.1"),
+        ({"phases": [{"name": "a", "epochs": 1, "lr": 0.1}, {"name": "b", "epochs": 1, "lr": 0.1, "sandwich": True}]},
+         "phase 2 ('b'): sandwich needs subnets_per_step of at least 2, got 1"),
+        ({"phases": [{"name": "a", "lr": 0.1}]}, "phase 1 ('a'): missing field 'epochs'"),
+        ({"phases": []}, "phases must be a non-empty list"),
+        ({"batch_size": 16}, "missing field 'phases'"),
+        ({"phases": [{"name": "a", "epochs": 1, "lr": 0.1, "full_net": True}], "batch_size": 0},
+         "batch_size must be at least 1, got 0"),
+        ({"phases": [{"name": "a", "epochs": 1, "lr": 0.1, "subnets_per_step": 4}]},
+         "has no full-net phase to train a teacher from"),
+        ({"phases": [{"name": "a", "epochs": 1, "lr": 0.1, "full_net": True}], "teacher": "init_from"},
+         "teacher: init_from needs init_from"),
+        ({"phases": [{"name": "a", "epochs": 1, "lr": 0.1, "full_net": True}], "teacher_other_resolutions": "near"},
+         "teacher_other_resolutions must be resize or init_from, got 'near'"),
+    ],
+)  # fmt: skip
+def test_each_mistake_in_a_schedule_is_one_line_naming_the_field(record, message):
+    with pytest.raises(OFAEdgeError) as caught:
+        schedule_from_dict(record)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_file_that_is_no_schedule_is_one_line(tmp_path):
+    cases = {"broken.yaml": "phases: [{name: a", "list.yaml": "- 1\n- 2\n", "broken.toml": "phases = [",
+             "typo.yaml": "phases: [{name: a, epochs: 1, lr: 0.1, full_net: true}]\nbatch: 8\n"}  # fmt: skip
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+    expected = {"broken.yaml": "not valid YAML (line 1", "list.yaml": "holds fields such as name and phases, got list",
+                "broken.toml": "not valid TOML", "typo.yaml": "unknown field 'batch'"}  # fmt: skip
+    for name, fragment in expected.items():
+        with pytest.raises(OFAEdgeError, match=f"^{re.escape(str(tmp_path / name))}: .*{re.escape(fragment)}"):
+            load_schedule_file(tmp_path / name)
+    with pytest.raises(OFAEdgeError, match="schedule file .*none.yaml not found"):
+        resolve_schedule(str(tmp_path / "none.yaml"))
+
+
+def test_a_schedule_asking_for_choices_the_space_lacks_names_the_phase(tmp_path):
+    bad = schedule_from_dict({"name": "mine", "phases": [
+        {"name": "full", "epochs": 1, "lr": 0.1, "full_net": True},
+        {"name": "k", "epochs": 1, "lr": 0.1, "kernel_choices": [3, 9]}]})  # fmt: skip
+    with pytest.raises(OFAEdgeError, match=r"schedule mine, phase 'k': kernel_choices \[3, 9\] is not"):
+        make_trainer(tmp_path / "run", schedule=bad)
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------- recipes
+def test_the_demo_recipes_chain_into_the_shipped_demo():
+    stems = [p.stem for p in DEMO_RECIPES]
+    assert stems == ["01-fmnist", "02-extend", "03-sandwich", "04-sandwich", "05-distil", "06-corners", "07-corners"]
+    recipes = [load_schedule_file(p) for p in DEMO_RECIPES]
+    # Each stage starts from the one before (the run folders scripts/train_demo.sh makes).
+    assert recipes[0].init_from is None
+    assert [r.init_from for r in recipes[1:]] == [f"{stem}/supernet.safetensors" for stem in stems[:-1]]
+    # The shipped weights' metadata lists these files, as the last stage's weights would.
+    assert read_metadata("demo")["schedule"] == "+".join(r.name for r in recipes)
+    assert [r.name for r in recipes] == [f"recipes/demo/{p.name}" for p in DEMO_RECIPES]
+    assert replace(recipes[0], name="fmnist") == get_schedule("fmnist")
+    teachers = [(r.teacher, r.teacher_other_resolutions) for r in recipes]
+    assert teachers == [(None, "resize")] * 4 + [
+        ("alone/d4-e6-k7-s0/supernet.safetensors", "init_from"), ("init_from", "resize"),
+        ("alone/d4-e6-k3-s0/supernet.safetensors", "init_from")]  # fmt: skip
+    # The shipped file's teacher record is that of the last stage: a one-resolution file, with
+    # the init weights' largest subnet recalibrated at the other resolutions.
+    assert read_metadata("demo")["teacher"].endswith("+init-recalibrated")
+
+
+def test_every_recipe_is_a_valid_schedule_for_the_demo_space():
+    space = get_space("mbv3-fmnist")
+    recipes = sorted((ROOT / "recipes").rglob("*.yaml"))
+    assert len(recipes) >= 8
+    for path in recipes:
+        schedule = load_schedule_file(path)
+        schedule.check_space(space)
+        assert path.read_text().startswith("#"), f"{path} says what it does in a comment"
 
 
 # --------------------------------------------------------------- loss and lr
@@ -233,8 +413,13 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
 def test_resume_with_another_schedule_or_space_is_refused(tmp_path):
     with pytest.raises(Stop):
         make_trainer(tmp_path, on_event=stop_at(4)).run()
-    with pytest.raises(OFAEdgeError, match="different schedule"):
-        make_trainer(tmp_path, schedule="quick-no-ps").run()
+    quick = get_schedule("quick")
+    sandwich_last = replace(quick, phases=(*quick.phases[:-1], replace(quick.phases[-1], sandwich=True)))
+    expected = r"different schedule \(quick, now quick; differs in phase 'expand-2'.sandwich\)"
+    with pytest.raises(OFAEdgeError, match=expected):
+        make_trainer(tmp_path, schedule=sandwich_last).run()
+    with pytest.raises(OFAEdgeError, match=r"different schedule \(quick, now quick; differs in batch_size\)"):
+        make_trainer(tmp_path, schedule=replace(quick, batch_size=8)).run()
     torch.save({}, tmp_path / "unrelated.pth")  # other files in the folder do not matter
     before = (tmp_path / "checkpoint.safetensors").read_bytes()
     with pytest.raises(OFAEdgeError, match="different seed"):
@@ -242,6 +427,31 @@ def test_resume_with_another_schedule_or_space_is_refused(tmp_path):
         data = TrainData.from_dataset(synthetic_dataset(), sched, seed=0, flip=True)
         Trainer(TrainConfig(get_space("mbv3-fmnist"), sched, tmp_path, "synthetic", seed=5), data).run()
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == before  # nothing lost
+
+
+def test_a_run_folder_of_an_earlier_version_is_refused_with_where_its_schedule_went(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    with pytest.raises(Stop):
+        make_trainer(tmp_path, on_event=stop_at(4)).run()
+    checkpoint = tmp_path / "checkpoint.safetensors"
+    metadata = read_metadata(checkpoint)
+    assert metadata["format"] == "ofa-edge-train/2"
+    # What an earlier version wrote: format 1, its own schedule name and fingerprint.
+    old = {**metadata, "format": "ofa-edge-train/1", "schedule": "fmnist-corners", "schedule_fingerprint": "0" * 16}
+    del old["schedule_record"]
+    save_file(load_file(checkpoint), checkpoint, metadata=old)
+    before = checkpoint.read_bytes()
+    with pytest.raises(OFAEdgeError) as caught:
+        make_trainer(tmp_path)
+    message = str(caught.value)
+    assert "earlier ofa-edge (schedule fmnist-corners, now recipes/demo/06-corners.yaml)" in message
+    assert "start a new --out folder" in message and "\n" not in message
+    assert checkpoint.read_bytes() == before  # refused, not overwritten
+    old["schedule"] = "fmnist"  # a schedule still a preset: refused all the same (its fingerprint differs)
+    save_file(load_file(checkpoint), checkpoint, metadata=old)
+    with pytest.raises(OFAEdgeError, match=r"earlier ofa-edge \(schedule fmnist\) .*new --out folder"):
+        make_trainer(tmp_path)
 
 
 class StopBeforeFirstStep(Exception):
@@ -260,26 +470,31 @@ def test_init_from_starts_there_names_both_schedules_and_resume_checks_it(tmp_pa
     base_weights = load_supernet(base).state_dict()
 
     extended = tmp_path / "extended"
-    trainer = make_trainer(extended, schedule="quick-extend", init_from=str(base), on_event=stop_before_first_step)
+    more = quick_extension(init_from=str(base))
+    trainer = make_trainer(extended, schedule=more, on_event=stop_before_first_step)
     with pytest.raises(StopBeforeFirstStep):
         trainer.run()
     assert all(torch.equal(v, base_weights[k]) for k, v in trainer.net.state_dict().items())
 
-    make_trainer(extended, schedule="quick-extend", init_from=str(base)).run()
+    make_trainer(extended, schedule=more).run()
     final = read_metadata(extended / "supernet.safetensors")
-    assert final["schedule"] == "quick+quick-extend"
+    assert final["schedule"] == "quick+quick-more"
     assert not torch.equal(load_supernet(extended / "supernet.safetensors").state_dict()["first_conv.conv.weight"],
                            base_weights["first_conv.conv.weight"])  # fmt: skip
 
-    # The run folder remembers which weights it started from.
+    # The run folder remembers which weights it started from: their path (in the schedule) and
+    # what the file held.
     other = tmp_path / "base" / "phase-full.safetensors"
     interrupted = tmp_path / "interrupted"
     with pytest.raises(Stop):
-        make_trainer(interrupted, schedule="quick-extend", init_from=str(base), on_event=stop_at(3)).run()
-    with pytest.raises(OFAEdgeError, match="different --init-from weights"):
-        make_trainer(interrupted, schedule="quick-extend", init_from=str(other)).run()
-    with pytest.raises(OFAEdgeError, match="different --init-from weights"):
-        make_trainer(interrupted, schedule="quick-extend").run()
+        make_trainer(interrupted, schedule=more, on_event=stop_at(3)).run()
+    with pytest.raises(OFAEdgeError, match="different schedule .*differs in init_from"):
+        make_trainer(interrupted, schedule=more, init_from=str(other)).run()
+    with pytest.raises(OFAEdgeError, match="different schedule .*differs in init_from"):
+        make_trainer(interrupted, schedule=quick_extension()).run()
+    base.write_bytes(other.read_bytes())  # the same path, other weights
+    with pytest.raises(OFAEdgeError, match="different init_from weights"):
+        make_trainer(interrupted, schedule=more).run()
 
 
 def test_init_from_a_missing_or_mismatched_file_fails_before_writing(tmp_path):
@@ -402,18 +617,24 @@ def one_arch_network(path: Path, seed: int, classes: int = 10) -> Path:
     return path
 
 
+def quick_distil(**schedule_fields) -> Schedule:
+    """One sandwich epoch of every choice, no full-net phase: it needs a teacher."""
+    return quick_extension(full_epochs=0, sandwich=True, **schedule_fields)
+
+
 def test_a_schedule_without_a_full_net_phase_needs_a_teacher_and_says_so_before_writing(tmp_path):
-    with pytest.raises(OFAEdgeError, match="no full-net phase.*--teacher"):
-        make_trainer(tmp_path / "run", schedule="quick-distil")
+    with pytest.raises(OFAEdgeError, match="no full-net phase to train a teacher from; set its teacher"):
+        quick_distil()
+    twelve = one_arch_network(tmp_path / "t12.safetensors", 0, classes=12)
     with pytest.raises(OFAEdgeError, match="has 12 classes, this run's network 10"):
-        make_trainer(tmp_path / "run", schedule="quick-distil",
-                     teacher_from=str(one_arch_network(tmp_path / "t12.safetensors", 0, classes=12)))  # fmt: skip
+        make_trainer(tmp_path / "run", schedule=quick_distil(teacher=str(twelve)))
     assert not (tmp_path / "run").exists()
 
 
 def test_an_external_teacher_sees_its_own_resolution_and_is_part_of_the_run(tmp_path):
     teacher_file = one_arch_network(tmp_path / "alone.safetensors", seed=1)
-    trainer = make_trainer(tmp_path / "run", schedule="quick-distil", teacher_from=str(teacher_file))
+    distil = quick_distil(teacher=str(teacher_file))
+    trainer = make_trainer(tmp_path / "run", schedule=distil)
     assert trainer.teacher_resolution == 28
     phase = trainer.config.schedule.phases[0]
     images, _ = next(iter(trainer.loader.epoch(0, resolution=20)))
@@ -428,35 +649,38 @@ def test_an_external_teacher_sees_its_own_resolution_and_is_part_of_the_run(tmp_
     assert json.loads((out / "config.json").read_text())["teacher_from"]["path"] == str(teacher_file)
     assert read_metadata(out / "supernet.safetensors")["teacher"] == trainer.teacher_fingerprint
 
-    # A stopped run resumes only with the same teacher.
-    other = one_arch_network(tmp_path / "other.safetensors", seed=2)
+    # A stopped run resumes only with the same teacher: the same path, holding the same weights.
     with pytest.raises(Stop):
-        make_trainer(tmp_path / "stopped", schedule="quick-distil", teacher_from=str(teacher_file),
-                     checkpoint_every=1, on_event=stop_at(2)).run()  # fmt: skip
+        make_trainer(tmp_path / "stopped", schedule=distil, checkpoint_every=1, on_event=stop_at(2)).run()
     assert (tmp_path / "stopped" / "checkpoint.safetensors").exists()
-    with pytest.raises(OFAEdgeError, match="different --teacher weights"):
-        make_trainer(tmp_path / "stopped", schedule="quick-distil", teacher_from=str(other))
+    other = one_arch_network(tmp_path / "other.safetensors", seed=2)
+    with pytest.raises(OFAEdgeError, match="different schedule .*differs in teacher"):
+        make_trainer(tmp_path / "stopped", schedule=distil, teacher=str(other))
+    teacher_file.write_bytes(other.read_bytes())
+    with pytest.raises(OFAEdgeError, match="different teacher weights"):
+        make_trainer(tmp_path / "stopped", schedule=distil)
+
+
+def random_init_file(path: Path) -> Path:
+    torch.manual_seed(3)
+    save_supernet(OFAMobileNetV3(get_space("mbv3-fmnist")), path)
+    return path
 
 
 def test_init_teaches_where_a_one_resolution_teacher_was_not_trained(tmp_path):
     teacher_file = one_arch_network(tmp_path / "alone.safetensors", seed=1)
-    torch.manual_seed(3)
-    init_file = tmp_path / "init.safetensors"
-    save_supernet(OFAMobileNetV3(get_space("mbv3-fmnist")), init_file)
-    with pytest.raises(OFAEdgeError, match="needs --init-from"):
-        make_trainer(tmp_path / "run", schedule="quick-distil", teacher_from=str(teacher_file),
-                     teacher_other_resolutions="init")  # fmt: skip
-    with pytest.raises(OFAEdgeError, match="needs --teacher"):
-        make_trainer(tmp_path / "run", init_from=str(init_file), teacher_other_resolutions="init")
+    init_file = random_init_file(tmp_path / "init.safetensors")
+    with pytest.raises(OFAEdgeError, match="teacher_other_resolutions: init_from needs init_from"):
+        quick_distil(teacher=str(teacher_file), teacher_other_resolutions="init_from")
+    with pytest.raises(OFAEdgeError, match="teacher_other_resolutions: init_from needs a teacher file"):
+        replace(get_schedule("quick"), init_from=str(init_file), teacher_other_resolutions="init_from")
     with pytest.raises(OFAEdgeError, match="several resolutions"):
-        make_trainer(tmp_path / "run", schedule="quick-distil", init_from=str(init_file),
-                     teacher_from=str(init_file), teacher_other_resolutions="init")  # fmt: skip
-    with pytest.raises(OFAEdgeError, match="must be one of resize, init"):
-        make_trainer(tmp_path / "run", teacher_other_resolutions="nearest")
+        make_trainer(tmp_path / "run", schedule=quick_distil(init_from=str(init_file), teacher=str(init_file),
+                                                             teacher_other_resolutions="init_from"))  # fmt: skip
     assert not (tmp_path / "run").exists()
 
-    trainer = make_trainer(tmp_path / "run", schedule="quick-distil", init_from=str(init_file),
-                           teacher_from=str(teacher_file), teacher_other_resolutions="init")  # fmt: skip
+    both = quick_distil(init_from=str(init_file), teacher=str(teacher_file), teacher_other_resolutions="init_from")
+    trainer = make_trainer(tmp_path / "run", schedule=both)
     phase = trainer.config.schedule.phases[0]
     assert sorted(trainer.teachers_by_resolution) == [20, 24]
     # At 20 px: the init weights' largest subnet, its BatchNorm recalibrated at 20 px on the
@@ -475,26 +699,21 @@ def test_init_teaches_where_a_one_resolution_teacher_was_not_trained(tmp_path):
 
     # The mode is part of the run: a stopped run resumes only with the same one.
     with pytest.raises(Stop):
-        make_trainer(tmp_path / "stopped", schedule="quick-distil", init_from=str(init_file),
-                     teacher_from=str(teacher_file), teacher_other_resolutions="init",
-                     checkpoint_every=1, on_event=stop_at(2)).run()  # fmt: skip
-    with pytest.raises(OFAEdgeError, match="different --teacher weights"):
-        make_trainer(tmp_path / "stopped", schedule="quick-distil", init_from=str(init_file),
-                     teacher_from=str(teacher_file))  # fmt: skip
+        make_trainer(tmp_path / "stopped", schedule=both, checkpoint_every=1, on_event=stop_at(2)).run()
+    with pytest.raises(OFAEdgeError, match="differs in teacher_other_resolutions"):
+        make_trainer(tmp_path / "stopped", schedule=replace(both, teacher_other_resolutions="resize"))
 
 
-def test_teacher_init_is_the_init_weights_largest_subnet_recalibrated_at_each_resolution(tmp_path):
-    torch.manual_seed(3)
-    init_file = tmp_path / "init.safetensors"
-    save_supernet(OFAMobileNetV3(get_space("mbv3-fmnist")), init_file)
-    with pytest.raises(OFAEdgeError, match="needs --init-from"):
-        make_trainer(tmp_path / "run", schedule="quick-corners", teacher_from="init")
-    with pytest.raises(OFAEdgeError, match="drop --teacher-other-resolutions"):
-        make_trainer(tmp_path / "run", schedule="quick-corners", init_from=str(init_file), teacher_from="init",
-                     teacher_other_resolutions="init")  # fmt: skip
-    assert not (tmp_path / "run").exists()
+def test_teacher_init_from_is_the_init_weights_largest_subnet_recalibrated_at_each_resolution(tmp_path):
+    init_file = random_init_file(tmp_path / "init.safetensors")
+    with pytest.raises(OFAEdgeError, match="teacher: init_from needs init_from"):
+        quick_extension(full_epochs=0, sandwich=True, subnets=5, corners=2, teacher="init_from")
+    with pytest.raises(OFAEdgeError, match="drop teacher_other_resolutions"):
+        quick_distil(init_from=str(init_file), teacher="init_from", teacher_other_resolutions="init_from")
 
-    trainer = make_trainer(tmp_path / "run", schedule="quick-corners", init_from=str(init_file), teacher_from="init")
+    corners = quick_extension(full_epochs=0, sandwich=True, subnets=5, corners=2, init_from=str(init_file),
+                              teacher="init_from")  # fmt: skip
+    trainer = make_trainer(tmp_path / "run", schedule=corners)
     assert sorted(trainer.teachers_by_resolution) == [20, 24, 28]
     (phase,) = trainer.config.schedule.phases
     calibration = trainer.epoch_eval
@@ -513,6 +732,7 @@ def test_teacher_init_is_the_init_weights_largest_subnet_recalibrated_at_each_re
     after = trainer.teachers_by_resolution[28].state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not torch.equal(trainer.net.state_dict()["classifier.linear.weight"], before["classifier.linear.weight"])
+    assert read_metadata(tmp_path / "run" / "supernet.safetensors")["teacher"].startswith("init-recalibrated:")
 
 
 @pytest.mark.slow

@@ -142,7 +142,8 @@ def test_train_on_a_folder_then_predictor_specialize_and_deploy_without_naming_t
     capsys.readouterr()
     out = tmp_path / "deploy"
     # No --supernet: the predictor records the file `predictor train` read.
-    code = main(["deploy", "--predictor", str(pred), "--format", "onnx", "--no-int8", "-o", str(out), "--json"])
+    code = main(["deploy", "--predictor", str(pred), "--format", "onnx", "--no-int8", "-o", str(out), "-t", TABLE,
+                 "--json"])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
     (deployment,) = json.loads(captured.out)["deployments"]

@@ -1,7 +1,8 @@
 """The ``ofa-edge`` command line: a thin Typer layer over the library, one module per command group.
 
-Every command takes ``--json`` and then prints exactly one JSON object to stdout; tables, logs and
-progress go to stderr. A user error prints one ``error: ...`` line to stderr and exits with 2.
+Every command takes ``--json`` and then prints exactly one JSON object to stdout; otherwise its
+listings (tables) go to stdout, logs and progress to stderr. A user error prints one
+``error: ...`` line to stderr and exits with 2.
 Commands are listed in ``--help`` in pipeline order: explore, train, measure latency, specialise, export.
 """
 

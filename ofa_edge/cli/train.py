@@ -25,38 +25,32 @@ def train(
     space: SpaceOpt = "mbv3-fmnist",
     data: DataOpt = "fashion-mnist",
     data_dir: DataDirOpt = None,
-    schedule: Annotated[str, typer.Option(help=f"Schedule: {', '.join(SCHEDULE_NAMES)}.")] = "fmnist",
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help=f"A preset ({', '.join(SCHEDULE_NAMES)}) or a schedule file (.yaml, .yml, .toml) with the "
+            "same fields: phases, batch size, init_from, teacher (docs/training.md).",
+        ),
+    ] = "fmnist",
     seed: Annotated[int, typer.Option(help="Seed of the split, data order, archs and dropout.")] = 0,
     init_from: Annotated[
         str | None,
         typer.Option(
             "--init-from",
-            help="Start from a trained supernet ('demo', an ofa-edge or an official OFA file) instead of "
-            "random weights, e.g. --schedule fmnist-sandwich --init-from demo to train the demo further. "
-            "One trained for other classes gives all its weights but the classifier's.",
+            help="Start from these weights instead of the schedule's init_from (default: random weights): "
+            "'demo', an ofa-edge or an official OFA file. One trained for other classes gives all its "
+            "weights but the classifier's.",
         ),
     ] = None,
     teacher: Annotated[
         str | None,
         typer.Option(
             "--teacher",
-            help="Distil from this network instead of the run's own full net: a supernet file (its largest "
-            "subnet teaches) or a net trained alone (bench/alone.py), e.g. --schedule fmnist-distil --init-from "
-            "demo --teacher runs/alone/d4-e6-k7-s0/supernet.safetensors. A teacher of one resolution sees each "
-            "batch resized to it, unless --teacher-other-resolutions init. 'init': the largest subnet of the "
-            "--init-from weights, frozen, its BatchNorm recalibrated at each resolution (e.g. --schedule "
-            "fmnist-corners --init-from demo --teacher init).",
+            help="Distil from this instead of the schedule's teacher (default: the run's own full net): a "
+            "supernet file (its largest subnet teaches), a net trained alone (bench/alone.py), or init_from "
+            "(the init weights' largest subnet, BatchNorm recalibrated at each resolution).",
         ),
     ] = None,
-    teacher_other_resolutions: Annotated[
-        str,
-        typer.Option(
-            "--teacher-other-resolutions",
-            help="Who teaches at the resolutions a one-resolution --teacher was not trained at: resize (it sees "
-            "the batch resized to its resolution) or init (the largest subnet of the --init-from weights, its "
-            "BatchNorm recalibrated at each resolution).",
-        ),
-    ] = "resize",
     flip: Annotated[
         bool | None,
         typer.Option("--flip/--no-flip", help="Random horizontal flips (default: on, except for mnist digits)."),
@@ -86,8 +80,7 @@ def train(
     # Rank 0 alone draws (torchrun sets RANK before the process group exists).
     progress = TrainingProgress(enabled=int(os.environ.get("RANK", "0")) == 0)
     run = TrainingRun.prepare(out, space, data, data_dir, schedule, seed, init_from, checkpoint_every, flip,
-                              on_event=progress.event, device=device, autocast=autocast,
-                              teacher_from=teacher, teacher_other_resolutions=teacher_other_resolutions)  # fmt: skip
+                              on_event=progress.event, device=device, autocast=autocast, teacher=teacher)  # fmt: skip
     if run.rank == 0:
         for note in run.notes:
             err.print(f"note: {note}")
@@ -140,5 +133,3 @@ def evaluate(
         emit_json(result)
     else:
         err.print(f"top-1 on {split} ({scorer.images} images): {top1:.2f}%  (MACs {fmt_count(result['macs'])})")
-
-

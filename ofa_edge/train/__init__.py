@@ -1,4 +1,5 @@
-"""Training and scoring: data sets and batches, progressive-shrinking schedules, the trainer
+"""Training and scoring: data sets and batches, progressive-shrinking schedules (presets and
+YAML/TOML files), the trainer
 (distillation, resumable checkpoints, DDP), a whole training run, and accuracy of subnets after
 BatchNorm recalibration."""
 
@@ -12,6 +13,8 @@ _EXPORTS = {
     "SCHEDULE_NAMES": ".schedule",
     "Schedule": ".schedule",
     "get_schedule": ".schedule",
+    "resolve_schedule": ".schedule",
+    "load_schedule_file": ".schedule_file",
     "TrainConfig": ".trainer",
     "TrainData": ".trainer",
     "Trainer": ".trainer",

@@ -211,7 +211,6 @@ class SupernetScorer:
         recalibrate_bn(self.net, calibration, max_images=len(self.data.calibration))
         return _onnxruntime_top1(self.net.get_subnet(arch), self.data, arch.r)
 
-
     def score_corners(self) -> dict[str, dict[str, float]]:
         """Top-1 of the 8 corner subnets at the largest and the smallest resolution (as the final
         report of a training run gives them), keyed by resolution then corner name."""

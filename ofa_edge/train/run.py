@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from ..fileio import atomic_write_text
 from ..space.space import SearchSpace, get_space
 from .data import NAMED_DATA
 from .evaluate import load_split
-from .schedule import Schedule, get_schedule
+from .schedule import Schedule, resolve_schedule
 from .trainer import TrainConfig, TrainData, Trainer, final_report, init_distributed
 
 
@@ -47,7 +47,7 @@ class TrainingRun:
         space: str | SearchSpace = "mbv3-fmnist",
         data: str = "fashion-mnist",
         data_dir: Path | None = None,
-        schedule: str = "fmnist",
+        schedule: str | Schedule = "fmnist",
         seed: int = 0,
         init_from: str | None = None,
         checkpoint_every: int = 50,
@@ -55,19 +55,18 @@ class TrainingRun:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         device: str = "cpu",
         autocast: str = "off",
-        teacher_from: str | None = None,
-        teacher_other_resolutions: str = "resize",
+        teacher: str | None = None,
     ) -> TrainingRun:
         """Check every input and build the trainer (one clear error before any work starts).
 
-        The classifier gets one output per class of the data; ``flip`` defaults to
-        :func:`default_flip`. Under torchrun this joins the process group. ``device``: cpu, cuda,
-        cuda:N or auto; ``autocast``: off or bf16 (mixed-precision forward passes); ``teacher_from``: a
-        network file to distil from instead of the run's own full net, and ``teacher_other_resolutions``
-        what teaches where that file was not trained (see :class:`TrainConfig`).
+        ``schedule``: a preset name, a YAML or TOML schedule file, or a :class:`Schedule`;
+        ``init_from`` and ``teacher``, when given, replace the schedule's own. The classifier gets
+        one output per class of the data; ``flip`` defaults to :func:`default_flip`. Under torchrun
+        this joins the process group. ``device``: cpu, cuda, cuda:N or auto; ``autocast``: off or
+        bf16 (mixed-precision forward passes).
         """
         sp = get_space(space) if isinstance(space, str) else space
-        sched = get_schedule(schedule)
+        sched = with_overrides(resolve_schedule(schedule), init_from=init_from, teacher=teacher)
         if checkpoint_every < 1:
             raise OFAEdgeError(f"checkpoint interval must be at least 1 step, got {checkpoint_every}")
         distributed = init_distributed()
@@ -88,15 +87,14 @@ class TrainingRun:
             notes.append(f"{data} has {sp.num_classes} classes, so the classifier gets {sp.num_classes} outputs")
         train_data = TrainData.from_dataset(dataset, sched, seed, flip=default_flip(data) if flip is None else flip)
         location = Path(data) if data not in NAMED_DATA else data_dir
-        config = TrainConfig(sp, sched, Path(out), data_name=data, seed=seed, init_from=init_from,
+        config = TrainConfig(sp, sched, Path(out), data_name=data, seed=seed,
                              data_location=str(location.resolve()) if location is not None else None,
-                             checkpoint_every=checkpoint_every, device=device, autocast=autocast,
-                             teacher_from=teacher_from,
-                             teacher_other_resolutions=teacher_other_resolutions)  # fmt: skip
+                             checkpoint_every=checkpoint_every, device=device, autocast=autocast)  # fmt: skip
         kwargs = {"on_event": on_event} if on_event is not None else {}
         trainer = Trainer(config, train_data, **kwargs)  # checks the run folder and the init weights
         if trainer.init_new_classifier:
-            notes.append(f"{init_from} was trained for other classes; all its weights but the classifier's are used")
+            reused = "all its weights but the classifier's are used"
+            notes.append(f"{sched.init_from} was trained for other classes; {reused}")
         return cls(trainer, train_data, sched, data, data_dir, Path(out), rank, notes)
 
     def run(self, report: bool = True, say: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
@@ -121,7 +119,16 @@ class TrainingRun:
         return final_report(self.trainer.net, calibration, test, self.data.normalization)
 
 
-def train_supernet(out: Path, schedule: str = "fmnist", report: bool = True, **options: Any) -> dict[str, Any]:
+def with_overrides(schedule: Schedule, init_from: str | None = None, teacher: str | None = None) -> Schedule:
+    """``schedule`` with the given ``init_from`` and ``teacher`` in place of its own (command-line
+    options); the result is checked like any schedule."""
+    changes = {k: v for k, v in (("init_from", init_from), ("teacher", teacher)) if v is not None}
+    return replace(schedule, **changes) if changes else schedule
+
+
+def train_supernet(
+    out: Path, schedule: str | Schedule = "fmnist", report: bool = True, **options: Any
+) -> dict[str, Any]:
     """Train a supernet with progressive shrinking into the run folder ``out`` (resumes a stopped
     run); ``options`` are those of :meth:`TrainingRun.prepare`. Returns the run's summary."""
     return TrainingRun.prepare(out, schedule=schedule, **options).run(report)

@@ -1,43 +1,21 @@
 """Progressive-shrinking schedules, declared as data.
 
-A schedule is a list of phases. Each phase fixes which choices subnets are sampled from, how many
-subnets share one optimizer step (their gradients are summed), its epochs and learning rate, and
-whether the expanded channels are re-sorted before it starts. The trainer only interprets this.
+A schedule is a list of phases plus the settings they share. Each phase fixes which choices
+subnets are sampled from, how many subnets share one optimizer step (their gradients are summed),
+which of them are the space's corners, its epochs and learning rate, and whether the expanded
+channels are re-sorted before it starts. A schedule also says where a run's weights start
+(``init_from``) and who teaches the subnets (``teacher``). The trainer only interprets this.
 
 Presets
 -------
 ``reference``  the paper's ImageNet schedule (epochs and learning rates of the reference code,
                whose per-GPU batch is 64; scale ``lr`` with your total batch size).
-``fmnist``     the shipped demo on Fashion-MNIST (50k training images, batch 128): the same phase
-               order and subnets per step, epochs sized for a 2-core CPU (its cost: BENCHMARKS.md).
+``fmnist``     progressive shrinking on Fashion-MNIST (50k training images, batch 128): the
+               paper's phase order and subnets per step, epochs sized for a 2-core CPU.
 ``quick``      a CI-sized run: every phase for a few steps on a small subset.
-``fmnist-extend``  more training for a supernet that finished ``fmnist`` (``--init-from``): the
-               full net refreshed for 2 epochs (it becomes the new teacher), then 2 epochs sampling
-               every choice as the last phase does (about 1.7 h on a 2-core VM 3.4x slower than
-               the one ``fmnist`` was sized on). ``quick-extend`` is its CI-sized twin.
-``fmnist-sandwich``  ``fmnist-extend`` with 3 epochs of the last phase under the sandwich rule:
-               every step trains the largest and smallest subnets plus 2 random ones (random
-               sampling alone let the largest subnet drift below its teacher and trained the
-               smallest rarely; about 1.7 h on the slow VM). ``quick-sandwich`` is its CI-sized twin.
-``fmnist-scratch``  the from-scratch demo schedule: a 12-epoch full-net phase (the teacher;
-               ``fmnist`` had 8 and its largest subnet stopped at the teacher's 92.5%), the same
-               progressive phases, and the last expand phase under the sandwich rule (largest and
-               smallest subnet at every step). Meant to beat the 93.1% of the largest net trained
-               alone, it did not: one run on a 2-core CPU (2:45) reached 92.67% for the largest
-               subnet and was below the shipped demo on 13 of 16 corners (BENCHMARKS.md,
-               "From-scratch demo run"). Its projected cost per machine: ``bench/step_time.py``.
-               ``quick-scratch`` is its CI-sized twin.
-``fmnist-distil``  ``fmnist-sandwich`` without its full-net phase, for ``--teacher``: 3 epochs of
-               every choice under the sandwich rule, distilling from another network (e.g. the
-               largest subnet trained alone, ``bench/alone.py``) instead of the supernet's own
-               full net, which bounds its largest subnet. ``quick-distil`` is its CI-sized twin.
-``fmnist-corners``  ``fmnist-distil`` with 5 subnets per step: the largest, the smallest, 2 other
-               corners of the space (uniform kernel, expand and depth; the kernel-3 ones lagged
-               their trained-alone selves by 0.85-2.08 points) and 1 random subnet. Meant with
-               ``--teacher init``. ``quick-corners`` is its CI-sized twin.
-``no-ps``      the ablation: ``fmnist`` with every phase after the full net sampling from the whole
-               space (no progressive order, no channel re-sorting), same epochs, subnets per step,
-               learning rates and distillation teacher.
+
+Any other schedule is a YAML or TOML file with the same fields (:mod:`.schedule_file`); the
+project's ``recipes/`` folder holds the ones the shipped demo supernet was trained with.
 """
 
 from __future__ import annotations
@@ -45,11 +23,22 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from ..errors import OFAEdgeError
 from ..space.arch import Arch
 from ..space.space import SearchSpace, corner_archs
+
+# ``teacher`` (and ``teacher_other_resolutions``) value: the largest subnet of the ``init_from``
+# weights, frozen, its BatchNorm recalibrated at each resolution it teaches.
+INIT_FROM_TEACHER = "init_from"
+TEACHER_OTHER_RESOLUTIONS = ("resize", INIT_FROM_TEACHER)
+SCHEDULE_FILE_SUFFIXES = (".yaml", ".yml", ".toml")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise OFAEdgeError(message)
 
 
 @dataclass(frozen=True)
@@ -66,7 +55,8 @@ class Phase:
     # trained stay in front (see OFAMobileNetV3.sort_channels).
     sort_channels: bool = False
     trained_expands: tuple[int, ...] = ()
-    # The full-net phase trains the max subnet without a teacher; later phases distil from it.
+    # The full-net phase trains the max subnet; later phases distil from it unless the schedule
+    # names another teacher.
     full_net: bool = False
     # Sandwich rule (Yu et al., BigNAS): each step trains the phase's largest and smallest subnets
     # plus ``subnets_per_step - 2`` random ones, so the corners are trained at every step.
@@ -77,10 +67,20 @@ class Phase:
     corners: int = 0
 
     def __post_init__(self) -> None:
-        if self.sandwich and self.subnets_per_step < 2:
-            raise ValueError(f"phase {self.name}: the sandwich rule needs at least 2 subnets per step")
-        if self.corners and (self.full_net or self.corners + 2 * self.sandwich > min(self.subnets_per_step, 8)):
-            raise ValueError(f"phase {self.name}: {self.corners} corners do not fit its subnets per step")
+        n = self.subnets_per_step
+        for ok, problem in (
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.lr > 0, f"lr must be greater than 0, got {self.lr}"),
+            (n >= 1, f"subnets_per_step must be at least 1, got {n}"),
+            (0 <= self.warmup_epochs <= self.epochs,
+             f"warmup_epochs must be between 0 and epochs ({self.epochs}), got {self.warmup_epochs}"),
+            (self.corners >= 0, f"corners must be 0 or more, got {self.corners}"),
+            (not (self.sandwich and n < 2), f"sandwich needs subnets_per_step of at least 2, got {n}"),
+            (not (self.full_net and (self.sandwich or self.corners)),
+             "full_net trains the largest subnet alone; drop sandwich and corners"),
+            (self.corners + 2 * self.sandwich <= n, f"{self.corners} corners do not fit its subnets_per_step ({n})"),
+        ):  # fmt: skip
+            _require(ok, f"phase '{self.name}': {problem}")
 
     def sampling_space(self, space: SearchSpace) -> SearchSpace:
         if self.full_net:
@@ -90,6 +90,19 @@ class Phase:
                 depth_choices=(max(space.depth_choices),),
             )
         return space.restrict(self.kernel_choices, self.expand_choices, self.depth_choices)
+
+    def check_space(self, space: SearchSpace) -> None:
+        """One clear error when this phase asks for choices ``space`` lacks."""
+        where = f"phase '{self.name}'"
+        try:
+            sampling = self.sampling_space(space)
+        except OFAEdgeError as error:
+            raise OFAEdgeError(f"{where}: {error}") from None
+        extra = sorted(set(self.trained_expands) - set(space.expand_choices))
+        _require(not extra, f"{where}: trained_expands {extra} are not expand choices of space {space.name}")
+        available = len(corner_archs(sampling, max(space.resolutions))) - 2 * self.sandwich
+        _require(self.corners <= available,
+                 f"{where}: {self.corners} corners asked for; its choices have {available} more")  # fmt: skip
 
     def step_archs(self, space: SearchSpace, rng: random.Random, resolution: int) -> list[Arch]:
         """The subnets one optimizer step trains, at the batch's resolution."""
@@ -121,20 +134,63 @@ class Schedule:
     # Per-epoch validation of the corner subnets uses these smaller, fixed subsets.
     epoch_val_images: int = 2000
     epoch_calibration_images: int = 1000
+    # Start from these weights instead of a random init: 'demo', an ofa-edge or an official OFA file.
+    init_from: str | None = None
+    # Who the subnets distil from: None, the run's own full net (its first phase must train it);
+    # a weights file (a supernet, whose largest subnet teaches, or a net trained alone); or
+    # 'init_from', the init_from weights' largest subnet, BatchNorm recalibrated per resolution.
+    teacher: str | None = None
+    # Who teaches at the resolutions a one-resolution teacher file was not trained at: 'resize'
+    # (it sees the batch resized to its own) or 'init_from' (as above, at those resolutions).
+    teacher_other_resolutions: str = "resize"
+
+    def __post_init__(self) -> None:
+        _require(len(self.phases) > 0, f"schedule {self.name}: it needs at least one phase")
+        names = [p.name for p in self.phases]
+        _require(len(set(names)) == len(names), f"schedule {self.name}: phase names repeat ({', '.join(names)})")
+        for field, value, low in (("batch_size", self.batch_size, 1), ("val_images", self.val_images, 1),
+                                  ("bn_calibration_images", self.bn_calibration_images, 1),
+                                  ("epoch_val_images", self.epoch_val_images, 1),
+                                  ("epoch_calibration_images", self.epoch_calibration_images, 1),
+                                  ("images_per_epoch", self.images_per_epoch, 1),
+                                  ("test_images", self.test_images, 1),
+                                  ("weight_decay", self.weight_decay, 0), ("kd_ratio", self.kd_ratio, 0)):  # fmt: skip
+            _require(value is None or value >= low, f"{field} must be at least {low}, got {value}")
+        for field, value in (("momentum", self.momentum), ("label_smoothing", self.label_smoothing)):
+            _require(0 <= value < 1, f"{field} must be at least 0 and below 1, got {value}")
+        self._check_teacher()
+
+    def _check_teacher(self) -> None:
+        other = self.teacher_other_resolutions
+        allowed = " or ".join(TEACHER_OTHER_RESOLUTIONS)
+        _require(other in TEACHER_OTHER_RESOLUTIONS, f"teacher_other_resolutions must be {allowed}, got '{other}'")
+        if self.teacher == INIT_FROM_TEACHER:
+            _require(self.init_from is not None, "teacher: init_from needs init_from (its largest subnet teaches)")
+            everywhere = "teacher: init_from teaches at every resolution; drop teacher_other_resolutions"
+            _require(other == "resize", everywhere)
+        if other == INIT_FROM_TEACHER:
+            _require(self.teacher is not None, "teacher_other_resolutions: init_from needs a teacher file")
+            _require(self.init_from is not None, "teacher_other_resolutions: init_from needs init_from")
+        if self.teacher is None:
+            _require(self.phases[0].full_net,
+                     f"schedule {self.name} has no full-net phase to train a teacher from; set its teacher "
+                     "(or give --teacher FILE): a supernet or a net trained alone, or init_from")  # fmt: skip
 
     @property
     def total_epochs(self) -> int:
         return sum(p.epochs for p in self.phases)
 
+    def check_space(self, space: SearchSpace) -> None:
+        """One clear error, naming the phase, when a phase asks for choices ``space`` lacks."""
+        for phase in self.phases:
+            try:
+                phase.check_space(space)
+            except OFAEdgeError as error:
+                raise OFAEdgeError(f"schedule {self.name}, {error}") from None
+
     def fingerprint(self) -> str:
-        """A short hash of everything that defines the schedule (resume refuses another one)."""
-        record = asdict(self)
-        for phase in record["phases"]:
-            # Added after run folders existed; left out at its default so those still resume.
-            for key in ("sandwich", "corners"):
-                if not phase[key]:
-                    del phase[key]
-        return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+        """A short hash of every field of the schedule: a run folder resumes only under the same one."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,31 +210,6 @@ def _progressive(epochs: dict[str, int], lrs: dict[str, float], warmup: float) -
         Phase("expand-2", epochs["expand-2"], lrs["expand-2"], kernel_choices=(3, 5, 7), expand_choices=(3, 4, 6),
               depth_choices=(2, 3, 4), subnets_per_step=4, sort_channels=True, trained_expands=(4, 6)),
     )  # fmt: skip
-
-
-def _sandwich_last(phases: tuple[Phase, ...]) -> tuple[Phase, ...]:
-    return (*phases[:-1], replace(phases[-1], sandwich=True))
-
-
-def _extension(
-    full_epochs: int, all_epochs: int, lr: float, sandwich: bool = False, subnets_per_step: int = 4, corners: int = 0
-) -> tuple[Phase, ...]:
-    """Continue a trained supernet: refresh the full net (the teacher), then train every choice.
-    With ``full_epochs=0`` there is no full-net phase: the run distils from a ``--teacher`` file."""
-    every = Phase("all", all_epochs, lr, kernel_choices=(3, 5, 7), expand_choices=(3, 4, 6), depth_choices=(2, 3, 4),
-                  subnets_per_step=subnets_per_step, sandwich=sandwich, corners=corners)  # fmt: skip
-    if full_epochs == 0:
-        return (every,)
-    return (Phase("full", full_epochs, lr, full_net=True), every)
-
-
-def _without_progression(schedule: Schedule, name: str) -> Schedule:
-    phases = tuple(
-        p if p.full_net else replace(p, kernel_choices=None, expand_choices=None, depth_choices=None,
-                                     sort_channels=False, trained_expands=())
-        for p in schedule.phases
-    )  # fmt: skip
-    return replace(schedule, name=name, phases=phases)
 
 
 # Learning rates of the small-data schedules (batch 128; fmnist and quick share them).
@@ -220,46 +251,51 @@ def _presets() -> dict[str, Schedule]:
         epoch_val_images=64,
         epoch_calibration_images=32,
     )  # fmt: skip
-    scratch = Schedule(
-        "fmnist-scratch",
-        _sandwich_last(
-            _progressive(
-                {"full": 12, "kernel": 3, "depth-1": 1, "depth-2": 2, "expand-1": 1, "expand-2": 3},
-                _SMALL_DATA_LRS,
-                warmup=0.5,
-            )
-        ),
-    )  # fmt: skip
-    return {
-        "reference": reference,
-        "fmnist": fmnist,
-        "fmnist-scratch": scratch,
-        "fmnist-extend": replace(fmnist, name="fmnist-extend", phases=_extension(2, 2, lr=0.02)),
-        "fmnist-sandwich": replace(fmnist, name="fmnist-sandwich", phases=_extension(2, 3, lr=0.02, sandwich=True)),
-        "fmnist-distil": replace(fmnist, name="fmnist-distil", phases=_extension(0, 3, lr=0.02, sandwich=True)),
-        "fmnist-corners": replace(
-            fmnist,
-            name="fmnist-corners",
-            phases=_extension(0, 3, lr=0.02, sandwich=True, subnets_per_step=5, corners=2),
-        ),
-        "quick": quick,
-        "quick-extend": replace(quick, name="quick-extend", phases=_extension(1, 1, lr=0.02)),
-        "quick-sandwich": replace(quick, name="quick-sandwich", phases=_extension(1, 1, lr=0.02, sandwich=True)),
-        "quick-distil": replace(quick, name="quick-distil", phases=_extension(0, 1, lr=0.02, sandwich=True)),
-        "quick-corners": replace(
-            quick, name="quick-corners", phases=_extension(0, 1, lr=0.02, sandwich=True, subnets_per_step=5, corners=2)
-        ),
-        "quick-scratch": replace(quick, name="quick-scratch", phases=_sandwich_last(quick.phases)),
-        "no-ps": _without_progression(fmnist, "no-ps"),
-        "quick-no-ps": _without_progression(quick, "quick-no-ps"),
-    }
+    return {"reference": reference, "fmnist": fmnist, "quick": quick}
 
 
 SCHEDULE_NAMES: tuple[str, ...] = tuple(_presets())
 
+# Schedules that earlier versions had as presets, and where each lives now: an old command or
+# run folder is pointed there in its one-line error.
+_QUICK_SIZES = " with the quick preset's sizes"
+FORMER_PRESETS: dict[str, str] = {
+    "fmnist-extend": "recipes/demo/02-extend.yaml",
+    "fmnist-sandwich": "recipes/demo/03-sandwich.yaml",
+    "fmnist-distil": "recipes/demo/05-distil.yaml",
+    "fmnist-corners": "recipes/demo/06-corners.yaml",
+    "fmnist-scratch": "recipes/fmnist-scratch.yaml",
+    "no-ps": "bench/ps_ablation.py --base fmnist",
+    "quick-extend": "recipes/demo/02-extend.yaml" + _QUICK_SIZES,
+    "quick-sandwich": "recipes/demo/03-sandwich.yaml" + _QUICK_SIZES,
+    "quick-distil": "recipes/demo/05-distil.yaml" + _QUICK_SIZES,
+    "quick-corners": "recipes/demo/06-corners.yaml" + _QUICK_SIZES,
+    "quick-scratch": "recipes/fmnist-scratch.yaml" + _QUICK_SIZES,
+    "quick-no-ps": "bench/ps_ablation.py --base quick",
+}
+
 
 def get_schedule(name: str) -> Schedule:
+    """A built-in preset by name."""
     presets = _presets()
     if name not in presets:
-        raise OFAEdgeError(f"unknown schedule '{name}' (known: {', '.join(presets)})")
+        if name in FORMER_PRESETS:
+            raise OFAEdgeError(
+                f"schedule '{name}' is no longer a preset: it is {FORMER_PRESETS[name]} (presets: {', '.join(presets)})"
+            )
+        raise OFAEdgeError(
+            f"unknown schedule '{name}' (presets: {', '.join(presets)}; "
+            f"or a schedule file ending in {', '.join(SCHEDULE_FILE_SUFFIXES)})"
+        )
     return presets[name]
+
+
+def resolve_schedule(schedule: str | Schedule) -> Schedule:
+    """A schedule given as an object, a preset name, or the path of a YAML or TOML file."""
+    if isinstance(schedule, Schedule):
+        return schedule
+    if schedule.lower().endswith(SCHEDULE_FILE_SUFFIXES):
+        from .schedule_file import load_schedule_file
+
+        return load_schedule_file(schedule)
+    return get_schedule(schedule)

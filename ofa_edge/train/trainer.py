@@ -54,9 +54,12 @@ from ..space.arch import Arch
 from ..space.space import SearchSpace, corner_archs
 from .data import BatchLoader, ImageDataset, Normalization, split_train_val
 from .evaluate import EvalData, evaluate_arch
-from .schedule import Phase, Schedule
+from .schedule import FORMER_PRESETS, INIT_FROM_TEACHER, Phase, Schedule
 
-TRAIN_FORMAT = "ofa-edge-train/1"
+# A format-1 checkpoint's schedule fingerprint covers fewer fields than a schedule has now, so it
+# cannot be checked against one: such a run folder is refused, naming where its schedule went.
+TRAIN_FORMAT = "ofa-edge-train/2"
+FORMER_TRAIN_FORMAT = "ofa-edge-train/1"
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
@@ -158,20 +161,9 @@ class TrainConfig:
     seed: int = 0
     # Where the data was read (an image folder, or the IDX files' --data-dir), as an absolute path,
     # so that commands scoring the weights later find it from any folder. Not part of the run's
-    # identity (a copied run folder resumes where the data lives elsewhere).
+    # identity (a copied run folder resumes where the data lives elsewhere). Where the weights
+    # start and who teaches are the schedule's (init_from, teacher).
     data_location: str | None = None
-    # Start from these weights instead of a random init ('demo', an ofa-edge or official file);
-    # the schedule's full-net phase then refreshes the teacher from them.
-    init_from: str | None = None
-    # Distil from this network's largest subnet (a supernet file; a net trained alone by
-    # bench/alone.py is a supernet of one arch) instead of the run's own full net, whose accuracy
-    # otherwise bounds the largest subnet's. Full-net phases then train but no longer set the teacher.
-    teacher_from: str | None = None
-    # What teaches at the resolutions a one-resolution --teacher was not trained at: "resize" (the
-    # teacher sees the batch resized to its resolution) or "init" (the largest subnet of the
-    # --init-from weights, frozen, BatchNorm recalibrated at each resolution: a supernet trained at
-    # every resolution is the better teacher there).
-    teacher_other_resolutions: str = "resize"
     checkpoint_every: int = 50  # steps
     channels_last: bool = True
     # "cpu", "cuda" (or "cuda:N"), or "auto": CUDA when present. Not part of the run's identity: a
@@ -203,11 +195,11 @@ class Trainer:
         self.device = resolve_device(config.device)
         if config.autocast not in AUTOCAST_MODES:
             raise OFAEdgeError(f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got '{config.autocast}'")
+        config.schedule.check_space(config.space)
         torch.manual_seed(config.seed)  # the initial weights, too, follow from the seed
         self.net = OFAMobileNetV3(config.space).to(self.device)
         if config.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        self.teacher: OFAMobileNetV3 | None = None
         self.position = Position()
         self.loader = BatchLoader(
             data.train,
@@ -226,22 +218,13 @@ class Trainer:
                 f"{len(data.train)} training images make no batch of {config.schedule.batch_size}; "
                 "use more data or a smaller batch"
             )
-        schedule = config.schedule
         num_classes = len(data.train.classes)
         if num_classes > config.space.num_classes:  # a label past the classifier's outputs fails mid-step
             raise OFAEdgeError(
                 f"{data.train.name} has {num_classes} classes but space {config.space.name} has "
                 f"{config.space.num_classes} outputs; build the space with .with_classes({num_classes})"
             )
-        # Read --init-from now, so that a bad file fails before anything is written.
-        self.init_state: dict[str, torch.Tensor] | None = None
-        self.init_fingerprint = ""
-        self.init_schedule = ""
-        self.init_new_classifier = False
-        if config.init_from is not None:
-            self.init_state, self.init_new_classifier = self._initial_weights(config.init_from)
-            self.init_fingerprint = state_fingerprint(self.init_state)
-            self.init_schedule = read_metadata(config.init_from).get("schedule", "unknown")
+        schedule = config.schedule
         self.epoch_eval = EvalData(
             calibration=data.train.subset(torch.arange(min(schedule.epoch_calibration_images, len(data.train)))),
             scored=data.val.subset(torch.arange(min(schedule.epoch_val_images, len(data.val)))),
@@ -249,56 +232,58 @@ class Trainer:
             channels_last=config.channels_last,
             device=self.device,
         )
-        self.teacher_fingerprint = ""
-        self.teacher_resolution: int | None = None  # a teacher of one resolution sees its own
-        # Teachers of their own resolution, which take precedence over ``teacher`` there.
-        self.teachers_by_resolution: dict[int, OFAMobileNetV3] = {}
-        if config.teacher_other_resolutions not in TEACHER_OTHER_RESOLUTIONS:
-            raise OFAEdgeError(
-                f"--teacher-other-resolutions must be one of {', '.join(TEACHER_OTHER_RESOLUTIONS)}, "
-                f"got '{config.teacher_other_resolutions}'"
-            )
-        if config.teacher_from == INIT_TEACHER:
-            if config.teacher_other_resolutions != "resize":
-                raise OFAEdgeError("--teacher init teaches at every resolution; drop --teacher-other-resolutions")
-            self.teachers_by_resolution = self._init_teachers("--teacher init")
-            self.teacher = self.teachers_by_resolution[max(self.teachers_by_resolution)]
-            # Part of the run's identity: which weights teach, and that they were recalibrated.
-            self.teacher_fingerprint = f"init-recalibrated:{self.init_fingerprint}"
-        elif config.teacher_from is not None:
-            self.teacher = self._external_teacher(config.teacher_from)
-            self.teacher_fingerprint = state_fingerprint(self.teacher.state_dict())
-            if len(self.teacher.space.resolutions) == 1:
-                self.teacher_resolution = self.teacher.space.resolutions[0]
-            if config.teacher_other_resolutions == "init":
-                if self.teacher_resolution is None:
-                    raise OFAEdgeError(
-                        f"--teacher {config.teacher_from} was trained at several resolutions; "
-                        "--teacher-other-resolutions init is for a teacher of one resolution"
-                    )
-                self.teachers_by_resolution = self._init_teachers("--teacher-other-resolutions init",
-                                                                  skip=self.teacher_resolution)  # fmt: skip
-                # Part of the run's identity: a resume with the other mode is another run.
-                self.teacher_fingerprint += "+init-recalibrated"
-        elif config.teacher_other_resolutions != "resize":
-            raise OFAEdgeError("--teacher-other-resolutions init needs --teacher FILE")
-        elif not schedule.phases[0].full_net:
-            raise OFAEdgeError(
-                f"schedule {schedule.name} has no full-net phase to train a teacher from; "
-                "give --teacher FILE (a supernet, or a net trained alone, whose largest subnet the subnets distil from)"
-            )
+        # Read the init and teacher files now, so that a bad one fails before anything is written.
+        self._set_up_init(schedule.init_from)
+        self._set_up_teacher(schedule)
         self.checkpoint = self._read_checkpoint()
         if self.checkpoint is not None:  # where a resume will start, for progress bars and ETAs
             self.position = Position(**json.loads(self.checkpoint[1]["position"]))
 
+    def _set_up_init(self, init_from: str | None) -> None:
+        self.init_state: dict[str, torch.Tensor] | None = None
+        self.init_fingerprint = ""
+        self.init_schedule = ""
+        self.init_new_classifier = False
+        if init_from is not None:
+            self.init_state, self.init_new_classifier = self._initial_weights(init_from)
+            self.init_fingerprint = state_fingerprint(self.init_state)
+            self.init_schedule = read_metadata(init_from).get("schedule", "unknown")
+
+    def _set_up_teacher(self, schedule: Schedule) -> None:
+        """The teacher the schedule names (None: the run's own full net, saved after its phase).
+        Which weights teach, and how, go into ``teacher_fingerprint``: part of the run's identity
+        and of the final weights' metadata."""
+        self.teacher: OFAMobileNetV3 | None = None
+        self.teacher_fingerprint = ""
+        self.teacher_resolution: int | None = None  # a teacher of one resolution sees its own
+        # Teachers of their own resolution, which take precedence over ``teacher`` there.
+        self.teachers_by_resolution: dict[int, OFAMobileNetV3] = {}
+        if schedule.teacher == INIT_FROM_TEACHER:
+            self.teachers_by_resolution = self._init_teachers()
+            self.teacher = self.teachers_by_resolution[max(self.teachers_by_resolution)]
+            self.teacher_fingerprint = f"init-recalibrated:{self.init_fingerprint}"
+        elif schedule.teacher is not None:
+            self.teacher = self._external_teacher(schedule.teacher)
+            self.teacher_fingerprint = state_fingerprint(self.teacher.state_dict())
+            if len(self.teacher.space.resolutions) == 1:
+                self.teacher_resolution = self.teacher.space.resolutions[0]
+            if schedule.teacher_other_resolutions == INIT_FROM_TEACHER:
+                if self.teacher_resolution is None:
+                    raise OFAEdgeError(
+                        f"teacher {schedule.teacher} was trained at several resolutions; "
+                        "teacher_other_resolutions: init_from is for a teacher of one resolution"
+                    )
+                self.teachers_by_resolution = self._init_teachers(skip=self.teacher_resolution)
+                self.teacher_fingerprint += "+init-recalibrated"
+
     def _external_teacher(self, path: str) -> OFAMobileNetV3:
-        """The --teacher network, set to its largest subnet, in eval mode on this run's device."""
+        """The schedule's teacher file, set to its largest subnet, in eval mode on this run's device."""
         teacher = load_supernet(path)
         ours = self.config.space
         for label, theirs, mine in (("classes", teacher.space.num_classes, ours.num_classes),
                                     ("input channels", teacher.space.in_channels, ours.in_channels)):  # fmt: skip
             if theirs != mine:
-                raise OFAEdgeError(f"--teacher {path} has {theirs} {label}, this run's network {mine}")
+                raise OFAEdgeError(f"teacher {path} has {theirs} {label}, this run's network {mine}")
         return self._as_teacher(teacher, teacher.space.max_arch())
 
     def _as_teacher(self, net: OFAMobileNetV3, arch: Arch) -> OFAMobileNetV3:
@@ -309,14 +294,13 @@ class Trainer:
         net.set_active(arch)
         return net.eval()
 
-    def _init_teachers(self, option: str, skip: int | None = None) -> dict[int, OFAMobileNetV3]:
-        """The largest subnet of the --init-from weights, frozen, with its BatchNorm statistics
-        recalibrated at each resolution but ``skip`` (that of a one-resolution --teacher): the
+    def _init_teachers(self, skip: int | None = None) -> dict[int, OFAMobileNetV3]:
+        """The largest subnet of the init_from weights, frozen, with its BatchNorm statistics
+        recalibrated at each resolution but ``skip`` (that of a one-resolution teacher file): the
         teachers there. (The statistics stored in a supernet are those of whichever subnets trained
         last; used as they are, they made 20-px soft labels that cost the 20-px subnets 10-15
         points of top-1.)"""
-        if self.init_state is None:
-            raise OFAEdgeError(f"{option} needs --init-from (its largest subnet teaches)")
+        assert self.init_state is not None, "the schedule checks that init_from is set"
         calibration = self.epoch_eval
         teachers = {}
         for r in self.config.space.resolutions:
@@ -331,7 +315,7 @@ class Trainer:
         return teachers
 
     def _initial_weights(self, path: str) -> tuple[dict[str, torch.Tensor], bool]:
-        """The --init-from weights for this run's space, and whether the classifier was left new.
+        """The init_from weights for this run's space, and whether the classifier was left new.
 
         A supernet trained for other classes (an official ImageNet one, say) gives every weight
         but the classifier's, whose outputs stand for the classes it was trained on; the
@@ -373,6 +357,7 @@ class Trainer:
             "format": TRAIN_FORMAT,
             "position": json.dumps(self.position.to_dict()),
             **self._identity(),
+            "schedule_record": json.dumps(self.config.schedule.to_dict()),
             "saved_on": self.device_description(),
             "saved_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         }
@@ -413,31 +398,41 @@ class Trainer:
             metadata = safetensors_metadata(data)
         except (SafetensorError, ValueError, json.JSONDecodeError):
             raise OFAEdgeError(f"{self.checkpoint_path} is damaged; move it away to start over") from None
+        if metadata.get("format") == FORMER_TRAIN_FORMAT:
+            raise OFAEdgeError(self._former_run_message(metadata.get("schedule", "?")))
         if metadata.get("format") != TRAIN_FORMAT:
             raise OFAEdgeError(f"{self.checkpoint_path} is not an ofa-edge training checkpoint")
-        mine = self._identity()
-        for key, label in (
-            ("space", "space"),
-            ("schedule_fingerprint", "schedule"),
-            ("seed", "seed"),
-            ("data", "data"),
-            ("init", "--init-from weights"),
-            ("teacher", "--teacher weights"),
-        ):
-            if metadata.get(key, "") != mine[key]:
-                theirs = metadata.get("schedule") if key == "schedule_fingerprint" else metadata.get(key)
-                if key == "space":
-                    theirs = json.loads(metadata.get("space", "{}")).get("name", "?")
-                    ours = self.config.space.name
-                elif key == "schedule_fingerprint":
-                    ours = self.config.schedule.name
-                else:
-                    ours = mine[key]
-                raise OFAEdgeError(
-                    f"{self.out} holds a run with a different {label} ({theirs or 'none'}, now {ours or 'none'}); "
-                    "resume with the same command or choose another --out"
-                )
+        mismatch = self._identity_mismatch(metadata)
+        if mismatch:
+            raise OFAEdgeError(f"{self.out} holds a run with a different {mismatch}; "
+                               "resume with the same command or choose another --out")  # fmt: skip
         return tensors, metadata
+
+    def _former_run_message(self, schedule: str) -> str:
+        where = FORMER_PRESETS.get(schedule)
+        now = f", now {where}" if where else ""
+        return (f"{self.out} holds a run of an earlier ofa-edge (schedule {schedule}{now}) whose checkpoint "
+                "cannot resume under today's schedules: start a new --out folder")  # fmt: skip
+
+    def _identity_mismatch(self, metadata: dict[str, str]) -> str:
+        """What differs between the checkpoint's run and this one, in words ('' if nothing)."""
+        mine = self._identity()
+        labels = {"space": "space", "schedule_fingerprint": "schedule", "seed": "seed", "data": "data",
+                  "init": "init_from weights", "teacher": "teacher weights"}  # fmt: skip
+        for key, label in labels.items():
+            if metadata.get(key, "") == mine[key]:
+                continue
+            if key == "space":
+                theirs, ours = json.loads(metadata.get("space", "{}")).get("name", "?"), self.config.space.name
+            elif key == "schedule_fingerprint":
+                theirs, ours = metadata.get("schedule"), self.config.schedule.name
+                mine_record = json.loads(json.dumps(self.config.schedule.to_dict()))  # tuples as JSON lists
+                fields = schedule_differences(json.loads(metadata.get("schedule_record", "{}")), mine_record)
+                ours += f"; differs in {', '.join(fields)}" if fields else ""
+            else:
+                theirs, ours = metadata.get(key), mine[key]
+            return f"{label} ({theirs or 'none'}, now {ours or 'none'})"
+        return ""
 
     def try_resume(self) -> tuple[dict[str, torch.Tensor], bool]:
         """Continue from the run's checkpoint if there is one; returns momentum buffers to restore."""
@@ -448,7 +443,7 @@ class Trainer:
         self.net.load_state_dict({k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")})
         torch.set_rng_state(tensors["rng/torch"])
         self.position = Position(**json.loads(metadata["position"]))
-        if self.position.phase > 0 and self.config.teacher_from is None:
+        if self.position.phase > 0 and self.config.schedule.teacher is None:
             self._load_teacher()
         buffers = {k[len("optim/") :]: v for k, v in tensors.items() if k.startswith("optim/")}
         return buffers, True
@@ -476,7 +471,7 @@ class Trainer:
             self._run_phase(phase, momentum)
             momentum = {}
             self._sync_buffers()
-            own_teacher = phase.full_net and self.config.teacher_from is None
+            own_teacher = phase.full_net and schedule.teacher is None
             if own_teacher and self.rank == 0:
                 save_supernet(self.net, self.teacher_path)
             if self.distributed:
@@ -605,9 +600,9 @@ class Trainer:
     def _weights_metadata(self) -> dict[str, str]:
         """What evaluating these weights later needs: the input normalization, and provenance."""
         norm = self.data.normalization
-        # A run started from other weights names both: "fmnist+fmnist-extend".
+        # A run started from other weights names both schedules: "fmnist+my-schedule".
         schedule = self.config.schedule.name
-        if self.config.init_from is not None:
+        if self.config.schedule.init_from is not None:
             schedule = f"{self.init_schedule}+{schedule}"
         return {
             "schedule": schedule,
@@ -620,13 +615,13 @@ class Trainer:
 
     def _config_record(self) -> dict[str, Any]:
         init = None
-        if self.config.init_from is not None:
-            init = {"path": self.config.init_from, "schedule": self.init_schedule, "fingerprint": self.init_fingerprint,
-                    "new_classifier": self.init_new_classifier}  # fmt: skip
+        if self.config.schedule.init_from is not None:
+            init = {"path": self.config.schedule.init_from, "schedule": self.init_schedule,
+                    "fingerprint": self.init_fingerprint, "new_classifier": self.init_new_classifier}  # fmt: skip
         teacher = None
-        if self.config.teacher_from is not None:
-            teacher = {"path": self.config.teacher_from, "fingerprint": self.teacher_fingerprint,
-                       "other_resolutions": self.config.teacher_other_resolutions}  # fmt: skip
+        if self.config.schedule.teacher is not None:
+            teacher = {"path": self.config.schedule.teacher, "fingerprint": self.teacher_fingerprint,
+                       "other_resolutions": self.config.schedule.teacher_other_resolutions}  # fmt: skip
         return {
             "space": self.config.space.config_dict(),
             "schedule": self.config.schedule.to_dict(),
@@ -639,6 +634,18 @@ class Trainer:
             "world_size": self.world_size,
             **self.config.extra,
         }
+
+
+def schedule_differences(theirs: dict[str, Any], mine: dict[str, Any]) -> list[str]:
+    """The fields two schedule records differ in: top-level names, and ``phase 'NAME'.FIELD``
+    when both have the same phases by name."""
+    differ = [key for key in sorted(set(theirs) | set(mine)) if key != "phases" and theirs.get(key) != mine.get(key)]
+    their_phases, my_phases = theirs.get("phases", []), mine.get("phases", [])
+    if [p.get("name") for p in their_phases] != [p.get("name") for p in my_phases]:
+        return [*differ, "phases"]
+    for a, b in zip(their_phases, my_phases, strict=True):
+        differ += [f"phase '{b['name']}'.{key}" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+    return differ
 
 
 def final_report(
@@ -656,9 +663,6 @@ def final_report(
 
 
 AUTOCAST_MODES = ("off", "bf16")
-TEACHER_OTHER_RESOLUTIONS = ("resize", "init")
-# --teacher value: the --init-from weights' largest subnet teaches, recalibrated at each resolution.
-INIT_TEACHER = "init"
 
 
 def resolve_device(name: str) -> torch.device:
