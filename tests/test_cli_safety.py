@@ -47,6 +47,7 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     ["profile", "--resolutions", "20", "--out", "a-file/t.json"],
     ["predictor", "data", "--out", "a-file/acc.jsonl"],
     ["predictor", "train", "--data", "a.json", "--out", "a-file/p.safetensors"],
+    ["train", "--schedule", "quick", "--out", "a-file/run"],
 ])  # fmt: skip
 def test_an_output_under_a_file_is_one_line_before_any_work(command, in_tmp, capsys):
     started = time.perf_counter()
@@ -153,3 +154,46 @@ def test_the_lock_of_a_killed_writer_is_taken_over(in_tmp):
     with exclusive(table, "table"):
         assert f"pid {__import__('os').getpid()}" in (in_tmp / "t.json.lock").read_text()
     assert not (in_tmp / "t.json.lock").exists()
+
+
+def test_a_second_training_into_one_run_folder_stops_with_one_line(in_tmp, capsys):
+    run_folder = in_tmp / "runs" / "quick"
+    holder = _hold(run_folder, 60)
+    try:
+        code, _, err = run(capsys, "train", "--schedule", "quick", "--out", str(run_folder))
+        assert f"run folder {run_folder} is being written by another process (pid {holder.pid}" in _one_error(code, err)
+        assert not run_folder.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# ------------------------------------------------------------- a table of this CPU
+def _as_if_measured_elsewhere(in_tmp: Path) -> Path:
+    """The shipped demo table, copied to the user's folder as if profiled on another CPU."""
+    from ofa_edge.latency.store import resolve_table_path
+
+    record = json.loads(resolve_table_path("onnxruntime-cpu-fp32-mbv3-fmnist").read_text())
+    record["backend"]["device_detail"] = "Another CPU (AVX2, 2 cores)"
+    record["calibration"]["host"] = "Another CPU (AVX2, 2 cores)"
+    path = in_tmp / "latency_tables" / "onnxruntime-cpu-fp32-mbv3-fmnist.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_a_table_of_another_cpu_is_calibrated_here_once_then_reused(in_tmp):
+    from ofa_edge.host import cpu_identity
+    from ofa_edge.latency.profiling import table_for_this_cpu
+    from ofa_edge.latency.table import load_table
+    from ofa_edge.profilers.base import Timing
+
+    path = _as_if_measured_elsewhere(in_tmp)
+    assert "measured on 'Another CPU" in load_table(path).machine_warning()
+    said = []
+    name, note = table_for_this_cpu("mbv3-fmnist", calibration_samples=2, timing=Timing(0, 3, 1), warn=said.append)
+    table = load_table(name)
+    assert name == "onnxruntime-cpu-fp32-mbv3-fmnist" and "calibrated on this CPU" in note
+    assert table.calibration.host == cpu_identity() and table.machine_warning() is None
+    assert any("calibrating it on this CPU first" in s for s in said)
+    assert table_for_this_cpu("mbv3-fmnist", calibration_samples=2, timing=Timing(0, 3, 1)) == (name, None)

@@ -70,23 +70,30 @@ def train(
 
     Under torchrun (--nproc_per_node=N) the same command trains with DistributedDataParallel.
     """
+    from contextlib import nullcontext
+
     import torch
 
+    from ..fileio import check_output_folder, exclusive
     from ..train.run import TrainingRun
     from .progress import TrainingProgress
 
     if threads is not None:
         torch.set_num_threads(threads)
-    # Rank 0 alone draws (torchrun sets RANK before the process group exists).
-    progress = TrainingProgress(enabled=int(os.environ.get("RANK", "0")) == 0)
-    run = TrainingRun.prepare(out, space, data, data_dir, schedule, seed, init_from, checkpoint_every, flip,
-                              on_event=progress.event, device=device, autocast=autocast, teacher=teacher)  # fmt: skip
-    if run.rank == 0:
-        for note in run.notes:
-            err.print(f"note: {note}")
-    with progress:
-        progress.plan(run.schedule, run.trainer.loader.batches_per_epoch(), run.trainer.position)
-        summary = run.run(report, say=err.print if run.rank == 0 else lambda message: None)
+    # Rank 0 alone draws and holds the run folder (torchrun sets RANK before the process group exists).
+    first_rank = int(os.environ.get("RANK", "0")) == 0
+    check_output_folder(out)
+    progress = TrainingProgress(enabled=first_rank)
+    with exclusive(out, "run folder") if first_rank else nullcontext():
+        run = TrainingRun.prepare(out, space, data, data_dir, schedule, seed, init_from, checkpoint_every, flip,
+                                  on_event=progress.event, device=device, autocast=autocast,
+                                  teacher=teacher)  # fmt: skip
+        if run.rank == 0:
+            for note in run.notes:
+                err.print(f"note: {note}")
+        with progress:
+            progress.plan(run.schedule, run.trainer.loader.batches_per_epoch(), run.trainer.position)
+            summary = run.run(report, say=err.print if run.rank == 0 else lambda message: None)
     if run.rank != 0:
         return
     if as_json:

@@ -569,8 +569,8 @@ def validate_table(
     return result
 
 
-# A table made on the way to a first deploy: every block, and fewer calibration subnets and timing
-# passes than `profile` takes by default (BENCHMARKS.md, "A first deploy on a new CPU").
+# Measuring this CPU on the way to a first deploy: fewer calibration subnets and timing passes than
+# `latency calibrate` takes by default (BENCHMARKS.md, "A first deploy on a new CPU").
 FIRST_RUN_CALIBRATION = 12
 FIRST_RUN_TIMING = Timing(warmup=5, runs=30, rounds=3)
 
@@ -582,9 +582,10 @@ def table_for_this_cpu(
     progress: Progress = _no_progress,
     warn: Callable[[str], None] = lambda message: None,
 ) -> tuple[str, str | None]:
-    """The name of this CPU's onnxruntime table (fp32, 1 thread) for ``space`` and a note. When
-    the table that name finds was measured on another CPU, this CPU is profiled first into the
-    user's folder under that name, where every later command finds it before the shipped one."""
+    """The name of this CPU's onnxruntime table (fp32, 1 thread) for ``space`` and a note. A table
+    of that name measured on another CPU is calibrated here first (whole subnets measured on this
+    CPU: as faithful as profiling every block here, at less cost); with no table at all, this CPU
+    is profiled. Either goes to the user's folder under that name, where later commands find it."""
     name = default_cpu_table(space)
     try:
         found = load_table(name)
@@ -592,10 +593,13 @@ def table_for_this_cpu(
         found = None
     if found is not None and found.machine_warning() is None:
         return name, None
-    out = user_table_path(name)
-    where = f"'{found.backend.get('device_detail')}'" if found is not None else "no CPU of this kind"
-    warn(f"the {name} table was measured on {where}: measuring this CPU first (about a minute, once)")
-    profile_table("onnxruntime", space, "CPU", 1, "fp32", out=out, calibration_samples=calibration_samples,
-                  timing=timing, command=f"ofa-edge deploy (this CPU's table for {space})", progress=progress,
-                  calibration_progress=progress, warn=warn)  # fmt: skip
-    return name, f"this CPU was profiled into {out}; later commands use it"
+    if found is None:
+        warn(f"no {name} table: profiling this CPU first (once)")
+        _, out = profile_table("onnxruntime", space, "CPU", 1, "fp32", out=user_table_path(name),
+                               calibration_samples=calibration_samples, timing=timing, progress=progress,
+                               calibration_progress=progress, warn=warn)  # fmt: skip
+        return name, f"this CPU was profiled into {out}; later commands use it"
+    warn(f"the {name} table was measured on '{found.backend.get('device_detail')}': calibrating it on this CPU "
+         "first (once)")  # fmt: skip
+    _, out = calibrate_table(name, calibration_samples, fresh=True, timing=timing, progress=progress, warn=warn)
+    return name, f"the table was calibrated on this CPU into {out}; later commands use it"

@@ -226,11 +226,13 @@ class LatencyTable:
 
     def machine_warning(self) -> str | None:
         """One line when this table was measured on this machine's CPU but another CPU model, ISA
-        level or core count (a table is only valid where it was measured); None otherwise."""
+        level or core count (a table is only valid where it was measured); None otherwise, and
+        None for a table calibrated on this CPU (its whole-subnet fit holds here: BENCHMARKS.md,
+        "A first deploy on a new CPU")."""
         if not on_this_cpu(self.backend.get("device")) or self.backend.get("backend") == "imported":
             return None
         here, there = cpu_identity(), self.backend.get("device_detail", "")
-        if same_cpu(there, here):
+        if same_cpu(there, here) or (self.calibration is not None and same_cpu(self.calibration.host, here)):
             return None
         return (
             f"table {self.label} was measured on '{there}', this machine is '{here}': its predictions may be off "

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..errors import OFAEdgeError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, check_output_folder, exclusive
 from ..space.space import SearchSpace, get_space
 from .data import NAMED_DATA
 from .evaluate import load_split
@@ -130,5 +130,8 @@ def train_supernet(
     out: Path, schedule: str | Schedule = "fmnist", report: bool = True, **options: Any
 ) -> dict[str, Any]:
     """Train a supernet with progressive shrinking into the run folder ``out`` (resumes a stopped
-    run); ``options`` are those of :meth:`TrainingRun.prepare`. Returns the run's summary."""
-    return TrainingRun.prepare(out, schedule=schedule, **options).run(report)
+    run; another process training into it stops this one with one line); ``options`` are those of
+    :meth:`TrainingRun.prepare`. Returns the run's summary."""
+    check_output_folder(Path(out))
+    with exclusive(Path(out), "run folder"):
+        return TrainingRun.prepare(out, schedule=schedule, **options).run(report)
