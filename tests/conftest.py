@@ -34,6 +34,13 @@ def fmnist_net() -> OFAMobileNetV3:
     return perturb(OFAMobileNetV3("mbv3-fmnist")).double().eval()
 
 
+@pytest.fixture(autouse=True)
+def own_tables_folder(tmp_path, monkeypatch):
+    """Each test's user tables in its own folder: nothing a test profiles or calibrates lands in the
+    checkout or leaks into another test (a test may point OFA_EDGE_TABLES elsewhere)."""
+    monkeypatch.setenv("OFA_EDGE_TABLES", str(tmp_path / "latency_tables"))
+
+
 @pytest.fixture
 def rng() -> random.Random:
     return random.Random(1234)

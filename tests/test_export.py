@@ -310,7 +310,7 @@ def test_the_specialize_target_timed_by_the_format_is_chosen_and_other_tables_ar
     """A record with an onnxruntime and a phone (tflite) target: `export --format tflite` takes the
     phone's arch and table; `--format openvino` takes the first target's arch without its table
     (onnxruntime cannot price an OpenVINO file), keeping its budget only because that table was
-    measured on this CPU. The old code took the first target always and refused the table."""
+    measured on this CPU."""
     monkeypatch.chdir(tmp_path)
     phone = _phone_table(tmp_path)
     folder = tmp_path / "specialized"
@@ -374,8 +374,7 @@ def test_cli_export_after_specialize_for_a_phone_times_on_the_phone_with_standin
     tmp_path, capsys, monkeypatch, standin_phone
 ):
     """After `specialize --table <a phone's table>`, `export --format tflite -O ...` times the files
-    on that phone (here the stand-in adb), not on this CPU: the old code refused the table
-    ("device 'pixel1' (requested 'CPU')") and had no -O. Without the devices file it is one line."""
+    on that phone (here the stand-in adb), not on this CPU. Without the devices file it is one line."""
     log, options = standin_phone
     monkeypatch.chdir(tmp_path)
     phone = _phone_table(tmp_path)
@@ -405,8 +404,7 @@ def test_deploy_to_a_phone_target_exports_the_format_it_times():
     """A phone's table times TFLite files only: by default its target exports just those; asked for
     more, the others are exported and verified but not timed (timed on this CPU, they would read as
     the phone's). A target on this CPU keeps every format. An --int8 deploy against an fp32 table
-    compares the fp32 file with it (the old rule matched only an int8 table, so the default deploy
-    never compared its files with the table)."""
+    compares the fp32 file with it."""
     from ofa_edge.export.deploy import _matches, _target_formats
     from ofa_edge.latency.table import load_table
 
@@ -432,7 +430,7 @@ def test_deploy_to_a_phone_times_there_with_standin_adb_and_passes_options_only_
 ):
     """Two targets, a phone (the stand-in adb) and this CPU: the phone's tflite file is timed over
     adb with the -O options; the CPU target's onnx file is timed here, its backend never given the
-    phone's options (the old code passed them to every backend, and onnxruntime refused them)."""
+    phone's options (onnxruntime would refuse them)."""
     import ofa_edge.export.deploy as deploy_module
     from ofa_edge.cli.common import backend_options
     from ofa_edge.export.deploy import deploy
@@ -489,12 +487,10 @@ def _trtexec_calls(log: Path) -> list[list[str]]:
 def test_tensorrt_export_builds_checks_and_times_with_the_trtexec_and_gpu_given_with_standin_trtexec(
     tmp_path, standin_gpu
 ):
-    """`export --format tensorrt -O trtexec=PATH` said "trtexec not found": the conversion and the
-    parity check ran trtexec from PATH and GPU 0 whatever the options said; only timing read them.
-    Through the stand-in, the whole path runs: engines built with the given trtexec on the given
-    GPU, parity checked on real outputs, the int8 engine built from the QDQ model, and the fp16
-    engine the issue asks for (export wrote none before). The stand-in runs every engine in fp32:
-    the fp16 file's agreement here says nothing of fp16 numerics on a GPU."""
+    """`export --format tensorrt -O trtexec=PATH -O gpu=1`: conversion, parity check and timing all
+    use that trtexec and GPU. Through the stand-in, the whole path runs: engines built, parity
+    checked on real outputs, the int8 engine built from the QDQ model, and the fp16 engine. The
+    stand-in runs every engine in fp32: nothing here says how fp16 numerics fare on a GPU."""
     log, options = standin_gpu
     result = _export(ARCH, "tensorrt", int8=True, fp16=True, out_dir=tmp_path / "out",
                            backend_options={**options, "gpu": "1"}, **QUICK)  # fmt: skip

@@ -479,6 +479,8 @@ def cli(monkeypatch):
     app_module = importlib.import_module("ofa_edge.cli.app")  # ofa_edge.cli.app is also the Typer app
     from ofa_edge.cli import specialize as command
     from ofa_edge.cli.common import make_typer
+    from ofa_edge.latency import profiling
+    from ofa_edge.latency.store import default_cpu_table
     from ofa_edge.search import predictor as predictor_module
 
     app = make_typer("test app")
@@ -486,6 +488,8 @@ def cli(monkeypatch):
     command.register_specialize_command(app)
     monkeypatch.setattr(app_module, "app", app)
     monkeypatch.setattr(predictor_module, "demo_predictor_path", lambda: Path("stand-in.predictor"))
+    # The default table as found, not calibrated on this CPU first (tests/test_cli_safety.py covers that).
+    monkeypatch.setattr(profiling, "table_for_this_cpu", lambda space, **options: (default_cpu_table(space), None))
     monkeypatch.setattr(
         predictor_module,
         "load_predictor",

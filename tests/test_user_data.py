@@ -155,7 +155,7 @@ def test_train_on_a_folder_then_predictor_specialize_and_deploy_without_naming_t
 
     # specialize given only the predictor, then a bare export: the record names the supernet the
     # predictor was trained on, and export uses it (not the demo)
-    assert main(["specialize", "--predictor", str(pred), "--budget", "0.6ms", "--no-plot"]) == 0
+    assert main(["specialize", "--predictor", str(pred), "--budget", "0.6ms", "-t", TABLE, "--no-plot"]) == 0
     assert main(["export", "--format", "onnx", "--json"]) == 0
     card = json.loads(Path("exported/subnet-fp32.onnx.card.json").read_text())
     assert card["accuracy"]["data"] == str(data) and card["supernet"] == supernet

@@ -42,7 +42,8 @@ def specialize(
             "-t",
             metavar="NAME|PATH",
             help="Latency table of a target device: a name (./latency_tables/ first, then the shipped tables) "
-            "or a path; repeat for several devices. Default: onnxruntime-cpu-fp32-SPACE.",
+            "or a path; repeat for several devices. Default: onnxruntime-cpu-fp32-SPACE, calibrated on this CPU "
+            "first (once) when it was measured on another.",
         ),
     ] = None,
     macs: Annotated[
@@ -112,7 +113,7 @@ def specialize(
     from rich.table import Table
 
     from ..fileio import check_output_folder
-    from ..latency.store import default_cpu_table
+    from ..latency.profiling import table_for_this_cpu
     from ..search.budget import parse_count
     from ..search.predictor import demo_predictor_path, load_predictor
     from ..search.specialize import ALGORITHMS, make_targets, write_outputs
@@ -130,7 +131,12 @@ def specialize(
     fingerprint = model.checked_supernet
     space = model.space
 
-    targets = make_targets(table or [default_cpu_table(space.name)], budget or [])
+    if not table:  # this CPU's table, calibrated here first when it was measured on another CPU
+        name, note = table_for_this_cpu(space.name, warn=lambda message: err.print(message, style="dim"))
+        table = [name]
+        if note:
+            err.print(f"note: {note}")
+    targets = make_targets(table, budget or [])
     results = run_specialize(
         model,
         targets,
