@@ -198,7 +198,7 @@ def _print_result(result: Result, files: dict[str, Any], table_cls: Any) -> None
 
     from ..search.specialize import format_budget
 
-    err.print(
+    listing.print(
         f"[bold]{escape(result.table)}[/bold] ({escape(result.table_label)}), budget {format_budget(result)}: "
         f"predicted top-1 [bold]{result.accuracy:.2f}%[/bold], latency [bold]{result.latency_ms:.3g} ms[/bold] "
         f"(feasible {result.feasible_ms[0]:.3g}-{result.feasible_ms[1]:.3g} ms), MACs {fmt_count(result.macs)}, "

@@ -46,7 +46,9 @@ def format_ms(value: float, digits: int = 3) -> str:
 
 
 def format_count(value: float) -> str:
+    """``566M``, ``1.2K``: three significant digits, the suffix chosen after rounding (999,999 is ``1M``)."""
+    rounded = float(f"{value:.3g}")
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{suffix}"
+        if abs(rounded) >= scale:
+            return f"{rounded / scale:.3g}{suffix}"
     return f"{value:.0f}"
