@@ -195,5 +195,6 @@ def test_a_table_of_another_cpu_is_calibrated_here_once_then_reused(in_tmp):
     table = load_table(name)
     assert name == "onnxruntime-cpu-fp32-mbv3-fmnist" and "calibrated on this CPU" in note
     assert table.calibration.host == cpu_identity() and table.machine_warning() is None
+    assert table.validation is None  # the other CPU's validation checked another calibration
     assert any("calibrating it on this CPU first" in s for s in said)
     assert table_for_this_cpu("mbv3-fmnist", calibration_samples=2, timing=Timing(0, 3, 1)) == (name, None)

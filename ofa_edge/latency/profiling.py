@@ -207,13 +207,15 @@ def calibrate(
     fit holds at the ends of the space) measured end to end on this machine.
 
     Stored points measured on another machine are dropped first: one calibration never mixes
-    two machines' measurements.
+    two machines' measurements. A new calibration drops the table's validation too: it checked
+    predictions this table no longer makes.
     """
     if samples < 1:
         raise OFAEdgeError(f"calibration needs at least 1 subnet, got {samples}")
     here = backend.describe().device_detail
     if table.calibration is None or table.calibration.host != here:
         table.calibration = Calibration(host=here)
+        table.validation = None
     archs = sample_archs(space, table.resolutions, samples, seed)
     if corners:
         archs += latency_corners(space, table.resolutions)
