@@ -44,7 +44,7 @@ _SMALLER = {
     "ofa-edge profile": ["--runs", "5", "--rounds", "1", "--calibration-samples", "4"],
     "ofa-edge latency validate": ["--samples", "4", "--runs", "5", "--rounds", "1"],
     "ofa-edge latency calibrate": ["--samples", "4", "--runs", "5", "--rounds", "1"],
-    "ofa-edge predictor data": ["--samples", "30", "--repeats", "6", "--calibration-images", "200"],
+    "ofa-edge predictor data": ["--samples", "25", "--repeats", "2", "--calibration-images", "200"],
     "ofa-edge export": ["--test-images", "300", "--calibration-images", "300"],
     "ofa-edge deploy": ["--test-images", "300"],
 }
