@@ -60,7 +60,7 @@ FRACTIONS = (0.2, 0.35, 0.5, 0.7, 0.9)  # of the feasible latency range
 def _install_import_stand_ins() -> None:
     """``ofa`` imports torchvision and PIL for its ImageNet pipeline (unused here; PyPI's
     torchvision does not import beside this torch): stand-in modules with the names it touches."""
-    if importlib.util.find_spec("torchvision") is not None:
+    if "torchvision" in sys.modules or importlib.util.find_spec("torchvision") is not None:
         return
     pil = types.ModuleType("PIL")
     image = types.ModuleType("PIL.Image")

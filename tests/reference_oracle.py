@@ -48,33 +48,46 @@ def _install_import_stand_ins() -> None:
 def reference_ofa_mbv3() -> Any | None:
     """The reference ``OFAMobileNetV3`` class, or None when the ``ofa`` package is not installed
     (the benches run without it; tests call ``require_reference_ofa_mbv3``)."""
+    module = reference_module("ofa.imagenet_classification.elastic_nn.networks.ofa_mbv3")
+    return None if module is None else module.OFAMobileNetV3
+
+
+def reference_module(name: str) -> Any | None:
+    """A module of the reference package (e.g. ``ofa.imagenet_classification.networks``,
+    ``ofa.utils``) imported beside the stand-ins, or None when ``ofa`` is not installed."""
     if importlib.util.find_spec("ofa") is None:
         return None
     before = set(sys.modules)
     _install_import_stand_ins()
     try:
-        module = importlib.import_module("ofa.imagenet_classification.elastic_nn.networks.ofa_mbv3")
+        module = importlib.import_module(name)
     finally:
         # Take the stand-ins out again so that other tests importing the real PIL get it.
-        for name in ("PIL", "PIL.Image", "torchvision", "torchvision.transforms",
-                     "torchvision.transforms.functional", "torchvision.datasets"):  # fmt: skip
-            if name not in before and getattr(sys.modules.get(name), "__name__", None) is not None:
-                module_obj = sys.modules.get(name)
+        for stand_in in ("PIL", "PIL.Image", "torchvision", "torchvision.transforms",
+                         "torchvision.transforms.functional", "torchvision.datasets"):  # fmt: skip
+            if stand_in not in before and getattr(sys.modules.get(stand_in), "__name__", None) is not None:
+                module_obj = sys.modules.get(stand_in)
                 if module_obj is not None and getattr(module_obj, "__file__", None) is None:
-                    del sys.modules[name]
-    return module.OFAMobileNetV3
+                    del sys.modules[stand_in]
+    return module
 
 
 def require_reference_ofa_mbv3() -> Any:
     """The reference ``OFAMobileNetV3`` class; fails the calling test when ``ofa`` is not installed
     (or another version than ``OFA_VERSION`` is)."""
+    return require_reference_module("ofa.imagenet_classification.elastic_nn.networks.ofa_mbv3").OFAMobileNetV3
+
+
+def require_reference_module(name: str) -> Any:
+    """:func:`reference_module`; fails the calling test when ``ofa`` is not installed (or another
+    version than ``OFA_VERSION`` is)."""
     import pytest
 
-    cls = reference_ofa_mbv3()
-    if cls is None:
+    module = reference_module(name)
+    if module is None:
         pytest.fail(MISSING, pytrace=False)
     installed = importlib.metadata.version("ofa")
     if installed != OFA_VERSION:
         pytest.fail(f"the reference package 'ofa' is {installed}, the tests need {OFA_VERSION}: run scripts/setup.sh",
                     pytrace=False)  # fmt: skip
-    return cls
+    return module

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ofa_edge"
 FOUNDATION = ("errors", "fileio", "host", "_lazy", "_version")  # plain helpers every stage may use
 LEVELS = {
     "foundation": 0,
-    "space": 1,
+    "space": 1, "hub": 1,
     "nn": 2,
     "convert": 3,
     "train": 4, "profilers": 4,

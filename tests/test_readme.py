@@ -77,8 +77,9 @@ def test_the_cli_tour_runs_in_order_in_an_empty_folder(tmp_path, monkeypatch, ca
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OFA_EDGE_TABLES", str(tmp_path / "latency_tables"))
+    monkeypatch.setenv("OFA_EDGE_HOME", str(tmp_path / "home"))
     lines = _tour()
-    assert lines[0] == "ofa-edge space list" and lines[-1] == "ofa-edge deploy"
+    assert lines[0] == "ofa-edge weights list" and lines[-1].startswith("ofa-edge specialize --supernet ofa_mbv3")
     for line in lines:
         words = shlex.split(line)
         if words[0] == "bash":

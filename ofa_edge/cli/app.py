@@ -3,7 +3,7 @@
 Every command takes ``--json`` and then prints exactly one JSON object to stdout; otherwise its
 listings (tables) go to stdout, logs and progress to stderr. A user error prints one
 ``error: ...`` line to stderr and exits with 2.
-Commands are listed in ``--help`` in pipeline order: explore, train, measure latency, specialise, export.
+Commands are listed in ``--help`` in pipeline order: get weights, explore, train, measure latency, specialise, export.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from .search import predictor_app
 from .space import arch_app, space_app
 from .specialize import register_specialize_command
 from .train import evaluate, train
+from .weights import weights_app
 
 app = make_typer("Once-for-All supernets for edge devices: explore the space, train once, specialise per device.")
+app.add_typer(weights_app, name="weights")
 app.add_typer(space_app, name="space")
 app.add_typer(arch_app, name="arch")
 app.command("train")(train)

@@ -55,7 +55,7 @@ OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="File to write 
 
 
 # The top level's commands in pipeline order: explore, train, measure, specialise, ship.
-PIPELINE_ORDER = ("space", "arch", "train", "eval", "backends", "profile", "tables", "latency", "predictor",
+PIPELINE_ORDER = ("weights", "space", "arch", "train", "eval", "backends", "profile", "tables", "latency", "predictor",
                   "specialize", "export", "deploy")  # fmt: skip
 
 

@@ -167,28 +167,46 @@ def profile(
 @tables_app.command("import")
 def tables_import(
     files: Annotated[list[Path], typer.Argument(help="Official OFA tables named {res}_lookup_table.yaml.")],
-    space: SpaceOpt = "mbv3-w1.0",
+    space: Annotated[
+        str | None,
+        typer.Option("--space", "-s", help="Space the tables price (default: the preset whose units they all hold)."),
+    ] = None,
     device: Annotated[
         str, typer.Option("--device", "-d", help="Name of the device they were measured on, e.g. note10.")
     ] = "imported",
+    source: Annotated[
+        str | None, typer.Option(help="Where the files come from (a URL or a note), recorded in the table.")
+    ] = None,
+    licence: Annotated[str | None, typer.Option(help="The files' licence, recorded in the table.")] = None,
     out: OutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Convert official OFA latency lookup tables (YAML: key -> count/mean/var in ms) into one ofa-edge table.
 
     Written to latency_tables/imported-DEVICE-SPACE.json in the working directory unless --out is given.
+    Files that do not price every subnet of the space are refused.
+
+    \b
+    Example:
+      ofa-edge tables import note10/*_lookup_table.yaml --device note10
     """
+    from ..fileio import check_output_file
     from ..latency.official import import_official_tables
     from ..latency.store import user_table_path
 
-    table = import_official_tables(list(files), space, device)
-    out = out or user_table_path(f"imported-{device.lower()}-{space}")
-    table.command = shlex.join(["ofa-edge", "tables", "import", *map(str, files), "--space", space, "--device", device])
+    provenance = {k: v for k, v in (("source", source), ("licence", licence)) if v}
+    table = import_official_tables(list(files), space, device, provenance)
+    out = out or user_table_path(f"imported-{device.lower()}-{table.space_name}")
+    check_output_file(out)
+    words = ["ofa-edge", "tables", "import", *map(str, files), "--space", table.space_name, "--device", device]
+    table.command = shlex.join(words)
     table.save(out)
     if as_json:
-        emit_json({"table": str(out), "entries": len(table.entries), "resolutions": table.resolutions})
+        emit_json({"table": str(out), "space": table.space_name, "entries": len(table.entries),
+                   "resolutions": table.resolutions})  # fmt: skip
     else:
-        err.print(f"wrote {out}: {len(table.entries)} entries at resolutions {', '.join(map(str, table.resolutions))}")
+        err.print(f"wrote {out}: {len(table.entries)} entries of space {table.space_name} at resolutions "
+                  f"{', '.join(map(str, table.resolutions))}")  # fmt: skip
 
 
 @tables_app.command("list")
@@ -251,17 +269,22 @@ TableOpt = Annotated[
 @latency_app.command("predict")
 def latency_predict(
     table: TableOpt,
-    arch: Annotated[Path, typer.Option("--arch", "-a", help="Arch JSON ({ks, e, d, r}).")],
+    arch: Annotated[
+        Path,
+        typer.Option("--arch", "-a", help="Arch JSON ({ks, e, d, r}), or an official OFA net.config or its folder."),
+    ],
     breakdown: Annotated[bool, typer.Option(help="Also list each entry of the table the arch uses.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Predicted latency of an arch: the sum of its table entries, then the table's calibration."""
     from ..latency import load_table
-    from ..space.arch import load_arch
+    from ..space.arch import read_arch
 
     t = load_table(table)
-    sp = t.space()
-    a = sp.validate(load_arch(arch))
+    source = read_arch(arch)
+    sp, a = source.fit(t.space(), whose=f"the space of table {t.label}")
+    if source.note:
+        err.print(f"note: {source.note}")
     result: dict[str, Any] = {
         "table": t.label,
         "arch": a.to_dict(),

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import OFAEdgeError
-from ..space.arch import Arch, load_arch, save_arch
+from ..space.arch import Arch, read_arch, save_arch
 from ..space.describe import describe_arch
 from ..space.space import SPACE_NAMES, get_space
 from .common import JsonOpt, SpaceOpt, emit_json, err, fmt_count, make_typer
@@ -109,15 +109,28 @@ def arch_sample(
     emit_json(arch.to_dict())
 
 
+# An arch info reads an official net too, whose space is its own unless --space says another.
+ArchInfoFile = Annotated[
+    Path,
+    typer.Argument(help="Arch JSON file, or an official OFA net: its net.config, or its folder.", metavar="ARCH"),
+]
+ArchInfoSpace = Annotated[
+    str | None,
+    typer.Option(
+        "--space",
+        "-s",
+        help=f"Search space preset: {', '.join(SPACE_NAMES)} (default: an official net's own, else mbv3-fmnist).",
+    ),
+]
+
+
 @arch_app.command("info")
-def arch_info(
-    arch_file: Annotated[Path, typer.Argument(help="Arch JSON file.", metavar="ARCH.json")],
-    space: SpaceOpt = "mbv3-fmnist",
-    as_json: JsonOpt = False,
-) -> None:
+def arch_info(arch_file: ArchInfoFile, space: ArchInfoSpace = None, as_json: JsonOpt = False) -> None:
     """Depths, kernels, expand ratios, resolution, MACs and params of an arch (validated against the space)."""
-    sp = get_space(space)
-    arch = sp.validate(load_arch(arch_file))
+    source = read_arch(arch_file)
+    sp, arch = source.fit(get_space(source.space_name(space, default="mbv3-fmnist")))
+    if source.note:
+        err.print(f"note: {source.note}")
     info = describe_arch(sp, arch)
     if as_json:
         emit_json(info)

@@ -41,9 +41,10 @@ def specialize(
             "--table",
             "-t",
             metavar="NAME|PATH",
-            help="Latency table of a target device: a name (./latency_tables/ first, then the shipped tables) "
-            "or a path; repeat for several devices. Default: onnxruntime-cpu-fp32-SPACE, calibrated on this CPU "
-            "first (once) when it was measured on another.",
+            help="Latency table of a target device: a name (./latency_tables/ first, then the shipped tables; "
+            "NAME also finds NAME-SPACE, e.g. note10) or a path; repeat for several devices. Default: the "
+            "supernet's own (note10 for ofa_mbv3_d234_e346_k357_w1.2), else onnxruntime-cpu-fp32-SPACE, "
+            "calibrated on this CPU first (once) when it was measured on another.",
         ),
     ] = None,
     macs: Annotated[
@@ -58,17 +59,19 @@ def specialize(
         str | None,
         typer.Option(
             "--supernet",
-            metavar="CHECKPOINT",
-            help="Supernet checkpoint the predictor must belong to ('demo': the shipped one). Default: demo, "
-            "or with --predictor the supernet and space that predictor records.",
+            metavar="NAME|CHECKPOINT",
+            help="Supernet the predictor must belong to: a name of `ofa-edge weights list` (an official one "
+            "needs no weights to search) or a checkpoint. Default: demo, or with --predictor the supernet "
+            "that predictor records.",
         ),
     ] = None,
     predictor: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--predictor",
-            metavar="PATH",
-            help="Accuracy predictor file (`ofa-edge predictor train`). Default: the demo supernet's shipped one.",
+            metavar="NAME|PATH",
+            help="Accuracy predictor: a name (demo, ofa-mbv3-w1.2: the OFA authors' ImageNet predictor) or a "
+            "file (`ofa-edge predictor train`, or an official acc_predictor.pth). Default: the supernet's own.",
         ),
     ] = None,
     algorithm: Annotated[
@@ -105,6 +108,7 @@ def specialize(
                           --table tflite-cpu-fp32-mbv3-fmnist --budget 1ms
       ofa-edge specialize --budget 0.6ms --budget 1ms          (two budgets, one table)
       ofa-edge specialize --predictor my.predictor.safetensors --table my-table --budget 25ms
+      ofa-edge specialize --supernet ofa_mbv3_d234_e346_k357_w1.2 --table note10 --budget 25ms
 
     Per target it writes OUT/TABLE-BUDGET.json (the arch, for `export`) and a Pareto plot
     OUT/TABLE-BUDGET.png, and OUT/last.json records this run so a later command can take
@@ -113,9 +117,8 @@ def specialize(
     from rich.table import Table
 
     from ..fileio import check_output_folder
-    from ..latency.profiling import table_for_this_cpu
     from ..search.budget import parse_count
-    from ..search.predictor import demo_predictor_path, load_predictor
+    from ..search.predictor import load_predictor
     from ..search.specialize import ALGORITHMS, make_targets, write_outputs
     from ..search.specialize import specialize as run_specialize
 
@@ -131,11 +134,8 @@ def specialize(
     fingerprint = model.checked_supernet
     space = model.space
 
-    if not table:  # this CPU's table, calibrated here first when it was measured on another CPU
-        name, note = table_for_this_cpu(space.name, warn=lambda message: err.print(message, style="dim"))
-        table = [name]
-        if note:
-            err.print(f"note: {note}")
+    if not table:
+        table = [_default_table(supernet or model.supernet_path, space.name)]
     targets = make_targets(table, budget or [])
     results = run_specialize(
         model,
@@ -152,7 +152,7 @@ def specialize(
     record = {
         "command": shlex.join(["ofa-edge", *sys.argv[1:]]) if sys.argv[1:2] == ["specialize"] else "",
         "args": {
-            "tables": [str(t.table) for t in targets],
+            "tables": [r.table for r in results],
             "budgets_ms": [t.latency_ms for t in targets],
             "macs": macs_budget,
             "params": params_budget,
@@ -162,15 +162,16 @@ def specialize(
             "generations": generations,
         },
         # Resolved, so that `export` run from elsewhere takes the same file.
-        "supernet": (supernet if supernet in (None, "demo") else str(Path(supernet).resolve()))
-        or ("demo" if predictor is None else model.supernet_path),
+        "supernet": _supernet_record(supernet, predictor, model.supernet_path),
         "supernet_fingerprint": fingerprint or getattr(model, "supernet", None),
-        "predictor": str(Path(predictor).resolve() if predictor else demo_predictor_path()),
+        "predictor": _predictor_record(predictor, supernet),
+        "accuracy_measures": getattr(model, "measures", "top-1 predicted by the accuracy predictor"),
     }
     last = write_outputs(results, out, record, plot=plot)
     warnings = [w for w in (model.ranking_warning(), *(_machine_warning(r) for r in results)) if w]
     if as_json:
-        payload = {key: last[key] for key in ("space", "supernet", "supernet_fingerprint", "predictor")}
+        keys = ("space", "supernet", "supernet_fingerprint", "predictor", "accuracy_measures")
+        payload = {key: last[key] for key in keys}
         payload["results"] = [{**r.to_dict(), "arch_file": t["arch_file"], "plot": t["plot"]}
                               for r, t in zip(results, last["targets"])]  # fmt: skip
         payload["last"] = str((out / "last.json").resolve())
@@ -181,7 +182,39 @@ def specialize(
         err.print(f"warning: {warning}")
     for result, files in zip(results, last["targets"]):
         _print_result(result, files, Table)
-    err.print(f"recorded in {out / 'last.json'}")
+    err.print(f"predicted top-1: {last['accuracy_measures']}; recorded in {out / 'last.json'}")
+
+
+def _default_table(supernet: str | None, space: str) -> str:
+    from ..latency.profiling import default_table
+
+    name, note = default_table(supernet, space, warn=lambda message: err.print(message, style="dim"))
+    if note:
+        err.print(f"note: {note}")
+    return name
+
+
+def _supernet_record(supernet: str | None, predictor: str | None, recorded: str | None) -> str | None:
+    """The supernet as `export` finds it again: a registry name, or an absolute path."""
+    from ..hub.registry import REGISTRY
+
+    if supernet is None:
+        return "demo" if predictor is None else recorded
+    return supernet if supernet in REGISTRY else str(Path(supernet).resolve())
+
+
+def _predictor_record(predictor: str | None, supernet: str | None) -> str:
+    """The predictor as a later command finds it again: its registry name, or an absolute path."""
+    from ..hub.registry import PREDICTORS, REGISTRY
+    from ..search.predictor import demo_predictor_path
+
+    if predictor is None:
+        entry = REGISTRY.get(str(supernet))
+        return entry.predictor if entry is not None and entry.predictor and supernet != "demo" else str(
+            demo_predictor_path())
+    if predictor in PREDICTORS and not Path(predictor).exists():
+        return predictor
+    return str(Path(predictor).resolve())
 
 
 def _machine_warning(result: Result) -> str | None:

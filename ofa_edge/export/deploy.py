@@ -18,13 +18,14 @@ from typing import Any
 
 from ..convert.tensorrt import Trtexec
 from ..errors import OFAEdgeError
-from ..latency.profiling import table_for_this_cpu
+from ..latency.profiling import default_table
+from ..latency.store import canonical_table_name
 from ..latency.table import LatencyTable, load_table, on_this_cpu
 from ..search.efficiency import LatencyModel, feasible_range
 from ..search.predictor import load_predictor, predictor_supernet
 from ..search.specialize import Result, Target, slug, specialize
 from ..space.arch import Arch
-from ..train.evaluate import SupernetScorer
+from ..train.evaluate import SupernetScorer, trained_data
 from .closed_loop import export_within_budget
 from .config import ExportConfig
 from .formats import FORMATS, check_available, get_format
@@ -127,6 +128,8 @@ def deploy(
     if supernet is None:
         supernet = predictor_supernet(predictor)
     model = load_predictor(predictor, supernet)
+    if data is None:
+        trained_data(supernet)  # an official supernet: one line asking for --data, before any search
     base = ExportConfig(int8=int8, supernet=supernet, out_dir=out_dir, test_images=test_images, threads=threads,
                         backend_options=backend_options, command=command)  # fmt: skip
     base.validate()
@@ -134,11 +137,12 @@ def deploy(
     if tables:
         names = list(tables)
     else:
-        name, note = table_for_this_cpu(model.space.name, progress=_stage_progress(progress), warn=progress)
+        name, note = default_table(supernet, model.space.name, progress=_stage_progress(progress), warn=progress)
         names, notes = [name], [note] if note else []
-    if refit_rounds is None:
-        refit_rounds = 0 if tables else DEFAULT_REFIT_ROUNDS
+    names = [canonical_table_name(name, model.space.name) for name in names]
     loaded = [load_table(name) for name in names]
+    if refit_rounds is None:  # the loop refits with measurements: none are taken for an imported table
+        refit_rounds = 0 if tables or any(_imported(t) for t in loaded) else DEFAULT_REFIT_ROUNDS
     limits = _budgets(budgets, loaded, model.space)
     trtexec = Trtexec.from_options(backend_options)  # for tensorrt files: -O trtexec=PATH, gpu=N
     chosen_formats, format_notes = available_formats(int8, formats, trtexec)
@@ -199,6 +203,11 @@ def _remote(table: LatencyTable) -> bool:
     return not on_this_cpu(table.backend.get("device"))
 
 
+def _imported(table: LatencyTable) -> bool:
+    """Whether ``table`` was imported (the OFA authors' note10 tables): no backend here times it."""
+    return table.backend.get("backend") == "imported"
+
+
 def _target_formats(
     table: LatencyTable, formats: list[str], int8: bool, explicit: bool, trtexec: Trtexec | None = None
 ) -> tuple[list[str], list[str]]:
@@ -208,6 +217,9 @@ def _target_formats(
     if not _remote(table):
         return formats, []
     where = f"{table.backend.get('device')} ({table.backend.get('backend')})"
+    if _imported(table):
+        return formats, [f"table {table.label} was imported: its device cannot time files here, so they are "
+                         "exported and verified, not timed"]  # fmt: skip
     timed = [f for f in formats if _matches(f, table, int8)]
     if explicit:
         return formats, [f"{f} files cannot be timed on {where}: exported and verified, not timed"

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..convert.tensorrt import Trtexec
 from ..fileio import atomic_write_text
-from ..space.arch import Arch, load_arch
+from ..space.arch import Arch, ArchSource, read_arch
 from ..train.data import reading_line
 from .card import build_card, card_latency, card_markdown, card_paths, sha256_file
 from .config import TENSORRT_VERIFY_IMAGES, ExportConfig
@@ -126,15 +126,17 @@ def _noop(message: str) -> None:
 
 
 def export_subnet(
-    arch: Arch | dict | str | Path,
+    arch: Arch | ArchSource | dict | str | Path,
     config: ExportConfig | None = None,
     *,
     scorer: SupernetScorer | None = None,
     progress: Callable[[str], None] = _noop,
 ) -> ExportResult:
-    """Extract ``arch`` (an :class:`Arch`, its dict, or an arch JSON path) from the supernet and
-    write it as ``config`` says (default: ONNX fp32 in ``exported/``), verified and timed, with a
-    model card beside each file.
+    """Extract ``arch`` (an :class:`Arch`, its dict, or a file :func:`~ofa_edge.space.arch.read_arch`
+    reads: an arch JSON, an official net) from the supernet and write it as ``config`` says
+    (default: ONNX fp32 in ``exported/``), verified and timed, with a model card beside each file.
+    At a resolution outside the supernet's training range it is exported as a static net, with a
+    warning.
 
     Raises :class:`~ofa_edge.errors.OFAEdgeError` subclasses, one line each: a bad config, a
     missing extra (with its pip command), TensorRT without a GPU, a table that cannot price these
@@ -150,11 +152,11 @@ def export_subnet(
     # A tensorrt export builds and checks its engines with the trtexec and GPU it times on.
     trtexec = Trtexec.from_options(config.backend_options, config.device) if spec.name == "tensorrt" else None
     check_available(spec, config.int8, trtexec)
-    arch = _resolve_arch(arch)
+    source = _resolve_arch(arch)
     plan = plan_timing(config)
     scorer = scorer or _open_scorer(config, progress)
     warnings = [*plan.warnings, *scorer.warnings]
-    arch = scorer.net.space.validate(arch)
+    arch = _fit_arch(source, scorer, plan, warnings)
     warnings += _table_notes(plan, scorer)
     subnet, finetune = _extract(scorer, arch, config, progress)
     checks = _check_set(scorer, subnet, arch, config)
@@ -190,19 +192,36 @@ def report_reading(progress: Callable[[str], None], done: int, total: int, folde
 
 
 # ---------------------------------------------------------------------------------- extract
-def _resolve_arch(arch: Arch | dict | str | Path) -> Arch:
-    if isinstance(arch, Arch):
+def _resolve_arch(arch: Arch | ArchSource | dict | str | Path) -> ArchSource:
+    if isinstance(arch, ArchSource):
         return arch
+    if isinstance(arch, Arch):
+        return ArchSource(arch)
     if isinstance(arch, dict):
-        return Arch.from_dict(arch)
-    return load_arch(arch)
+        return ArchSource(Arch.from_dict(arch))
+    return read_arch(arch)
+
+
+def _fit_arch(source: ArchSource, scorer: SupernetScorer, plan: TimingPlan, warnings: list[str]) -> Arch:
+    """The arch, validated in the supernet's space. An exported net is static: at a resolution
+    outside the supernet's training range it is extracted with a warning (the net's space then
+    accepts it), and a table must hold entries at that resolution, checked before the slow work."""
+    space, arch = source.fit(scorer.net.space, whose="the supernet's space", static=True)
+    if (note := space.resolution_note(arch.r)) is not None:
+        warnings.append(note)
+        scorer.net.space = space  # extraction validates the arch in the net's own space
+    if plan.table is not None and plan.backends:
+        plan.table.unit_sum(space, arch)  # a missing entry is one line now, not after the conversion
+    return arch
 
 
 def _open_scorer(config: ExportConfig, progress: Callable[[str], None]) -> SupernetScorer:
     from ..nn.checkpoint import check_checkpoint
-    from ..train.evaluate import SupernetScorer
+    from ..train.evaluate import SupernetScorer, trained_data
 
     check_checkpoint(config.supernet)  # before the first progress line
+    if config.data is None:
+        trained_data(config.supernet)  # an official supernet: one line asking for --data
     progress(f"loading supernet {config.supernet} and {config.data or 'the data it was trained on'}")
     return SupernetScorer.open(config.supernet, config.data, config.data_dir, "test",
                                calibration_images=config.calibration_images,

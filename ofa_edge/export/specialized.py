@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import OFAEdgeError
 from ..fileio import read_user_json
 from ..latency.table import load_table, on_this_cpu
-from ..space.arch import Arch, load_arch
+from ..space.arch import Arch, ArchSource, load_arch, read_arch
 from .config import ExportConfig
 
 LAST_SPECIALIZED = Path("specialized") / "last.json"
@@ -117,12 +117,17 @@ def resolve_export(
     config: ExportConfig, arch: Arch | str | Path | None = None, *, predictor: Path | None = None,
     record: Path = LAST_SPECIALIZED,
 ) -> ResolvedExport:  # fmt: skip
-    """``arch`` as given (an :class:`Arch` or an arch JSON path), or the target of ``record`` that
-    ``config``'s format is timed for; in the latter case the config's ``table``, ``budget_ms`` and
-    ``supernet`` left at None, and ``predictor``, come from the record."""
+    """``arch`` as given (an :class:`Arch`, an arch JSON path or an official net, whose space must be
+    the supernet's), or the target of ``record`` that ``config``'s format is timed for; in the
+    latter case the config's ``table``, ``budget_ms`` and ``supernet`` left at None, and
+    ``predictor``, come from the record."""
     if arch is not None:
-        arch = arch if isinstance(arch, Arch) else load_arch(arch)
-        return ResolvedExport(arch, replace(config, supernet=config.supernet or "demo"), predictor)
+        supernet = config.supernet or "demo"
+        if not isinstance(arch, Arch):
+            source = read_arch(arch)
+            _check_net_space(source, supernet)
+            arch = source.arch
+        return ResolvedExport(arch, replace(config, supernet=supernet), predictor)
     target = last_specialized(record, backend=config.spec.backend)
     notes = [f"arch: target {target.table or 'with no table'} of {target.source} ({target.arch_file})"]
     table, budget_ms, note = target.timing_for(config.spec.backend)
@@ -137,6 +142,16 @@ def resolve_export(
     if predictor is None and target.predictor:
         predictor = Path(target.predictor)
     return ResolvedExport(target.arch, config, predictor, notes)
+
+
+def _check_net_space(source: ArchSource, supernet: str) -> None:
+    """An official net's layers are of one space: extracted from a supernet of another, its arch
+    would take other widths. One line then, before any export work."""
+    if source.space is None:
+        return
+    from ..nn.checkpoint import load_supernet
+
+    source.fit(load_supernet(supernet).space, whose=f"the space of supernet {supernet}")
 
 
 def _searched_supernet(target: SpecializedTarget) -> str:

@@ -605,3 +605,20 @@ def table_for_this_cpu(
          "first (once)")  # fmt: skip
     _, out = calibrate_table(name, calibration_samples, fresh=True, timing=timing, progress=progress, warn=warn)
     return name, f"the table was calibrated on this CPU into {out}; later commands use it"
+
+
+def default_table(
+    supernet: str | None,
+    space: str,
+    progress: Progress = _no_progress,
+    warn: Callable[[str], None] = lambda message: None,
+) -> tuple[str, str | None]:
+    """The table a search uses when none is named, and a note: the supernet's own (the registry's,
+    e.g. ``note10`` for the official w1.2 supernet, whose predictor and table were published
+    together), else this CPU's (:func:`table_for_this_cpu`)."""
+    from ..hub.registry import REGISTRY
+
+    entry = REGISTRY.get(str(supernet))
+    if entry is not None and entry.table:
+        return entry.table, f"latency table {entry.table}, the default of {entry.name} (--table picks another)"
+    return table_for_this_cpu(space, progress=progress, warn=warn)

@@ -56,19 +56,31 @@ def writable_path(path: Path) -> Path:
     return user_table_path(Path(path).stem) if is_shipped(path) else Path(path)
 
 
-def resolve_table_path(name_or_path: str | Path) -> Path:
+def resolve_table_path(name_or_path: str | Path, space: str | None = None) -> Path:
     """A path (anything with a ``/`` or a ``.json`` suffix, or an existing file), or a table name:
-    the user's folder first, then the shipped tables."""
+    the user's folder first, then the shipped tables; with a ``space``, a name that is not found
+    also tries ``NAME-SPACE`` (so ``note10`` finds ``note10-mbv3-w1.2`` for that space)."""
     text = str(name_or_path)
     path = Path(text)
     if path.exists() or path.suffix == ".json" or "/" in text:
         return path
-    for folder in (user_tables_dir(), shipped_tables_dir()):
-        candidate = folder / f"{text}.json"
-        if candidate.exists():
-            return candidate
+    names = [text] + ([f"{text}-{space}"] if space else [])
+    for name in names:
+        for folder in (user_tables_dir(), shipped_tables_dir()):
+            candidate = folder / f"{name}.json"
+            if candidate.exists():
+                return candidate
     known = ", ".join(sorted({entry.name for entry in list_tables()})) or "none"
     raise TableNotFound(f"no latency table '{text}' (known: {known}; `ofa-edge tables list` shows them)")
+
+
+def canonical_table_name(name_or_path: str | Path, space: str | None = None) -> str:
+    """How later commands find the same table again: a name found as ``NAME-SPACE`` becomes that
+    name; paths and names found as given stay as they are."""
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or "/" in text or text.endswith(".json") or Path(text).exists():
+        return text
+    return resolve_table_path(text, space).stem
 
 
 @dataclass(frozen=True)

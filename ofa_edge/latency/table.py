@@ -16,6 +16,11 @@ File layout (``schema_version`` 1)::
      "calibration": {"model": "a*sum+b", "a", "b", "c", "d", "r0", "loo_mape": {model: error},
                      "points": [{"arch", "sum_ms", "units", "measured_ms", "pass_spread"}]} | null,
      "validation": {metrics..., "points": [...]} | null}
+
+An entry's key is a unit's key (:mod:`ofa_edge.latency.units`), or ``KEY@RES`` for a unit
+measured at input resolution RES: the official tables measure each resolution on its own, and a
+unit whose key does not carry the resolution (the head's 1x1 layers, blocks at the same feature
+size) has a different latency in each, so it is kept per resolution and looked up that way first.
 """
 
 from __future__ import annotations
@@ -191,6 +196,11 @@ class LatencyTable:
     def add(self, key: str, measurement: Measurement) -> None:
         self.entries[key] = measurement.to_dict()
 
+    def entry(self, key: str, resolution: int) -> dict[str, Any] | None:
+        """The entry of unit ``key`` in a subnet at ``resolution``: the one measured at that
+        resolution if the table keeps one, else the unit's own; None when absent."""
+        return self.entries.get(f"{key}@{resolution}") or self.entries.get(key)
+
     # ----------------------------------------------------------------- predicting
     @property
     def label(self) -> str:
@@ -209,7 +219,7 @@ class LatencyTable:
     def _sum(self, units: list[Unit], arch: Arch) -> float:
         total = 0.0
         for unit in units:
-            entry = self.entries.get(unit.key)
+            entry = self.entry(unit.key, arch.r)
             if entry is None:
                 raise TableError(
                     f"table ({self.label}) has no entry for {unit.key} (resolution {arch.r}; table covers "
@@ -222,7 +232,7 @@ class LatencyTable:
         """The entries ``arch`` uses, in forward order: ``{"key", "ms"}``."""
         units = self._units(space, arch)
         self._sum(units, arch)  # one clear error for a missing entry
-        return [{"key": u.key, "ms": self.entries[u.key]["median_ms"]} for u in units]
+        return [{"key": u.key, "ms": self.entry(u.key, arch.r)["median_ms"]} for u in units]
 
     def machine_warning(self) -> str | None:
         """One line when this table was measured on this machine's CPU but another CPU model, ISA
@@ -266,7 +276,7 @@ class LatencyTable:
         is an error."""
         mine = self.space()
         diff = mine.differences(space)
-        if not diff or (diff == ["num_classes"] and classifier_unit(space).key in self.entries):
+        if not diff or (diff == ["num_classes"] and self.entry(classifier_unit(space).key, self.resolutions[0])):
             return space
         if diff == ["num_classes"]:
             if space.num_classes < mine.num_classes:
@@ -293,7 +303,7 @@ class LatencyTable:
         if mine.num_classes == space.num_classes:
             return 0.0, 0.0
         # The table's own classifier: `profile --classes` may have added others beside it.
-        own = self.entries.get(classifier_unit(mine).key)
+        own = self.entry(classifier_unit(mine).key, max(self.resolutions))
         if own is None:
             raise TableError(f"table ({self.label}) has no classifier entry to price another number of classes")
         bound_ms = own["median_ms"] * abs(space.num_classes - mine.num_classes) / mine.num_classes
@@ -405,8 +415,9 @@ def on_this_cpu(device: Any) -> bool:
     return _norm(device or "CPU") == "CPU"
 
 
-def load_table(name_or_path: str | Path) -> LatencyTable:
-    """A table by path, or by name (the user's ``latency_tables/`` first, then the shipped ones)."""
-    path = resolve_table_path(name_or_path)
+def load_table(name_or_path: str | Path, space: str | None = None) -> LatencyTable:
+    """A table by path, or by name (the user's ``latency_tables/`` first, then the shipped ones;
+    with a ``space``, ``NAME`` also finds ``NAME-SPACE``, e.g. ``note10`` the note10 table of mbv3-w1.2)."""
+    path = resolve_table_path(name_or_path, space)
     data = read_user_json(path, "latency table", TableError, hint="re-run the profile or restore it")
     return LatencyTable.from_dict(data, str(path))

@@ -30,6 +30,8 @@ from safetensors.torch import save as save_safetensors_bytes
 
 from ..errors import CheckpointError, OFAEdgeError
 from ..fileio import atomic_write_bytes, read_safetensors_metadata, read_user_file, safetensors_metadata
+from ..hub.cache import find_weights
+from ..hub.registry import get_entry, is_registered
 from ..space.space import SPACE_NAMES, SearchSpace, get_space
 from .supernet import OFAMobileNetV3
 
@@ -40,11 +42,10 @@ DEMO_SUPERNET = Path(__file__).resolve().parent.parent / "weights" / "mbv3-fmnis
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """``demo`` names the shipped demo supernet; anything else is a path."""
-    if str(path) == DEMO_NAME:
-        if not DEMO_SUPERNET.exists():
-            raise CheckpointError(f"the demo supernet is missing from this install ({DEMO_SUPERNET})")
-        return DEMO_SUPERNET
+    """A registered name (``demo``, an official supernet) is its local file, bundled or fetched
+    (never downloaded here); anything else is a path."""
+    if is_registered(str(path)):
+        return find_weights(str(path))
     return Path(path)
 
 
@@ -96,6 +97,8 @@ def load_supernet(path: str | os.PathLike[str], space: SearchSpace | str | None 
     ``space`` is checked against the space an ofa-edge checkpoint records; for an official file
     it says which space to build (when omitted, the preset whose shapes fit is chosen).
     """
+    if space is None and is_registered(str(path)):
+        space = get_entry(str(path)).space
     path = resolve_checkpoint(path)
     wanted = get_space(space) if isinstance(space, str) else space
     state, stored_space = read_checkpoint(path)

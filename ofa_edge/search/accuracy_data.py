@@ -25,13 +25,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OFAEdgeError
-from ..nn.checkpoint import state_fingerprint
 from ..space.arch import Arch
 from ..space.space import SearchSpace, corner_archs
-from ..train.evaluate import SupernetScorer
+
+if TYPE_CHECKING:  # torch is imported only where subnets are scored, so a search starts fast
+    from ..train.evaluate import SupernetScorer
 
 FORMAT = "ofa-edge-accuracy-data/1"
 
@@ -112,6 +113,8 @@ def collect_accuracy_data(
     if repeats < 0:
         raise OFAEdgeError(f"--repeats must be 0 or more, got {repeats}")
     space = scorer.net.space
+    from ..nn.checkpoint import state_fingerprint
+
     fingerprint = state_fingerprint(scorer.net.state_dict())
     existing = read_records(out)
     for record in existing:

@@ -157,7 +157,8 @@ class LatencyModel(CostModel):
         fixed_units = 0
         for (ri, ki, ei), arch in P._reference_archs(space).items():
             units = arch_units(pricing, arch)  # stem, first block, one block per slot, 4 head units
-            values = [table.entries[u.key]["median_ms"] if u.key in table.entries else np.nan for u in units]
+            entries = [table.entry(u.key, arch.r) for u in units]
+            values = [e["median_ms"] if e is not None else np.nan for e in entries]
             head[ri] = values[:2]
             slot[ri, :, ki, ei] = values[2 : 2 + space.num_slots]
             tail[ri] = values[2 + space.num_slots :]

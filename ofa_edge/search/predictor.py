@@ -253,11 +253,18 @@ class AccuracyPredictor:
         # The fingerprint of the supernet file this predictor was checked against when loaded
         # (None: loaded without one, its own record trusted); searches record it.
         self.checked_supernet: str | None = None
+        # A model whose output is a fraction (the OFA authors' predictors) answers in percent.
+        self.output_scale = float(self.config.get("output_scale", 1.0))
         self._layers = self._check_tensors()
 
     @property
     def space_name(self) -> str:
         return self.space.name
+
+    @property
+    def measures(self) -> str:
+        """What a prediction is, in words (said beside every predicted top-1)."""
+        return str(self.config.get("measures", "top-1 predicted by the accuracy predictor"))
 
     @property
     def encoding_size(self) -> int:
@@ -278,8 +285,9 @@ class AccuracyPredictor:
                 raise PredictorError(
                     f"an mlp predictor needs layers.*.weight/bias and regressor.weight, got {_shapes(t)}"
                 )
-            pairs = [(t[f"layers.{i}.weight"].T, t[f"layers.{i}.bias"]) for i in range(hidden)]
-            pairs.append((t["regressor.weight"].T, None))
+            # (in, out) laid out in memory as the products read them: a third faster than a transposed view
+            pairs = [(np.ascontiguousarray(t[f"layers.{i}.weight"].T), t[f"layers.{i}.bias"]) for i in range(hidden)]
+            pairs.append((np.ascontiguousarray(t["regressor.weight"].T), None))
         width = self.encoding_size
         for weight, bias in pairs:
             if weight.ndim != 2 or weight.shape[0] != width or (bias is not None and bias.shape != weight.shape[1:]):
@@ -309,7 +317,7 @@ class AccuracyPredictor:
         # A top-1 is a percentage. Fitted on near-perfect subnets (a small, easy folder), the models
         # extrapolate past 100 (a search picked a subnet "predicted 101.4%"); within range, as on
         # the demo, nothing changes.
-        return np.clip(h[:, 0].astype(np.float64) + self.base_acc, 0.0, 100.0)
+        return np.clip(h[:, 0].astype(np.float64) * self.output_scale + self.base_acc, 0.0, 100.0)
 
     def ranking_warning(self) -> str | None:
         """A line when the kept model ranked its held-out subnets no better than UNRANKED_TAU (a
@@ -651,12 +659,41 @@ def demo_predictor_path() -> Path:
     return DEMO_PREDICTOR
 
 
+def _named_predictor(name: str) -> AccuracyPredictor:
+    """A predictor of the registry (``ofa_edge.hub.registry.PREDICTORS``) by name."""
+    from ..hub.registry import PREDICTORS
+    from ..space.space import get_space
+    from .official_predictor import TUTORIAL_FORMAT, load_tutorial_predictor
+
+    entry = PREDICTORS[name]
+    if not entry.file.exists():
+        raise PredictorError(f"the predictor '{name}' is missing from this install ({entry.file})")
+    if entry.format == TUTORIAL_FORMAT:
+        return load_tutorial_predictor(entry.file, get_space(entry.space), entry.supernet, entry.measures)
+    model = AccuracyPredictor.load(entry.file)
+    model.supernet_path = entry.supernet
+    return model
+
+
+def _is_named(path: str | Path | None) -> bool:
+    from ..hub.registry import PREDICTORS
+
+    return path is not None and str(path) in PREDICTORS and not Path(path).exists()
+
+
 def predictor_supernet(path: str | Path | None) -> str:
-    """The supernet a predictor file belongs to, for commands given --predictor and no --supernet:
-    the checkpoint `predictor train` read ('demo' for the shipped predictor). A file that records
-    none (written before the record existed) or whose supernet moved is one line asking for it."""
+    """The supernet a predictor belongs to, for commands given --predictor and no --supernet: the
+    registry's supernet for a named predictor, else the checkpoint `predictor train` read ('demo'
+    for the shipped predictor). A file that records none (written before the record existed) or
+    whose supernet moved is one line asking for it."""
     if path is None:
         return "demo"
+    if _is_named(path):
+        from ..hub.registry import PREDICTORS
+
+        return PREDICTORS[str(path)].supernet
+    if Path(path).suffix == ".pth":
+        return _default_official_supernet()
     model = AccuracyPredictor.load(Path(path))
     recorded = model.supernet_path
     if recorded == "demo" or (recorded and Path(recorded).is_file()):
@@ -671,15 +708,52 @@ def predictor_supernet(path: str | Path | None) -> str:
     )
 
 
-def load_predictor(path: str | Path | None = None, supernet: str | None = None) -> AccuracyPredictor:
-    """The accuracy predictor at ``path``; ``checked_supernet`` holds the fingerprint of the
-    supernet it was checked against.
+def _default_official_supernet() -> str:
+    """The supernet the OFA authors' tutorial predictor was published for."""
+    from ..hub.registry import PREDICTORS
 
-    With no ``path``: the demo supernet's shipped predictor (only for the demo supernet). With a
-    ``supernet`` checkpoint, the predictor must belong to it (same fingerprint and space); without
-    one, the predictor's own record of its supernet and space is trusted.
+    return PREDICTORS["ofa-mbv3-w1.2"].supernet
+
+
+def _unchecked(path: str | Path | None, supernet: str | None) -> AccuracyPredictor | None:
+    """A predictor tied to a registry supernet by name (nothing to fingerprint: no weights are
+    needed to search), or None when the predictor must be checked against the weights."""
+    from ..hub.registry import REGISTRY, get_entry
+    from ..space.space import get_space
+    from .official_predictor import load_tutorial_predictor
+
+    official = supernet if supernet in REGISTRY and supernet != "demo" else None
+    if path is None and official:
+        if get_entry(official).predictor is None:
+            raise PredictorError(f"no accuracy predictor is known for {official}: pass --predictor PATH")
+        path = get_entry(official).predictor
+    if _is_named(path) and str(path) != "demo":
+        model = _named_predictor(str(path))
+    elif path is not None and Path(path).suffix == ".pth":
+        name = official or _default_official_supernet()
+        model = load_tutorial_predictor(Path(path), get_space(get_entry(name).space), name,
+                                        "ImageNet top-1 predicted by the OFA authors' predictor")  # fmt: skip
+    else:
+        return None
+    if supernet is not None and model.supernet != supernet:
+        raise PredictorError(f"the accuracy predictor '{path}' predicts subnets of {model.supernet}, not of {supernet}")
+    model.checked_supernet = model.supernet
+    return model
+
+
+def load_predictor(path: str | Path | None = None, supernet: str | None = None) -> AccuracyPredictor:
+    """The accuracy predictor at ``path`` (a file, or a registry name such as ``demo`` or
+    ``ofa-mbv3-w1.2``); ``checked_supernet`` holds the supernet it was checked against.
+
+    With no ``path``: the default predictor of ``supernet`` (a registry name; the demo's when
+    none). A predictor of a named official supernet is tied to it by name, so no weights are read;
+    with a ``supernet`` checkpoint, the predictor must belong to it (same fingerprint and space);
+    without one, the predictor's own record of its supernet and space is trusted.
     """
-    if path is None:
+    model = _unchecked(path, supernet)
+    if model is not None:
+        return model
+    if path is None or (str(path) == "demo" and not Path(path).exists()):
         if supernet not in (None, "demo"):
             raise PredictorError("a supernet other than the demo needs its own predictor (--predictor PATH)")
         path, supernet = demo_predictor_path(), "demo"

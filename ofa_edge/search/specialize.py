@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_bytes, atomic_write_text
+from ..latency.store import canonical_table_name
 from ..latency.table import LatencyTable, TableError, load_table
 from ..space.arch import Arch, save_arch
 from ..space.describe import describe_arch
@@ -50,11 +51,12 @@ class Target:
     table: str | Path | LatencyTable
     latency_ms: float | None = None
 
-    def load(self) -> tuple[LatencyTable, str]:
-        """The table, and the name to show for it."""
+    def load(self, space: str | None = None) -> tuple[LatencyTable, str]:
+        """The table (a name also finds ``NAME-SPACE``), and the name to show for it."""
         if isinstance(self.table, LatencyTable):
             return self.table, self.table.label
-        return load_table(self.table), str(self.table)
+        name = canonical_table_name(self.table, space)
+        return load_table(name), name
 
 
 @dataclass
@@ -225,7 +227,7 @@ def specialize(
     for target in targets:
         if target.latency_ms is not None and not target.latency_ms > 0:
             raise OFAEdgeError(f"a latency budget must be positive, got {target.latency_ms} ms")
-        table, name = target.load()
+        table, name = target.load(sp.name)
         try:
             model = LatencyModel(table, sp, name=name)
         except TableError as exc:

@@ -134,6 +134,11 @@ class SearchSpace:
     # Activation of the first block (always k3, expand 1, stride 1, no SE in MobileNetV3).
     first_block_act: str = "relu"
     description: str = field(default="", compare=False)
+    # Resolutions outside the training range at which a static net of this space is read (an
+    # official specialised net at 236 or 260 px): validate accepts them, so MACs, params,
+    # extraction and pricing work there, but nothing samples or encodes them. Not part of the
+    # space's definition: equality, checkpoints and tables ignore them.
+    static_resolutions: tuple[int, ...] = field(default=(), compare=False)
 
     # ----------------------------------------------------------------- structure
     @property
@@ -185,7 +190,7 @@ class SearchSpace:
                         f"arch field '{key}' index {index}: {value} is not allowed in space {self.name} "
                         f"(allowed: {_fmt_choices(allowed)})"
                     )
-        if arch.r not in self.resolutions:
+        if arch.r not in self.resolutions and arch.r not in self.static_resolutions:
             raise ArchError(
                 f"arch field 'r': {arch.r} is not allowed in space {self.name} "
                 f"(allowed: {_fmt_choices(self.resolutions)})"
@@ -285,6 +290,25 @@ class SearchSpace:
             updates[name] = chosen
         return replace(self, **updates)
 
+    def with_resolution(self, r: int) -> SearchSpace:
+        """This space, also accepting resolution ``r`` for a static net (see ``static_resolutions``).
+        A network of these layers runs at any input size; only the supernet's accuracy there is
+        untrained, which a static net measures for itself."""
+        if r < 1:
+            raise ArchError(f"resolution {r} is not a positive image size")
+        if r in self.resolutions or r in self.static_resolutions:
+            return self
+        return replace(self, static_resolutions=tuple(sorted((*self.static_resolutions, r))))
+
+    def resolution_note(self, r: int) -> str | None:
+        """One line when ``r`` lies outside the resolutions this space trains at, else None."""
+        if r in self.resolutions:
+            return None
+        return (
+            f"resolution {r} is outside the resolutions space {self.name} trains at "
+            f"({_fmt_choices(self.resolutions)}): read as a static net at {r} px"
+        )
+
     def with_classes(self, num_classes: int) -> SearchSpace:
         """This space with a classifier of ``num_classes`` outputs (for a data set of that many
         classes). Checkpoints record the whole space, so the head size travels with the weights."""
@@ -304,6 +328,10 @@ class SearchSpace:
         This is the reference OFA accuracy predictor's encoding; depth is implied by the zero slots.
         """
         arch = self.validate(arch)
+        if arch.r not in self.resolutions:
+            raise ArchError(
+                f"resolution {arch.r} is outside space {self.name}'s resolutions: a predictor cannot score it"
+            )
         n_k, n_e = len(self.kernel_choices), len(self.expand_choices)
         feature = np.zeros(self.encoding_size, dtype=np.float32)
         for slot in range(self.num_slots):
@@ -415,6 +443,7 @@ class SearchSpace:
     def config_dict(self) -> dict[str, Any]:
         """The fields that define the space (what a checkpoint stores to rebuild it)."""
         data = asdict(self)
+        del data["static_resolutions"]  # a static net's reading, not the space's definition
         data["stages"] = [asdict(s) for s in self.stages]
         return data
 

@@ -72,9 +72,17 @@ def evaluate_arch(net: OFAMobileNetV3, arch: Arch, data: EvalData, in_place: boo
     return top1(model, data.loader(data.scored), arch.r)
 
 
+# The input normalization of the official OFA supernets (ImageNet's channel means and deviations).
+OFFICIAL_NORMALIZATION = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
 def stored_normalization(path: str | os.PathLike[str]) -> Normalization | None:
-    """The input normalization a supernet was trained with (None when the file does not say)."""
-    stored = read_metadata(path).get("normalization")
+    """The input normalization a supernet was trained with: its record, ImageNet's for an official
+    OFA checkpoint (which records nothing), None for an ofa-edge file that does not say."""
+    metadata = read_metadata(path)
+    if not metadata.get("format"):
+        return OFFICIAL_NORMALIZATION
+    stored = metadata.get("normalization")
     if not stored:
         return None
     values = json.loads(stored)
@@ -87,6 +95,12 @@ def trained_data(supernet: str | os.PathLike[str]) -> tuple[str, Path | None]:
     folder is found where training read it (an absolute path), else as it was named (the run and
     its data copied elsewhere together); neither is one line asking for ``--data``."""
     metadata = read_metadata(supernet)
+    if not metadata.get("format"):  # an official OFA checkpoint: trained on ImageNet, which only the user has
+        raise OFAEdgeError(
+            f"{supernet} is an official OFA supernet, trained on ImageNet: pass --data DIR, an ImageNet-style "
+            "folder (DIR/train/CLASS/*.jpg recalibrates BatchNorm and calibrates int8, DIR/val/CLASS/*.jpg "
+            "verifies and scores the export)"
+        )
     data = metadata.get("data") or "fashion-mnist"
     location = Path(metadata["data_location"]) if metadata.get("data_location") else None
     if data in NAMED_DATA:
