@@ -155,7 +155,10 @@ class LatencyModel(CostModel):
         head = np.full((n_r, 2), np.nan)
         tail = np.full((n_r, 4), np.nan)
         fixed_units = 0
+        measured = set(table.resolutions)
         for (ri, ki, ei), arch in P._reference_archs(space).items():
+            if arch.r not in measured:  # no entries there: stays uncovered (NaN)
+                continue
             units = arch_units(pricing, arch)  # stem, first block, one block per slot, 4 head units
             entries = [table.entry(u.key, arch.r) for u in units]
             values = [e["median_ms"] if e is not None else np.nan for e in entries]

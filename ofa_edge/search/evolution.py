@@ -95,7 +95,8 @@ def nondominated(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SearchResult:
-    """The most accurate arch found, the final population and the trade-off front seen."""
+    """The most accurate arch found, every arch scored on the way (each once: ``population`` and
+    ``scores``), how many archs were scored (repeats included) and the trade-off front of them."""
 
     space: SearchSpace
     arch: Arch
@@ -120,22 +121,70 @@ def _scores(predictor: FeaturePredictor, space: SearchSpace, pop: Population) ->
 
 
 class ScoreMemo:
-    """Scores of one search's archs, each predicted once. Once the population converges most
-    children repeat an arch met before (60-90% of them with the OFA authors' predictor on the note10
-    table), and the predictor is the search's main cost; a deterministic search stays deterministic."""
+    """Scores of one search's archs, each predicted once, and the archs scored. Once the
+    population converges most children repeat an arch met before (60-90% of them with the OFA
+    authors' predictor on the note10 table), and the predictor is the search's main cost; a
+    deterministic search stays deterministic."""
 
     def __init__(self, predictor: FeaturePredictor, space: SearchSpace) -> None:
         self.predictor, self.space = predictor, space
         self.known: dict[bytes, float] = {}
+        self._genes: list[np.ndarray] = []  # the first population each new arch came in
+
+    @staticmethod
+    def _keys(features: np.ndarray) -> list[bytes]:
+        # The encoding is one-hot (0 or 1 everywhere): its bits, packed, name the arch.
+        return np.packbits(features != 0, axis=1).view(f"V{(features.shape[1] + 7) // 8}").ravel().tolist()
 
     def __call__(self, pop: Population) -> np.ndarray:
         features = P.encode(self.space, pop)
-        keys = [row.tobytes() for row in features]
+        keys = self._keys(features)
         first = {key: i for i, key in reversed(list(enumerate(keys))) if key not in self.known}
         if first:
-            new = _predict(self.predictor, features[list(first.values())])
+            rows = list(first.values())
+            new = _predict(self.predictor, features[rows])
             self.known.update(zip(first, new.tolist()))
+            self._genes.append(pop.genes[rows])
         return np.array([self.known[key] for key in keys], dtype=float)
+
+    def scored(self) -> tuple[Population, np.ndarray]:
+        """Every arch scored so far, once each, and its score."""
+        genes = np.concatenate(self._genes)
+        return Population(genes, self.space.num_slots, self.space.num_stages), np.array(list(self.known.values()))
+
+
+@dataclass
+class Draws:
+    """Archs of one kind drawn until ``n`` meet the budgets (or ``max_draws`` were drawn)."""
+
+    generate: Callable[[int], Population]
+    n: int
+    kind: str = ""
+    max_draws: int | None = None
+    kept: list[Population] = field(default_factory=list)
+    have: int = 0
+    accepted: int = 0
+    drawn: int = 0
+
+    def done(self) -> bool:
+        return self.have >= self.n or (self.max_draws is not None and self.drawn >= self.max_draws)
+
+    def batch_size(self, rates: dict[str, float], max_batch: int) -> int:
+        """Enough draws for what is missing at the share of valid draws seen so far (this call's,
+        else the last call's of the same kind)."""
+        need = self.n - self.have
+        if self.accepted:
+            rate = self.accepted / self.drawn
+        else:
+            rate = rates.get(self.kind, 1.0) if not self.drawn else 1.0 / self.drawn
+        return min(max_batch, max(need, 16, math.ceil(1.25 * need / max(rate, 1e-9))))
+
+    def keep(self, batch: Population, valid: np.ndarray) -> None:
+        need = self.n - self.have
+        self.kept.append(batch.take(valid[:need]))
+        self.have += min(len(valid), need)
+        self.accepted += len(valid)
+        self.drawn += len(batch)
 
 
 class Constrained:
@@ -189,30 +238,29 @@ class Constrained:
         Batches are sized by the share of valid draws, estimated from this call's draws so far, or
         from the previous call of the same ``kind`` (mutation and crossover differ).
         """
+        return self.fill_many([Draws(generate, n, kind, max_draws)], max_rounds)[0]
+
+    def fill_many(self, requests: Sequence[Draws], max_rounds: int = 20) -> list[Population]:
+        """:meth:`fill` for several kinds of draws at once: each round prices all their batches
+        together (the search's inner loop, where one pricing per round is half the work of two)."""
         if not self.budgets:
-            self.drawn += n
-            return generate(n)
-        kept: list[Population] = []
-        have = accepted = drawn = 0
+            self.drawn += sum(r.n for r in requests)
+            return [r.generate(r.n) for r in requests]
         for _ in range(max_rounds):
-            need = n - have
-            if accepted:
-                rate = accepted / drawn
-            else:
-                rate = self._rates.get(kind, 1.0) if not drawn else 1.0 / drawn
-            batch = min(self.max_batch, max(need, 16, math.ceil(1.25 * need / max(rate, 1e-9))))
-            candidates = generate(batch)
-            ok = np.flatnonzero(self.feasible(candidates))
-            drawn += batch
-            accepted += len(ok)
-            kept.append(candidates.take(ok[:need]))
-            have += min(len(ok), need)
-            if have >= n or (max_draws is not None and drawn >= max_draws):
+            pending = [r for r in requests if not r.done()]
+            if not pending:
                 break
-        self.drawn += drawn
-        if kind and accepted:
-            self._rates[kind] = accepted / drawn
-        return Population.concat(kept)
+            batches = [r.generate(r.batch_size(self._rates, self.max_batch)) for r in pending]
+            ok = self.feasible(Population.concat(batches))
+            start = 0
+            for request, batch in zip(pending, batches):
+                request.keep(batch, np.flatnonzero(ok[start : start + len(batch)]))
+                start += len(batch)
+        for request in requests:
+            self.drawn += request.drawn
+            if request.kind and request.accepted:
+                self._rates[request.kind] = request.accepted / request.drawn
+        return [Population.concat(r.kept) if r.kept else r.generate(0) for r in requests]
 
     def cheapest(self) -> Population:
         """The cheapest arch of each budget's model that meets every budget (maybe none)."""
@@ -258,6 +306,53 @@ def _front_update(
     return pop.take(keep), scores[keep], cost[keep]
 
 
+def neighbours(space: SearchSpace, arch: Population, resolutions: np.ndarray) -> Population:
+    """Every arch one gene away from the one arch in ``arch``: another kernel or expand ratio in
+    one slot, another depth of one stage, another allowed resolution."""
+    genes = arch.genes[0]
+    counts = P.choice_counts(space)
+    rows = []
+    for position, count in enumerate(counts[:-1]):
+        for value in range(count):
+            if value != genes[position]:
+                row = genes.copy()
+                row[position] = value
+                rows.append(row)
+    for value in resolutions:
+        if value != genes[-1]:
+            row = genes.copy()
+            row[-1] = value
+            rows.append(row)
+    return Population(np.array(rows, dtype=np.intp).reshape(-1, len(genes)), arch.num_slots, arch.num_stages)
+
+
+def polish(starts: Population, score: ScoreMemo, pool: Constrained, resolutions: np.ndarray,
+           max_steps: int = 50) -> None:  # fmt: skip
+    """Hill-climb from each of ``starts`` at once: each moves to its best-scoring neighbour within
+    every budget while one scores higher. Near the end of a search evolution's mutations rarely hit
+    the one change that still helps, and different parents climb to different peaks; the
+    neighbours' scores land in ``score``, where the caller finds the best."""
+    space, current = score.space, starts
+    current_scores = score(current)
+    for _ in range(max_steps):
+        around = [neighbours(space, current.take([i]), resolutions) for i in range(len(current))]
+        candidates = Population.concat(around)
+        feasible = np.flatnonzero(pool.feasible(candidates))
+        if len(feasible) == 0:
+            return
+        values = np.full(len(candidates), -np.inf)
+        values[feasible] = score(candidates.take(feasible))
+        offsets = np.cumsum([0] + [len(a) for a in around])
+        genes, moved = current.genes.copy(), False
+        for i in range(len(current)):
+            top = offsets[i] + int(np.argmax(values[offsets[i] : offsets[i + 1]]))
+            if values[top] > current_scores[i]:
+                genes[i], current_scores[i], moved = candidates.genes[top], values[top], True
+        if not moved:
+            return
+        current = Population(genes, current.num_slots, current.num_stages)
+
+
 def evolution_search(
     space: SearchSpace,
     predictor: FeaturePredictor,
@@ -272,12 +367,14 @@ def evolution_search(
     mutate_prob: float = 0.1,
     resolution_mutate_prob: float = 0.5,
     seed: int = 0,
+    polish_parents: bool = True,
 ) -> SearchResult:
     """The most accurate arch (by ``predictor``) that meets every budget, by regularised evolution.
 
     ``cost``: a model (usually the latency table) on which to keep the trade-off front of every
-    valid arch evaluated (``result.front``). ``resolutions``: restrict the search to these. Same
-    ``seed``, same result.
+    valid arch evaluated (``result.front``). ``resolutions``: restrict the search to these.
+    ``polish_parents``: after the last generation, hill-climb from each of the best distinct archs
+    met, as many as there are parents (see :func:`polish`). Same ``seed``, same result.
     """
     if population_size < 2 or generations < 0:
         raise OFAEdgeError("evolution needs a population of at least 2 and a non-negative number of generations")
@@ -292,7 +389,6 @@ def evolution_search(
     pop = pool.initial(population_size, mutate_prob, resolution_mutate_prob)
     scores = score(pop)
     evaluations = len(pop)
-    front = _front_update(None, pop, scores, cost.predict(pop)) if cost is not None else None
     history = np.empty(generations)
 
     for generation in range(generations):
@@ -310,34 +406,34 @@ def evolution_search(
             return P.crossover(a, b, rng)
 
         # bounded redraws (100 per child): where nearly every child breaks a budget, parents fill in
-        children = [
-            pool.fill(mutants, n_mutants, kind="mutate", max_draws=100 * n_mutants),
-            pool.fill(crossed, n_crossed, kind="cross", max_draws=100 * n_crossed),
-        ]
+        children = pool.fill_many([Draws(mutants, n_mutants, "mutate", 100 * n_mutants),
+                                    Draws(crossed, n_crossed, "cross", 100 * n_crossed)])  # fmt: skip
         short = population_size - sum(len(c) for c in children)
         if short > 0:  # the budget rejected nearly every child: copies of parents keep the size
             children.append(parents.take(rng.integers(n_parents, size=short)))
         child_pop = Population.concat(children)
         child_scores = score(child_pop)
         evaluations += len(child_pop)
-        if front is not None and cost is not None:
-            front = _front_update(front, child_pop, child_scores, cost.predict(child_pop))
         pop = Population.concat([parents, child_pop])
         scores = np.concatenate([parent_scores, child_scores])
 
+    if polish_parents:  # from the best distinct archs met (the last parents are often one arch)
+        seen, seen_scores = score.scored()
+        before = len(score.known)
+        polish(seen.take(np.argsort(-seen_scores, kind="stable")[:n_parents]), score, pool, allowed)
+        evaluations += len(score.known) - before
+    # The best of everything scored (the polish's climbs included), and the front of all of it:
+    # every arch scored met the budgets.
+    pop, scores = score.scored()
     best = int(np.argsort(-scores, kind="stable")[0])
     if generations:
         history[-1] = max(history[-1], scores[best])
-    return SearchResult(
-        space,
-        P.to_archs(space, pop.take([best]))[0],
-        float(scores[best]),
-        pop,
-        scores,
-        evaluations,
-        Front(*front, what=cost.what, unit=cost.unit) if front is not None and cost is not None else None,
-        history,
-    )
+    front = None
+    if cost is not None:
+        keep = nondominated(scores, costs := cost.predict(pop))
+        front = Front(pop.take(keep), scores[keep], costs[keep], what=cost.what, unit=cost.unit)
+    return SearchResult(space, P.to_archs(space, pop.take([best]))[0], float(scores[best]), pop, scores,
+                        evaluations, front, history)  # fmt: skip
 
 
 def random_search(

@@ -84,16 +84,17 @@ def resolution_indices(space: SearchSpace, resolutions: Sequence[int] | None = N
     return np.array([space.resolutions.index(r) for r in resolutions], dtype=np.intp)
 
 
-@functools.lru_cache(maxsize=16)
-def _choice_counts(space: SearchSpace) -> np.ndarray:
+def choice_counts(space: SearchSpace) -> np.ndarray:
     """Number of choices of each gene (the resolution column: of the space)."""
-    return np.array(
-        [len(space.kernel_choices)] * space.num_slots
-        + [len(space.expand_choices)] * space.num_slots
-        + [len(space.depth_choices)] * space.num_stages
-        + [len(space.resolutions)],
-        dtype=np.intp,
-    )
+    return _choice_counts(len(space.kernel_choices), len(space.expand_choices), len(space.depth_choices),
+                          len(space.resolutions), space.num_slots, space.num_stages)  # fmt: skip
+
+
+# Cached on plain numbers: hashing a whole SearchSpace on every call of the search's inner loop
+# cost more than what it looked up.
+@functools.lru_cache(maxsize=16)
+def _choice_counts(n_k: int, n_e: int, n_d: int, n_r: int, slots: int, stages: int) -> np.ndarray:
+    return np.array([n_k] * slots + [n_e] * slots + [n_d] * stages + [n_r], dtype=np.intp)
 
 
 def sample(space: SearchSpace, n: int, rng: np.random.Generator, resolutions: np.ndarray | None = None) -> Population:
@@ -101,7 +102,7 @@ def sample(space: SearchSpace, n: int, rng: np.random.Generator, resolutions: np
 
     ``resolutions``: the allowed resolution *indices* (default: every resolution of the space).
     """
-    counts = _choice_counts(space)
+    counts = choice_counts(space)
     if resolutions is not None:
         counts = counts.copy()
         counts[-1] = len(resolutions)
@@ -161,14 +162,14 @@ def to_archs(space: SearchSpace, pop: Population) -> list[Arch]:
 
 
 @functools.lru_cache(maxsize=16)
-def _depth_masks(space: SearchSpace) -> np.ndarray:
+def _depth_masks(depth_choices: tuple[int, ...], max_depth: int) -> np.ndarray:
     """(n_depth, max_depth) bool: which positions of a stage a depth choice uses."""
-    return np.arange(space.max_depth)[None, :] < np.asarray(space.depth_choices)[:, None]
+    return np.arange(max_depth)[None, :] < np.asarray(depth_choices)[:, None]
 
 
 def active(space: SearchSpace, pop: Population) -> np.ndarray:
     """(n, num_slots) booleans: whether each block slot is within its stage's depth."""
-    return _depth_masks(space)[pop.d].reshape(len(pop), space.num_slots)
+    return _depth_masks(space.depth_choices, space.max_depth)[pop.d].reshape(len(pop), space.num_slots)
 
 
 def encode(space: SearchSpace, pop: Population) -> np.ndarray:

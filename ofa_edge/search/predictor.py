@@ -309,11 +309,11 @@ class AccuracyPredictor:
             )
         h = x.astype(self._layers[0][0].dtype, copy=False)
         for position, (weight, bias) in enumerate(self._layers):
-            h = h @ weight
+            h = h @ weight  # a new array: the in-place steps below never touch the caller's
             if bias is not None:
-                h = h + bias
+                h += bias
             if self.kind == "mlp" and position < len(self._layers) - 1:
-                h = np.maximum(h, 0)
+                np.maximum(h, 0, out=h)
         # A top-1 is a percentage. Fitted on near-perfect subnets (a small, easy folder), the models
         # extrapolate past 100 (a search picked a subnet "predicted 101.4%"); within range, as on
         # the demo, nothing changes.
