@@ -25,9 +25,13 @@ _EXPORTS: dict[str, str] = {
     "SearchSpace": ".space",
     "get_space": ".space",
     "load_arch": ".space",
+    "read_arch": ".space.arch",
     "save_arch": ".space",
     "describe_arch": ".space.describe",
     # nn: supernet, subnets, checkpoints, BatchNorm
+    "REGISTRY": ".hub",
+    "get_entry": ".hub",
+    "find_weights": ".hub.cache",
     "OFAMobileNetV3": ".nn",
     "MobileNetV3Subnet": ".nn",
     "load_supernet": ".nn",

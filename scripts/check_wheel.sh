@@ -44,4 +44,12 @@ assert len(files) == 2, files
 print("core deploy:", d["choice"]["arch"]["r"], "px;", ", ".join(files), file=sys.stderr)
 '
 "$ofa" tables list
+# The official w1.2 supernet searched with the shipped OFA predictor and note10 table (package data).
+"$ofa" specialize --supernet ofa_mbv3_d234_e346_k357_w1.2 --table note10 --budget 25ms --json > note10.json
+"$work/core/bin/python" -c '
+import json
+[r] = json.load(open("note10.json"))["results"]
+assert r["latency_ms"] <= 25 and 75 < r["accuracy"] < 85, r
+print("core: official w1.2 on note10,", r["accuracy"], "% predicted,", round(r["latency_ms"], 2), "ms", flush=True)
+'
 du -sm "$work/core" | awk '{print "core venv MiB:", $1}' >&2

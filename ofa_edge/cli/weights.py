@@ -69,7 +69,7 @@ def weights_list(as_json: JsonOpt = False) -> None:
     table = Table("name", "space", "status", "size", "licence", "predictor", "table")
     table.columns[2].overflow = "fold"  # the whole path: it is where a copied file goes
     for r in rows:
-        status = r["status"] if r["status"] == "absent" else f"{r['status']} ({r['path']})"
+        status = f"{r['status']} ({r['path']})" if r["status"] == "present" else r["status"]
         table.add_row(r["name"], r["space"], status, _fmt_size(r["size"]), r["licence"], r["predictor"] or "-",
                       r["table"] or "-")  # fmt: skip
     listing.print(table)

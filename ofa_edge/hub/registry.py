@@ -15,7 +15,7 @@ from ..errors import OFAEdgeError
 
 PACKAGE = Path(__file__).resolve().parent.parent
 OFFICIAL_BASE_URL = "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/"
-OFFICIAL_LICENCE = "MIT (Copyright (c) 2021 Han Cai), from the Once-for-All reference release"
+OFFICIAL_LICENCE = "MIT, (c) 2021 Han Cai (OFA release)"
 
 
 @dataclass(frozen=True)

@@ -422,12 +422,17 @@ def evolution_search(
         before = len(score.known)
         polish(seen.take(np.argsort(-seen_scores, kind="stable")[:n_parents]), score, pool, allowed)
         evaluations += len(score.known) - before
-    # The best of everything scored (the polish's climbs included), and the front of all of it:
-    # every arch scored met the budgets.
+    if generations:
+        history[-1] = max(history[-1], max(score.known.values()))
+    return _best_of(space, score, evaluations, cost, history)
+
+
+def _best_of(space: SearchSpace, score: ScoreMemo, evaluations: int, cost: CostModel | None,
+             history: np.ndarray) -> SearchResult:  # fmt: skip
+    """The best of everything scored (the polish's climbs included), and the front of all of it:
+    every arch scored met the budgets."""
     pop, scores = score.scored()
     best = int(np.argsort(-scores, kind="stable")[0])
-    if generations:
-        history[-1] = max(history[-1], scores[best])
     front = None
     if cost is not None:
         keep = nondominated(scores, costs := cost.predict(pop))
