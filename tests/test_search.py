@@ -22,7 +22,7 @@ from ofa_edge.latency.table import Calibration, load_table
 from ofa_edge.search import population as P
 from ofa_edge.search.budget import BudgetError, parse_count, parse_latency
 from ofa_edge.search.efficiency import CostModel, LatencyModel, feasible_range, macs_model, params_model
-from ofa_edge.search.evolution import Budget, evolution_search, nondominated, random_search
+from ofa_edge.search.evolution import Budget, ScoreMemo, evolution_search, nondominated, random_search
 from ofa_edge.search.specialize import Target, make_targets, specialize
 from ofa_edge.space.arch import Arch, load_arch
 from ofa_edge.space.space import get_space
@@ -602,3 +602,33 @@ def test_cli_w10_with_a_saved_stand_in_predictor(capsys, tmp_path, monkeypatch, 
     assert table.predict(space, arch) <= 3.0 and result["accuracy"] == pytest.approx(
         70.0 + space.encode(arch).astype(float) @ stand_in.weights
     )
+
+
+def test_evolution_predicts_each_distinct_subnet_once(demo):
+    """Children that repeat an arch met before (also one that differs only in slots its depth skips)
+    are not predicted again; the result lists every distinct arch scored, with its score."""
+    space, _, model = demo
+
+    class Counting(StandInPredictor):
+        def __init__(self, space) -> None:
+            super().__init__(space)
+            self.rows: list[bytes] = []
+
+        def predict_features(self, features):
+            self.rows.extend(row.tobytes() for row in features)
+            return super().predict_features(features)
+
+    predictor = Counting(space)
+    result = evolution_search(space, predictor, [Budget(model, 0.3)], population_size=40, generations=30, seed=1)
+    assert len(predictor.rows) == len(set(predictor.rows)) == len(result.population)
+    assert result.evaluations > len(result.population)  # the children repeated archs: those were looked up
+    expected = StandInPredictor(space).predict_features(P.encode(space, result.population))
+    np.testing.assert_allclose(result.scores, expected)
+    # Two archs that differ only in a slot their depth skips (stage 0 at depth 2, slot 2): one prediction.
+    genes = result.population.take([0]).genes.copy()
+    genes[0, 2 * space.num_slots] = space.depth_choices.index(2)
+    other = genes.copy()
+    other[0, 2] = (genes[0, 2] + 1) % len(space.kernel_choices)
+    memo, before = ScoreMemo(predictor, space), len(predictor.rows)
+    scores = memo(P.Population(np.concatenate([genes, other]), space.num_slots, space.num_stages))
+    assert len(predictor.rows) == before + 1 and scores[0] == scores[1]
