@@ -131,18 +131,20 @@ class ScoreMemo:
         self.known: dict[bytes, float] = {}
         self._genes: list[np.ndarray] = []  # the first population each new arch came in
 
-    @staticmethod
-    def _keys(features: np.ndarray) -> list[bytes]:
-        # The encoding is one-hot (0 or 1 everywhere): its bits, packed, name the arch.
-        return np.packbits(features != 0, axis=1).view(f"V{(features.shape[1] + 7) // 8}").ravel().tolist()
+    def _keys(self, pop: Population) -> list[bytes]:
+        """One key per arch: its genes with the slots its depth skips blanked, so that archs the
+        predictor cannot tell apart (the same encoding) share one."""
+        used = P.active(self.space, pop)
+        genes = np.concatenate([np.where(used, pop.ks, -1), np.where(used, pop.e, -1), pop.d, pop.r[:, None]], axis=1)
+        genes = np.ascontiguousarray(genes, dtype=np.int16)
+        return genes.view(f"V{genes.shape[1] * 2}").ravel().tolist()
 
     def __call__(self, pop: Population) -> np.ndarray:
-        features = P.encode(self.space, pop)
-        keys = self._keys(features)
+        keys = self._keys(pop)
         first = {key: i for i, key in reversed(list(enumerate(keys))) if key not in self.known}
         if first:
             rows = list(first.values())
-            new = _predict(self.predictor, features[rows])
+            new = _predict(self.predictor, P.encode(self.space, pop.take(rows)))
             self.known.update(zip(first, new.tolist()))
             self._genes.append(pop.genes[rows])
         return np.array([self.known[key] for key in keys], dtype=float)
