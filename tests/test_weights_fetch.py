@@ -18,11 +18,11 @@ import pytest
 import torch
 
 from ofa_edge import OFAMobileNetV3, get_space
-from ofa_edge.cli import main
 from ofa_edge.hub.cache import NotFetched, find_weights
 from ofa_edge.hub.registry import get_entry
 from ofa_edge.nn.checkpoint import load_supernet
 from tests.test_checkpoint import official_name
+from tests.test_cli_safety import _one_error, run
 
 NAME = "ofa_mbv3_d234_e346_k357_w1.0"
 
@@ -98,18 +98,6 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("OFA_EDGE_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     return tmp_path / "home"
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error(code: int, err: str) -> str:
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def _sha256(data: bytes) -> str:
