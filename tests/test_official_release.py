@@ -227,3 +227,11 @@ def test_deploy_of_the_official_w12_supernet_searches_note10_and_exports(officia
     assert target["table"] == "note10-mbv3-w1.2" and target["choice"]["latency_ms"] <= 25
     assert any("exported and verified, not timed" in note for note in target["notes"])
     assert target["exports"][0]["verification"]["passed"]
+
+
+def test_a_device_name_finds_its_one_table():
+    assert load_table("note10").space_name == "mbv3-w1.2"  # the one table named note10-...
+    from ofa_edge.latency.store import TableNotFound
+
+    with pytest.raises(TableNotFound, match="no latency table 'onnxruntime'"):  # several start so: none is picked
+        load_table("onnxruntime")

@@ -280,8 +280,8 @@ def latency_predict(
     from ..latency import load_table
     from ..space.arch import read_arch
 
-    t = load_table(table)
     source = read_arch(arch)
+    t = load_table(table, source.space)  # an official net names its space: "note10" finds its table
     sp, a = source.fit(t.space(), whose=f"the space of table {t.label}")
     if source.note:
         err.print(f"note: {source.note}")

@@ -59,7 +59,8 @@ def writable_path(path: Path) -> Path:
 def resolve_table_path(name_or_path: str | Path, space: str | None = None) -> Path:
     """A path (anything with a ``/`` or a ``.json`` suffix, or an existing file), or a table name:
     the user's folder first, then the shipped tables; with a ``space``, a name that is not found
-    also tries ``NAME-SPACE`` (so ``note10`` finds ``note10-mbv3-w1.2`` for that space)."""
+    also tries ``NAME-SPACE`` (so ``note10`` finds ``note10-mbv3-w1.2`` for that space); last, a
+    name that begins exactly one table's name followed by ``-`` finds that table."""
     text = str(name_or_path)
     path = Path(text)
     if path.exists() or path.suffix == ".json" or "/" in text:
@@ -70,7 +71,12 @@ def resolve_table_path(name_or_path: str | Path, space: str | None = None) -> Pa
             candidate = folder / f"{name}.json"
             if candidate.exists():
                 return candidate
-    known = ", ".join(sorted({entry.name for entry in list_tables()})) or "none"
+    stored = list_tables()
+    # A device name alone ("note10") names the one table that starts with it.
+    prefixed = {entry.name: entry.path for entry in stored if entry.name.startswith(f"{text}-")}
+    if len(prefixed) == 1:
+        return next(iter(prefixed.values()))
+    known = ", ".join(sorted({entry.name for entry in stored})) or "none"
     raise TableNotFound(f"no latency table '{text}' (known: {known}; `ofa-edge tables list` shows them)")
 
 
