@@ -75,13 +75,12 @@ REGISTRY: dict[str, WeightsEntry] = {
 
 @dataclass(frozen=True)
 class PredictorEntry:
-    """One named accuracy predictor, shipped with the package."""
+    """One named accuracy predictor, shipped with the package as an ofa-edge predictor file."""
 
     name: str
     space: str
     supernet: str  # the REGISTRY name of the supernet it predicts
     file: Path
-    format: str  # "ofa-edge" (our safetensors) or "ofa-tutorial" (the reference tutorial's .pth)
     measures: str  # what its number is, said beside every prediction
     licence: str
 
@@ -94,7 +93,6 @@ PREDICTORS: dict[str, PredictorEntry] = {
             "mbv3-fmnist",
             "demo",
             PACKAGE / "weights" / "mbv3-fmnist-predictor.safetensors",
-            "ofa-edge",
             "Fashion-MNIST top-1 predicted by the demo's predictor",
             "MIT (this project)",
         ),
@@ -104,7 +102,6 @@ PREDICTORS: dict[str, PredictorEntry] = {
             "ofa_mbv3_d234_e346_k357_w1.2",
             # acc_predictor.pth of the OFA authors, converted (scripts/ship_official_files.py).
             PACKAGE / "weights" / "official" / "ofa-mbv3-w1.2-predictor.safetensors",
-            "ofa-edge",
             "ImageNet top-1 predicted by the OFA authors' predictor",
             OFFICIAL_LICENCE,
         ),

@@ -645,6 +645,8 @@ def train_predictor(
     return final, report
 
 
+# The registry's name of the OFA authors' predictor, which a tutorial-format .pth file is read as.
+OFFICIAL_PREDICTOR = "ofa-mbv3-w1.2"
 # The accuracy predictor of the demo supernet ships inside the package, beside its weights.
 DEMO_PREDICTOR = Path(__file__).resolve().parent.parent / "weights" / "mbv3-fmnist-predictor.safetensors"
 
@@ -662,14 +664,10 @@ def demo_predictor_path() -> Path:
 def _named_predictor(name: str) -> AccuracyPredictor:
     """A predictor of the registry (``ofa_edge.hub.registry.PREDICTORS``) by name."""
     from ..hub.registry import PREDICTORS
-    from ..space.space import get_space
-    from .official_predictor import TUTORIAL_FORMAT, load_tutorial_predictor
 
     entry = PREDICTORS[name]
     if not entry.file.exists():
         raise PredictorError(f"the predictor '{name}' is missing from this install ({entry.file})")
-    if entry.format == TUTORIAL_FORMAT:
-        return load_tutorial_predictor(entry.file, get_space(entry.space), entry.supernet, entry.measures)
     model = AccuracyPredictor.load(entry.file)
     model.supernet_path = entry.supernet
     return model
@@ -712,13 +710,13 @@ def _default_official_supernet() -> str:
     """The supernet the OFA authors' tutorial predictor was published for."""
     from ..hub.registry import PREDICTORS
 
-    return PREDICTORS["ofa-mbv3-w1.2"].supernet
+    return PREDICTORS[OFFICIAL_PREDICTOR].supernet
 
 
 def _unchecked(path: str | Path | None, supernet: str | None) -> AccuracyPredictor | None:
     """A predictor tied to a registry supernet by name (nothing to fingerprint: no weights are
     needed to search), or None when the predictor must be checked against the weights."""
-    from ..hub.registry import REGISTRY, get_entry
+    from ..hub.registry import PREDICTORS, REGISTRY, get_entry
     from ..space.space import get_space
     from .official_predictor import load_tutorial_predictor
 
@@ -731,8 +729,8 @@ def _unchecked(path: str | Path | None, supernet: str | None) -> AccuracyPredict
         model = _named_predictor(str(path))
     elif path is not None and Path(path).suffix == ".pth":
         name = official or _default_official_supernet()
-        model = load_tutorial_predictor(Path(path), get_space(get_entry(name).space), name,
-                                        "ImageNet top-1 predicted by the OFA authors' predictor")  # fmt: skip
+        measures = PREDICTORS[OFFICIAL_PREDICTOR].measures
+        model = load_tutorial_predictor(Path(path), get_space(get_entry(name).space), name, measures)
     else:
         return None
     if supernet is not None and model.supernet != supernet:
