@@ -54,7 +54,8 @@ def reference_counts(net_config: Path, resolution: int) -> tuple[float, int]:
     networks = require_reference_module("ofa.imagenet_classification.networks")
     utils = require_reference_module("ofa.utils")
     config = json.loads(net_config.read_text())
-    net = networks.MobileNetV3.build_from_config(copy.deepcopy(config))  # the builder pops names
+    builder = networks.ProxylessNASNets if config["name"] == "ProxylessNASNets" else networks.MobileNetV3
+    net = builder.build_from_config(copy.deepcopy(config))  # the builder pops names
     return utils.count_net_flops(net, (1, 3, resolution, resolution)), utils.count_parameters(net)
 
 
@@ -132,12 +133,25 @@ def test_an_arch_json_keeps_the_training_range():
 
 # ------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("folder", PROXYLESS_NETS)
-def test_a_proxylessnas_net_is_one_line(folder):
+def test_proxylessnas_nets_read_as_archs_of_their_space(folder):
+    source = read_arch(folder)
+    assert source.space == "proxyless-w1.3" and source.note is None and source.arch.r == 144
+    assert source.arch.d[-1] == 1 and len(source.arch.ks) == 21
+    blocks = json.loads((folder / "net.config").read_text())["blocks"][1:]
+    assert sum(source.arch.d) == len(blocks)
+    macs, params = reference_counts(folder / "net.config", 144)
+    space = get_space("proxyless-w1.3")
+    assert abs(macs - space.macs(source.arch)) <= 1e-6 * macs and params == space.params(source.arch)
+
+
+def test_a_net_of_another_family_is_one_line(tmp_path):
+    folder = net_copy(tmp_path)
+    config = json.loads((folder / "net.config").read_text())
+    (folder / "net.config").write_text(json.dumps({**config, "name": "ResNets"}))
     with pytest.raises(ArchError) as caught:
         read_arch(folder)
     message = one_line(str(caught.value))
-    assert "OFA-ProxylessNAS" in message and "OFA-MobileNetV3" in message
-    assert "mbv3-w1.0" in message and "mbv3-w1.2" in message
+    assert "'ResNets'" in message and "OFA-ProxylessNAS" in message and "OFA-MobileNetV3" in message
 
 
 def test_a_mismatched_block_is_one_line_naming_it(tmp_path):
@@ -209,8 +223,8 @@ def test_arch_info_says_the_note_and_refuses_another_space(capsys, tmp_path):
     assert err.startswith("note: resolution 260 is outside") and err.count("\n") == 1
     code, _, err = run(capsys, "arch", "info", LG_G8, "--space", "mbv3-fmnist")
     assert code == 2 and "not of mbv3-fmnist (--space)" in one_line(err)
-    code, _, err = run(capsys, "arch", "info", PROXYLESS_NETS[0])
-    assert code == 2 and "OFA-ProxylessNAS" in one_line(err)
+    code, _, err = run(capsys, "arch", "info", PROXYLESS_NETS[0], "--space", "mbv3-w1.0")
+    assert code == 2 and "proxyless-w1.3" in one_line(err)
 
 
 def test_latency_predict_prices_an_official_net(capsys):

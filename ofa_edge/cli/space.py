@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import OFAEdgeError
 from ..space.arch import Arch, read_arch, save_arch
-from ..space.describe import describe_arch
+from ..space.describe import describe_arch, layout_rows
 from ..space.space import SPACE_NAMES, get_space
 from .common import JsonOpt, SpaceOpt, emit_json, err, fmt_count, make_typer
 
@@ -50,21 +50,10 @@ def space_show(
         f"input {space.in_channels}ch, {space.num_classes} classes, resolutions {_fmt_res(space.resolutions)}; "
         f"kernel {list(space.kernel_choices)}, expand {list(space.expand_choices)}, depth {list(space.depth_choices)}"
     )
-    table = Table("stage", "width", "stride", "activation", "SE", "blocks")
-    table.add_row("stem", str(space.stem_width), str(space.stem_stride), "hswish", "-", "conv 3x3")
-    table.add_row("first", str(space.first_block_width), "1", space.first_block_act, "no", "MBConv k3 e1")
-    for i, st in enumerate(space.stages, start=1):
-        table.add_row(
-            str(i),
-            str(st.width),
-            str(st.stride),
-            st.act,
-            "yes" if st.se else "no",
-            f"{min(space.depth_choices)}-{space.max_depth} MBConv",
-        )
-    table.add_row(
-        "head", f"{space.final_expand_width}/{space.feature_mix_width}", "-", "hswish", "-", "1x1, pool, 1x1, linear"
-    )
+    rows = layout_rows(space)
+    table = Table(*rows[0])
+    for row in rows:
+        table.add_row(*row.values())
     console.print(table)
     console.print(
         f"supernet params {info['supernet_params']:,}; MACs max {fmt_count(info['max_macs'])} "
@@ -150,5 +139,3 @@ def arch_info(arch_file: ArchInfoFile, space: ArchInfoSpace = None, as_json: Jso
             str(stage["mid_channels"]),
         )
     console.print(table)
-
-

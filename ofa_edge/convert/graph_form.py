@@ -268,7 +268,9 @@ class ExportForm(nn.Module):
         x = s.first_conv(x)
         for block in s.blocks:
             x = block(x)
-        x = s.feature_mix_layer(F.adaptive_avg_pool2d(s.final_expand_layer(x), 1))
+        x = F.adaptive_avg_pool2d(s.final_expand_layer(x), 1)
+        if s.feature_mix_layer is not None:
+            x = s.feature_mix_layer(x)
         return s.classifier(torch.flatten(x, 1))
 
 

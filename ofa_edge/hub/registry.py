@@ -69,6 +69,11 @@ REGISTRY: dict[str, WeightsEntry] = {
             predictor="ofa-mbv3-w1.2",
             table="note10",
         ),
+        _official(
+            "ofa_proxyless_d234_e346_k357_w1.3",
+            "proxyless-w1.3",
+            "official OFA-ProxylessNAS w1.3 supernet, ImageNet (kernel 3/5/7, expand 3/4/6, depth 2/3/4)",
+        ),
     )
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn.layers import ConvBNAct, GlobalAvgPool, MBConv, ResidualBlock
+from ..nn.layers import ConvBNAct, GlobalAvgPool, MBConv, ResidualBlock, set_bn_eps
 from ..space.space import SearchSpace
 from .units import Unit
 
@@ -28,12 +28,12 @@ class _Logits(nn.Module):
 def build_unit(space: SearchSpace, unit: Unit) -> nn.Module:
     """A standalone eval-mode module computing ``unit`` exactly as it runs inside a subnet."""
     if unit.kind == "Conv":
-        module: nn.Module = ConvBNAct(space.in_channels, space.stem_width, 3, space.stem_stride, act="hswish")
+        module: nn.Module = ConvBNAct(space.in_channels, space.stem_width, 3, space.stem_stride, act=space.stem_act)
     elif unit.kind == "expanded_conv":
         assert unit.block is not None
         module = ResidualBlock(MBConv(unit.block), unit.block.shortcut)
     elif unit.kind == "Conv_1":
-        module = ConvBNAct(unit.in_channels, unit.out_channels, act="hswish")
+        module = ConvBNAct(unit.in_channels, unit.out_channels, act=space.head_act)
     elif unit.kind == "AvgPool2D":
         module = GlobalAvgPool()
     elif unit.kind == "Conv_2":
@@ -42,4 +42,5 @@ def build_unit(space: SearchSpace, unit: Unit) -> nn.Module:
         module = _Logits(unit.in_channels, unit.out_channels)
     else:
         raise ValueError(f"unknown unit kind '{unit.kind}'")
+    set_bn_eps(module, space.bn_eps)
     return module.eval()

@@ -1,4 +1,4 @@
-"""The units a latency lookup table is keyed by: stem, each MBConv block, and the four head parts.
+"""The units a latency lookup table is keyed by: stem, each MBConv block, and the head's parts.
 
 Keys use the official OFA table format (``ofa/nas/efficiency_predictor/latency_lookup_table.py``),
 so tables imported from the reference's YAML files and tables we measure ourselves are read by one
@@ -9,7 +9,11 @@ predictor::
     Conv_1-input:2x2x120-output:2x2x720      AvgPool2D-input:2x2x720-output:1x1x720
     Conv_2-input:1x1x720-output:1x1x960      Logits-input:1x1x960-output:10
 
-``expand`` is the block's middle (expanded) channel count, as in the reference, not the ratio.
+``expand`` is the block's middle (expanded) channel count, as in the reference's OFA-MobileNetV3
+tables, not the ratio. OFA-ProxylessNAS units use the same form (``se:0``, and ``hs:0`` for its
+ReLU6): a table holds the units of one space, so the key only has to tell that space's units
+apart. (The reference's own ProxylessNAS tables write the ratio and fold pooling into ``Logits``;
+they cover other widths than w1.3 and are not imported.)
 A subnet's units depend only on its arch; the space's distinct units are what profiling measures.
 """
 
@@ -61,19 +65,18 @@ def _stem_unit(space: SearchSpace, resolution: int) -> Unit:
 
 
 def _head_units(space: SearchSpace, resolution: int) -> list[Unit]:
+    """Final expand, pooling, feature mix (a space without one has no ``Conv_2``), classifier."""
     size = space.final_feature_size(resolution)
     last, expand, mix = space.stages[-1].width, space.final_expand_width, space.feature_mix_width
-    return [
-        Unit("Conv_1", size, last, size, expand),
-        Unit("AvgPool2D", size, expand, 1, expand),
-        Unit("Conv_2", 1, expand, 1, mix),
-        classifier_unit(space),
-    ]
+    units = [Unit("Conv_1", size, last, size, expand), Unit("AvgPool2D", size, expand, 1, expand)]
+    if mix:
+        units.append(Unit("Conv_2", 1, expand, 1, mix))
+    return [*units, classifier_unit(space)]
 
 
 def classifier_unit(space: SearchSpace) -> Unit:
     """The classifier's unit (one per space: its input is the pooled 1x1 feature at any resolution)."""
-    return Unit("Logits", 1, space.feature_mix_width, 1, space.num_classes)
+    return Unit("Logits", 1, space.classifier_in_features, 1, space.num_classes)
 
 
 def arch_units(space: SearchSpace, arch: Arch) -> list[Unit]:

@@ -4,14 +4,15 @@ Two formats are read:
 
 * **ofa-edge checkpoints**: safetensors files whose metadata holds the search space they were
   trained for, so a checkpoint describes itself. Written by :func:`save_supernet` (atomically).
-* **Official OFA checkpoints** (``ofa_mbv3_d234_e346_k357_w1.0`` / ``_w1.2``): a ``torch.save``
+* **Official OFA checkpoints** (``ofa_mbv3_d234_e346_k357_w1.0`` / ``_w1.2``,
+  ``ofa_proxyless_d234_e346_k357_w1.3``): a ``torch.save``
   dict with a ``"state_dict"``. They are read with ``torch.load(weights_only=True)``, which only
   rebuilds tensors and plain containers; a file that needs arbitrary unpickling is refused.
 
 Official key names map onto ours by two rules: the old block attribute ``mobile_inverted_conv``
 became ``conv``, and the reference wraps dynamic ops around static ones (``bn.bn.weight``,
 ``conv.conv.weight``, ``linear.linear.weight``) where ours subclass them (``bn.weight``...), so a
-repeated path segment collapses to one.
+repeated path segment collapses to one. A family may rename more (:func:`family_keys`).
 """
 
 from __future__ import annotations
@@ -108,9 +109,29 @@ def load_supernet(path: str | os.PathLike[str], space: SearchSpace | str | None 
         net = OFAMobileNetV3(stored_space)
     else:
         state = {official_key_to_ours(k): v for k, v in state.items()}
-        net = OFAMobileNetV3(wanted if wanted is not None else _infer_space(path, state))
+        space = wanted if wanted is not None else _infer_space(path, state)
+        state = family_keys(space, state)
+        net = OFAMobileNetV3(space)
     load_state_checked(net, state, path)
     return net
+
+
+# Official names that differ per family, after the generic rules: OFA-ProxylessNAS calls its one
+# head conv (before pooling) the feature mix layer; ours is the final expand layer, as in
+# OFA-MobileNetV3, where the feature mix is the conv after pooling.
+_FAMILY_RENAMES = {"proxyless": (("feature_mix_layer.", "final_expand_layer."),)}
+
+
+def family_keys(space: SearchSpace, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An official state dict (generic rules applied) with ``space``'s family's own names mapped."""
+    renames = _FAMILY_RENAMES.get(space.family, ())
+    renamed = {}
+    for key, tensor in state.items():
+        for old, new in renames:
+            if key.startswith(old):
+                key = new + key[len(old) :]
+        renamed[key] = tensor
+    return renamed
 
 
 def space_mismatch(path: str | os.PathLike[str], stored: SearchSpace, wanted: SearchSpace,
@@ -171,7 +192,7 @@ def _read_torch_file(path: Path) -> dict[str, torch.Tensor]:
 def _infer_space(path: Path, state: Mapping[str, torch.Tensor]) -> SearchSpace:
     for name in SPACE_NAMES:
         candidate = get_space(name)
-        if not _first_mismatch(OFAMobileNetV3(candidate).state_dict(), state):
+        if not _first_mismatch(OFAMobileNetV3(candidate).state_dict(), family_keys(candidate, state)):
             return candidate
     raise CheckpointError(f"{path} fits none of the preset spaces ({', '.join(SPACE_NAMES)}); pass --space")
 

@@ -19,9 +19,11 @@ from ..space.space import BlockSpec, SearchSpace
 def build_activation(name: str) -> nn.Module:
     if name == "relu":
         return nn.ReLU(inplace=True)
+    if name == "relu6":
+        return nn.ReLU6(inplace=True)
     if name == "hswish":
         return nn.Hardswish(inplace=True)
-    raise ValueError(f"unknown activation '{name}' (known: relu, hswish)")
+    raise ValueError(f"unknown activation '{name}' (known: relu, relu6, hswish)")
 
 
 class ConvBNAct(nn.Sequential):
@@ -116,30 +118,43 @@ class GlobalAvgPool(nn.Module):
 
 
 class MobileNetV3Frame(nn.Module):
-    """The fixed stem and head shared by the supernet and its static subnets.
+    """The fixed stem and head shared by the supernet and its static subnets of an MBConv family.
 
-    Stem: 3x3 conv-BN-hswish. Head: 1x1 final expand (BN, hswish) on the last stage's output,
-    global pooling, 1x1 feature mix (no BN, hswish), dropout, linear classifier. Subclasses add
-    ``self.blocks`` and run them between :meth:`stem` and :meth:`head`.
+    Stem: 3x3 conv-BN-act. Head: 1x1 final expand (BN, act) on the last stage's output, global
+    pooling, then (OFA-MobileNetV3 only) a 1x1 feature mix (no BN, hswish), dropout, linear
+    classifier. Subclasses add ``self.blocks`` and run them between the stem and :meth:`head`.
+    Every BatchNorm takes the space's eps (OFA-ProxylessNAS uses 1e-3).
     """
 
     def __init__(self, space: SearchSpace, linear: type[nn.Linear] = nn.Linear) -> None:
         super().__init__()
-        self.first_conv = ConvBNAct(space.in_channels, space.stem_width, 3, space.stem_stride, act="hswish")
-        self.final_expand_layer = ConvBNAct(space.stages[-1].width, space.final_expand_width, act="hswish")
-        self.feature_mix_layer = ConvBNAct(
-            space.final_expand_width, space.feature_mix_width, act="hswish", use_bn=False
+        self.first_conv = ConvBNAct(space.in_channels, space.stem_width, 3, space.stem_stride, act=space.stem_act)
+        self.final_expand_layer = ConvBNAct(space.stages[-1].width, space.final_expand_width, act=space.head_act)
+        self.feature_mix_layer = (
+            ConvBNAct(space.final_expand_width, space.feature_mix_width, act="hswish", use_bn=False)
+            if space.feature_mix_width
+            else None
         )
         self.classifier = nn.Sequential(
             OrderedDict(
                 dropout=nn.Dropout(space.dropout, inplace=True),
-                linear=linear(space.feature_mix_width, space.num_classes),
+                linear=linear(space.classifier_in_features, space.num_classes),
             )
         )
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.feature_mix_layer(global_avg_pool(self.final_expand_layer(x)))
+        x = global_avg_pool(self.final_expand_layer(x))
+        if self.feature_mix_layer is not None:
+            x = self.feature_mix_layer(x)
         return self.classifier(torch.flatten(x, 1))
+
+
+def set_bn_eps(module: nn.Module, eps: float) -> None:
+    """Give every BatchNorm in ``module`` the family's eps (it changes outputs, so export and
+    recalibration must see the same value as training)."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = eps
 
 
 def init_weights(module: nn.Module) -> None:

@@ -11,11 +11,12 @@ from torch import nn
 
 from ..space.arch import Arch
 from ..space.space import BlockSpec, SearchSpace
-from .layers import MBConv, MobileNetV3Frame, ResidualBlock, init_weights
+from .layers import MBConv, MobileNetV3Frame, ResidualBlock, init_weights, set_bn_eps
 
 
 class MobileNetV3Subnet(MobileNetV3Frame):
-    """A static OFA-MobileNetV3 subnet: stem, MBConv blocks, final expand, pooled feature mix, classifier."""
+    """A static subnet of an MBConv family (OFA-MobileNetV3, OFA-ProxylessNAS): stem, MBConv
+    blocks, the family's head, classifier."""
 
     def __init__(self, space: SearchSpace, blocks: list[BlockSpec], arch: Arch | None = None) -> None:
         super().__init__(space)
@@ -23,6 +24,7 @@ class MobileNetV3Subnet(MobileNetV3Frame):
         self.arch = arch
         self.blocks = nn.ModuleList(ResidualBlock(MBConv(spec), spec.shortcut) for spec in blocks)
         init_weights(self)
+        set_bn_eps(self, space.bn_eps)
 
     @classmethod
     def from_arch(cls, space: SearchSpace, arch: Arch) -> MobileNetV3Subnet:

@@ -23,7 +23,7 @@ from .dynamic_ops import (
     DynamicPointwiseConv2d,
     DynamicSE,
 )
-from .layers import MBConv, MobileNetV3Frame, ResidualBlock, build_activation, init_weights
+from .layers import MBConv, MobileNetV3Frame, ResidualBlock, build_activation, init_weights, set_bn_eps
 from .subnet import MobileNetV3Subnet
 
 
@@ -163,9 +163,9 @@ class OFAMobileNetV3(MobileNetV3Frame):
         # stage_blocks[s] lists the indices into self.blocks of stage s's block slots.
         self.stage_blocks: list[list[int]] = []
         channels = space.first_block_width
-        for stage in space.stages:
+        for stage, slots in zip(space.stages, space.stage_slots):
             indices = []
-            for index in range(space.max_depth):
+            for index in range(len(slots)):
                 stride = stage.stride if index == 0 else 1
                 body = DynamicMBConv(
                     channels, stage.width, space.kernel_choices, space.expand_choices, stride, stage.act, stage.se
@@ -176,6 +176,7 @@ class OFAMobileNetV3(MobileNetV3Frame):
             self.stage_blocks.append(indices)
         self.blocks = nn.ModuleList(blocks)
         init_weights(self)
+        set_bn_eps(self, space.bn_eps)
         self.active_arch = space.max_arch()
         self.set_active(self.active_arch)
 
@@ -184,9 +185,8 @@ class OFAMobileNetV3(MobileNetV3Frame):
         """Activate ``arch`` (validated against the space). The input size is not enforced: the
         resolution ``r`` is what callers should feed, and what latency and MACs refer to."""
         arch = self.space.validate(arch)
-        for stage, indices in enumerate(self.stage_blocks):
-            for index, block_index in enumerate(indices):
-                slot = stage * self.space.max_depth + index
+        for indices, slots in zip(self.stage_blocks, self.space.stage_slots):
+            for block_index, slot in zip(indices, slots):
                 self.blocks[block_index].conv.set_active(arch.ks[slot], arch.e[slot])
         self.active_arch = arch
         return arch
@@ -213,7 +213,8 @@ class OFAMobileNetV3(MobileNetV3Frame):
             body = self.blocks[self.stage_blocks[stage][index]].conv
             body.copy_active_to(subnet.blocks[position].conv, arch.ks[slot], arch.e[slot])
         subnet.final_expand_layer.load_state_dict(self.final_expand_layer.state_dict())
-        subnet.feature_mix_layer.load_state_dict(self.feature_mix_layer.state_dict())
+        if self.feature_mix_layer is not None:
+            subnet.feature_mix_layer.load_state_dict(self.feature_mix_layer.state_dict())
         subnet.classifier.linear.load_state_dict(self.classifier.linear.state_dict())
         return subnet.train(self.training)
 

@@ -93,12 +93,13 @@ class CostModel:
         flat = per_choice.reshape(n_r, slots, n_k * n_e)
         best_choice = np.argmin(flat, axis=2)  # (n_r, slots)
         best_value = np.take_along_axis(flat, best_choice[..., None], axis=2)[..., 0]
-        per_stage = best_value.reshape(n_r, space.num_stages, space.max_depth)
-        prefix = np.cumsum(per_stage, axis=2)  # cost of the first d blocks of each stage
-        depths = np.asarray(space.depth_choices)
-        by_depth = prefix[:, :, depths - 1]  # (n_r, stages, n_depth)
-        best_depth = np.argmin(by_depth, axis=2)
-        totals = np.take_along_axis(by_depth, best_depth[..., None], axis=2)[..., 0].sum(axis=1)
+        totals = np.zeros(n_r)
+        best_depth = np.zeros((n_r, space.num_stages), dtype=np.intp)
+        for stage, slots in enumerate(space.stage_slots):
+            prefix = np.cumsum(best_value[:, slots.start : slots.stop], axis=1)  # the first d blocks
+            by_depth = prefix[:, np.asarray(space.stage_depths(stage)) - 1]  # (n_r, n_depth)
+            best_depth[:, stage] = np.argmin(by_depth, axis=1)
+            totals += np.take_along_axis(by_depth, best_depth[:, stage, None], axis=1)[:, 0]
         # the fixed parts (head + tail, their units) per resolution, signed
         fixed = self.cost.head[allowed].sum(axis=1) + self.cost.tail[allowed].sum(axis=1)
         fixed = fixed.astype(float)
@@ -153,7 +154,8 @@ class LatencyModel(CostModel):
         n_r, n_k, n_e = len(space.resolutions), len(space.kernel_choices), len(space.expand_choices)
         slot = np.full((n_r, space.num_slots, n_k, n_e), np.nan)
         head = np.full((n_r, 2), np.nan)
-        tail = np.full((n_r, 4), np.nan)
+        head_units = len(arch_units(pricing, space.max_arch())) - 2 - space.num_slots  # after the slots
+        tail = np.full((n_r, head_units), np.nan)
         fixed_units = 0
         measured = set(table.resolutions)
         for (ri, ki, ei), arch in P._reference_archs(space).items():

@@ -55,13 +55,8 @@ def nsga2_search(
     rng = np.random.default_rng(seed)
     pool = Constrained(space, budgets, rng, resolutions, [cost])
     allowed = pool.resolutions
-    n_var = 2 * space.num_slots + space.num_stages + 1
-    upper = np.concatenate([
-        np.full(space.num_slots, len(space.kernel_choices) - 1),
-        np.full(space.num_slots, len(space.expand_choices) - 1),
-        np.full(space.num_stages, len(space.depth_choices) - 1),
-        [len(space.resolutions) - 1],
-    ])  # fmt: skip
+    upper = P.choice_counts(space) - 1
+    n_var = len(upper)
     evaluations = [0]
 
     class SubnetProblem(Problem):

@@ -4,7 +4,7 @@ A :class:`Population` of ``n`` archs of a space holds choice *indices* (not valu
 
 * ``ks``: (n, num_slots) index into ``space.kernel_choices`` per block slot,
 * ``e``:  (n, num_slots) index into ``space.expand_choices`` per block slot,
-* ``d``:  (n, num_stages) index into ``space.depth_choices`` per stage,
+* ``d``:  (n, num_stages) index into each stage's depth choices (``space.stage_depths``),
 * ``r``:  (n,) index into ``space.resolutions``.
 
 Sampling, mutation, crossover, the predictor encoding and MACs/params counts work on whole
@@ -86,15 +86,50 @@ def resolution_indices(space: SearchSpace, resolutions: Sequence[int] | None = N
 
 def choice_counts(space: SearchSpace) -> np.ndarray:
     """Number of choices of each gene (the resolution column: of the space)."""
-    return _choice_counts(len(space.kernel_choices), len(space.expand_choices), len(space.depth_choices),
-                          len(space.resolutions), space.num_slots, space.num_stages)  # fmt: skip
+    return _layout(space).counts
 
 
-# Cached on plain numbers: hashing a whole SearchSpace on every call of the search's inner loop
-# cost more than what it looked up.
-@functools.lru_cache(maxsize=16)
-def _choice_counts(n_k: int, n_e: int, n_d: int, n_r: int, slots: int, stages: int) -> np.ndarray:
-    return np.array([n_k] * slots + [n_e] * slots + [n_d] * stages + [n_r], dtype=np.intp)
+@dataclass(frozen=True)
+class _Layout:
+    """What the gene arrays of a space look like, precomputed once per space."""
+
+    counts: np.ndarray  # (genes,) choices per gene
+    depth_values: np.ndarray  # (stages, most depth choices) depth of each stage's choice index
+    slot_stage: np.ndarray  # (slots,) the stage of each slot
+    slot_position: np.ndarray  # (slots,) the slot's index within its stage
+
+
+# Keyed by the space's identity: hashing a whole SearchSpace on every call of the search's inner
+# loop cost more than what it looked up (spaces are immutable, and few live at once).
+_LAYOUTS: dict[int, tuple[SearchSpace, _Layout]] = {}
+
+
+def _layout(space: SearchSpace) -> _Layout:
+    cached = _LAYOUTS.get(id(space))
+    if cached is not None and cached[0] is space:
+        return cached[1]
+    depths = [space.stage_depths(s) for s in range(space.num_stages)]
+    values = np.zeros((space.num_stages, max(len(d) for d in depths)), dtype=np.intp)
+    for stage, choices in enumerate(depths):
+        values[stage, : len(choices)] = choices
+    counts = [len(space.kernel_choices)] * space.num_slots + [len(space.expand_choices)] * space.num_slots
+    counts += [len(d) for d in depths] + [len(space.resolutions)]
+    layout = _Layout(
+        counts=np.array(counts, dtype=np.intp),
+        depth_values=values,
+        slot_stage=np.array([s for s, slots in enumerate(space.stage_slots) for _ in slots], dtype=np.intp),
+        slot_position=np.array([i for slots in space.stage_slots for i in range(len(slots))], dtype=np.intp),
+    )
+    if len(_LAYOUTS) > 32:
+        _LAYOUTS.clear()
+    _LAYOUTS[id(space)] = (space, layout)
+    return layout
+
+
+def depth_values(space: SearchSpace, pop: Population) -> np.ndarray:
+    """(n, num_stages) the depth of every stage of each arch."""
+    values = _layout(space).depth_values
+    return values[np.arange(space.num_stages)[None, :], pop.d]
 
 
 def sample(space: SearchSpace, n: int, rng: np.random.Generator, resolutions: np.ndarray | None = None) -> Population:
@@ -145,10 +180,13 @@ def from_archs(space: SearchSpace, archs: Sequence[Arch]) -> Population:
         lookup = {v: i for i, v in enumerate(values)}
         return np.array([[lookup[v] for v in row] for row in rows], dtype=np.intp).reshape(len(rows), width)
 
+    depths = np.array(
+        [[space.stage_depths(s).index(v) for s, v in enumerate(a.d)] for a in archs], dtype=np.intp
+    ).reshape(len(archs), space.num_stages)
     return Population.from_parts(
         index(space.kernel_choices, [a.ks for a in archs], space.num_slots),
         index(space.expand_choices, [a.e for a in archs], space.num_slots),
-        index(space.depth_choices, [a.d for a in archs], space.num_stages),
+        depths,
         index(space.resolutions, [(a.r,) for a in archs], 1)[:, 0],
     )
 
@@ -156,20 +194,15 @@ def from_archs(space: SearchSpace, archs: Sequence[Arch]) -> Population:
 def to_archs(space: SearchSpace, pop: Population) -> list[Arch]:
     ks = np.asarray(space.kernel_choices)[pop.ks].tolist()
     e = np.asarray(space.expand_choices)[pop.e].tolist()
-    d = np.asarray(space.depth_choices)[pop.d].tolist()
+    d = depth_values(space, pop).tolist()
     r = np.asarray(space.resolutions)[pop.r].tolist()
     return [Arch(tuple(k), tuple(x), tuple(y), int(z)) for k, x, y, z in zip(ks, e, d, r)]
 
 
-@functools.lru_cache(maxsize=16)
-def _depth_masks(depth_choices: tuple[int, ...], max_depth: int) -> np.ndarray:
-    """(n_depth, max_depth) bool: which positions of a stage a depth choice uses."""
-    return np.arange(max_depth)[None, :] < np.asarray(depth_choices)[:, None]
-
-
 def active(space: SearchSpace, pop: Population) -> np.ndarray:
     """(n, num_slots) booleans: whether each block slot is within its stage's depth."""
-    return _depth_masks(space.depth_choices, space.max_depth)[pop.d].reshape(len(pop), space.num_slots)
+    layout = _layout(space)
+    return layout.slot_position[None, :] < depth_values(space, pop)[:, layout.slot_stage]
 
 
 def encode(space: SearchSpace, pop: Population) -> np.ndarray:
@@ -216,14 +249,15 @@ class SlotCost:
         return np.add.accumulate(rows, axis=0)[-1]
 
     def unit_counts(self, space: SearchSpace, pop: Population) -> np.ndarray:
-        return self.fixed_units + np.asarray(space.depth_choices)[pop.d].sum(axis=1)
+        return self.fixed_units + depth_values(space, pop).sum(axis=1)
 
 
 def _reference_archs(space: SearchSpace) -> dict[tuple[int, int, int], Arch]:
     """For each (resolution index, kernel index, expand index): the max-depth arch with that kernel
     and expand in every slot. Its blocks are every slot's block for that choice."""
+    deepest = tuple(len(slots) for slots in space.stage_slots)
     return {
-        (ri, ki, ei): Arch((k,) * space.num_slots, (x,) * space.num_slots, (space.max_depth,) * space.num_stages, r)
+        (ri, ki, ei): Arch((k,) * space.num_slots, (x,) * space.num_slots, deepest, r)
         for ri, r in enumerate(space.resolutions)
         for ki, k in enumerate(space.kernel_choices)
         for ei, x in enumerate(space.expand_choices)

@@ -1,9 +1,12 @@
 """Official OFA specialised nets read as archs: a ``net.config`` (the layers of a static net, as
-the reference implementation writes them: ``first_conv``, ``blocks``, ``final_expand_layer``,
-``feature_mix_layer``, ``classifier``) and the ``image_size`` of its ``run.config``.
+the reference implementation writes them: ``first_conv``, ``blocks``, the head layers,
+``classifier``) and the ``image_size`` of its ``run.config``. OFA-MobileNetV3 nets
+(``MobileNetV3``: ``final_expand_layer`` and a ``feature_mix_layer`` after pooling) and
+OFA-ProxylessNAS nets (``ProxylessNASNets``: one ``feature_mix_layer`` with BatchNorm before
+pooling) are read.
 
 A net.config names no space and no arch: its space is recognised by its widths (the first conv's
-output channels pick the OFA-MobileNetV3 space, then every layer must match that space's
+output channels pick the space, then every layer must match that space's
 structure), and its arch is read block by block (a stage's depth is its number of blocks, each
 block's kernel is its ``kernel_size``, its expand ratio its ``mid_channels`` over its
 ``in_channels``). Every mismatch is one :class:`ArchError` line naming the layer.
@@ -18,11 +21,13 @@ from ..errors import ArchError
 from .arch import Arch
 from .space import SearchSpace, _fmt_choices, get_space
 
-# The spaces of the official OFA-MobileNetV3 supernets, whose specialised nets this reads.
-FAMILIES = ("mbv3-w1.0", "mbv3-w1.2")
-_READS = f"ofa-edge reads OFA-MobileNetV3 nets ({', '.join(FAMILIES)})"
+# The spaces of the official OFA supernets whose specialised nets this reads, by the reference's
+# network class name.
+FAMILIES = {"MobileNetV3": ("mbv3-w1.0", "mbv3-w1.2"), "ProxylessNASNets": ("proxyless-w1.3",)}
+_TITLES = {"MobileNetV3": "OFA-MobileNetV3", "ProxylessNASNets": "OFA-ProxylessNAS"}
+_READS = "ofa-edge reads OFA-MobileNetV3 and OFA-ProxylessNAS nets (MobileNetV3, ProxylessNASNets)"
 # The reference's activation names for ofa-edge's.
-_REFERENCE_ACT = {"relu": "relu", "hswish": "h_swish"}
+_REFERENCE_ACT = {"relu": "relu", "relu6": "relu6", "hswish": "h_swish"}
 _MBCONV_NAMES = ("MBConvLayer", "MBInvertedConvLayer")  # the reference's current and older names
 
 
@@ -36,8 +41,8 @@ def read_net_config(net: Any, run: Any, origin: str) -> tuple[str, Arch]:
     whose ``run.config`` is ``run``. The arch's resolution is the run's ``image_size``, accepted
     even outside the space's training range (a static net; see ``SearchSpace.with_resolution``).
     ``origin`` (the file) starts every error line."""
-    _check_family(net, origin)
-    reader = _NetReader(origin, _space_of(net, origin))
+    family = _check_family(net, origin)
+    reader = _NetReader(origin, _space_of(net, family, origin))
     reader.check_fixed_layers(net)
     blocks = reader.mbconv_blocks(net["blocks"])
     reader.check_first_block(blocks[0])
@@ -47,24 +52,24 @@ def read_net_config(net: Any, run: Any, origin: str) -> tuple[str, Arch]:
     return reader.space.name, reader.space.with_resolution(size).validate(arch)  # fills skipped slots as for any arch
 
 
-def _check_family(net: Any, origin: str) -> None:
+def _check_family(net: Any, origin: str) -> str:
+    """The net's reference class name, if this reads that family."""
     name = net.get("name") if isinstance(net, dict) else None
-    if name == "MobileNetV3":
-        return
-    if name == "ProxylessNASNets":
-        raise ArchError(f"{origin} is an OFA-ProxylessNAS net; {_READS} for now")
-    raise ArchError(f"{origin} is a net of type {name!r}; {_READS}")
+    if name not in FAMILIES:
+        raise ArchError(f"{origin} is a net of type {name!r}; {_READS}")
+    return name
 
 
-def _space_of(net: dict[str, Any], origin: str) -> SearchSpace:
-    """The space whose stem width is the first conv's output channels (the widths differ from the first layer on)."""
+def _space_of(net: dict[str, Any], family: str, origin: str) -> SearchSpace:
+    """The family's space whose stem width is the first conv's output channels (the widths differ
+    from the first layer on)."""
     first = net.get("first_conv")
     width = first.get("out_channels") if isinstance(first, dict) else None
-    for name in FAMILIES:
+    for name in FAMILIES[family]:
         if get_space(name).stem_width == width:
             return get_space(name)
-    widths = ", ".join(f"{name}: {get_space(name).stem_width}" for name in FAMILIES)
-    raise ArchError(f"{origin}: first_conv has {width} output channels, which fits no OFA-MobileNetV3 space ({widths})")
+    widths = ", ".join(f"{name}: {get_space(name).stem_width}" for name in FAMILIES[family])
+    raise ArchError(f"{origin}: first_conv has {width} output channels, which fits no {_TITLES[family]} space ({widths})")
 
 
 def _image_size(run: Any, origin: str) -> int:
@@ -122,18 +127,25 @@ class _NetReader:
     def check_fixed_layers(self, net: dict[str, Any]) -> None:
         """The stem conv and the head: their widths must be the space's."""
         sp = self.space
+        final_expand = {"in_channels": sp.stages[-1].width, "out_channels": sp.final_expand_width}
+        if sp.feature_mix_width:  # OFA-MobileNetV3: final expand, pooling, a bare 1x1 feature mix
+            head = {
+                "final_expand_layer": final_expand,
+                "feature_mix_layer": {"in_channels": sp.final_expand_width, "out_channels": sp.feature_mix_width},
+            }
+        else:  # OFA-ProxylessNAS names its one head conv (with BatchNorm) the feature mix
+            head = {"feature_mix_layer": final_expand}
         for where, expected in (
             ("first_conv", {"in_channels": sp.in_channels, "out_channels": sp.stem_width, "kernel_size": 3,
                             "stride": sp.stem_stride}),
-            ("final_expand_layer", {"in_channels": sp.stages[-1].width, "out_channels": sp.final_expand_width}),
-            ("feature_mix_layer", {"in_channels": sp.final_expand_width, "out_channels": sp.feature_mix_width}),
-            ("classifier", {"in_features": sp.feature_mix_width, "out_features": sp.num_classes}),
+            *head.items(),
+            ("classifier", {"in_features": sp.classifier_in_features, "out_features": sp.num_classes}),
         ):  # fmt: skip
             layer = net.get(where)
             for key, want in expected.items():
                 self.expect(where, key, self.field(layer, key, where), want)
-        # The space's feature mix is a bare 1x1 conv (no BatchNorm): one with BN is another net.
-        self.expect("feature_mix_layer", "use_bn", net["feature_mix_layer"].get("use_bn"), False)
+        # A feature mix with BatchNorm where the space has none (or the reverse) is another net.
+        self.expect("feature_mix_layer", "use_bn", net["feature_mix_layer"].get("use_bn"), not sp.feature_mix_width)
 
     # ------------------------------------------------------------------- blocks
     def mbconv_blocks(self, blocks: Any) -> list[_Block]:
@@ -188,9 +200,8 @@ class _NetReader:
         channels = sp.first_block_width
         for block in blocks:
             stage, index = self.place(block, depths)
-            kernels[stage * sp.max_depth + index], expands[stage * sp.max_depth + index] = self.check_block(
-                block, stage, index, channels
-            )
+            slot = sp.stage_slots[stage][index]
+            kernels[slot], expands[slot] = self.check_block(block, stage, index, channels)
             channels = block.out_channels
         if len(depths) != sp.num_stages:
             self.fail(
@@ -205,8 +216,9 @@ class _NetReader:
         sp = self.space
         stage = len(depths) - 1
         if stage >= 0 and block.out_channels == sp.stages[stage].width:
-            if depths[-1] == sp.max_depth:
-                self.fail(block.where, f"one block too many: stage {stage + 1} already has {sp.max_depth}, "
+            most = len(sp.stage_slots[stage])
+            if depths[-1] == most:
+                self.fail(block.where, f"one block too many: stage {stage + 1} already has {most}, "
                                        f"the most space {sp.name} allows")  # fmt: skip
             depths[-1] += 1
             return stage, depths[-1] - 1
@@ -219,9 +231,10 @@ class _NetReader:
         self.fail(block.where, f"out_channels {block.out_channels}, but space {sp.name} has {' or '.join(widths)} here")
 
     def check_depth(self, stage: int, depth: int) -> None:
-        if depth not in self.space.depth_choices:
+        allowed = self.space.stage_depths(stage)
+        if depth not in allowed:
             self.fail(f"stage {stage + 1}", f"{depth} block(s), but space {self.space.name} allows "
-                                            f"{_fmt_choices(self.space.depth_choices)}")  # fmt: skip
+                                            f"{_fmt_choices(allowed)}")  # fmt: skip
 
     def check_block(self, block: _Block, stage: int, index: int, channels: int) -> tuple[int, int]:
         """(kernel, expand ratio) of a stage's block, after checking it is the block the space has there."""

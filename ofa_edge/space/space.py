@@ -32,6 +32,7 @@ Presets
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from collections.abc import Iterator, Sequence
@@ -68,6 +69,9 @@ class StageSpec:
     stride: int
     act: str
     se: bool
+    # Depth choices of this stage when they differ from the space's (ProxylessNAS's last stage
+    # always has exactly one block); empty: the space's ``depth_choices``.
+    depths: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,13 @@ class SearchSpace:
     dropout: float = 0.1
     # Activation of the first block (always k3, expand 1, stride 1, no SE in MobileNetV3).
     first_block_act: str = "relu"
+    # The family of MBConv network this space describes: "mbv3" (hswish stem, a head of final
+    # expand, pooling, feature mix) or "proxyless" (ReLU6 throughout, a head of one 1x1 conv with
+    # BatchNorm before pooling and no feature mix: ``feature_mix_width`` is 0).
+    family: str = "mbv3"
+    stem_act: str = "hswish"
+    head_act: str = "hswish"
+    bn_eps: float = 1e-5
     description: str = field(default="", compare=False)
     # Resolutions outside the training range at which a static net of this space is read (an
     # official specialised net at 236 or 260 px): validate accepts them, so MACs, params,
@@ -149,10 +160,25 @@ class SearchSpace:
     def num_stages(self) -> int:
         return len(self.stages)
 
+    def stage_depths(self, stage: int) -> tuple[int, ...]:
+        """The depth choices of one stage (the space's, unless the stage fixes its own)."""
+        return self.stages[stage].depths or self.depth_choices
+
+    @functools.cached_property
+    def stage_slots(self) -> tuple[range, ...]:
+        """The ``ks``/``e`` slot indices of each stage: as many as its largest depth."""
+        slots, start = [], 0
+        for stage in range(self.num_stages):
+            count = max(self.stage_depths(stage))
+            slots.append(range(start, start + count))
+            start += count
+        return tuple(slots)
+
     @property
     def num_slots(self) -> int:
-        """Block slots carried by ``ks``/``e``: stages x max depth (20 for OFA-MBv3)."""
-        return self.num_stages * self.max_depth
+        """Block slots carried by ``ks``/``e``: the stages' largest depths summed (20 for
+        OFA-MobileNetV3, 21 for OFA-ProxylessNAS)."""
+        return self.stage_slots[-1].stop
 
     @staticmethod
     def mid_channels(in_channels: int, expand: int) -> int:
@@ -169,18 +195,18 @@ class SearchSpace:
         if not isinstance(arch, Arch):
             arch = Arch.from_dict(arch)
         for key, expected, what in (
-            ("ks", self.num_slots, f"{self.num_stages} stages x {self.max_depth} blocks"),
-            ("e", self.num_slots, f"{self.num_stages} stages x {self.max_depth} blocks"),
+            ("ks", self.num_slots, "one per block slot"),
+            ("e", self.num_slots, "one per block slot"),
             ("d", self.num_stages, "one per stage"),
         ):
             got = len(getattr(arch, key))
             if got != expected:
                 raise ArchError(f"arch field '{key}' has {got} entries; space {self.name} needs {expected} ({what})")
         for index, depth in enumerate(arch.d):
-            if depth not in self.depth_choices:
+            if depth not in self.stage_depths(index):
                 raise ArchError(
                     f"arch field 'd' index {index}: {depth} is not allowed in space {self.name} "
-                    f"(allowed: {_fmt_choices(self.depth_choices)})"
+                    f"(allowed: {_fmt_choices(self.stage_depths(index))})"
                 )
         arch = self._fill_skipped(arch)
         for key, allowed in (("ks", self.kernel_choices), ("e", self.expand_choices)):
@@ -201,32 +227,26 @@ class SearchSpace:
         """``arch`` with a 0 kernel or expand ratio in a block its stage's depth skips replaced by
         the smallest choice: the official OFA code's arch encoder writes 0 there (no block). Such
         a slot is never built, so any allowed value means the same subnet."""
-        skipped = {
-            stage * self.max_depth + block
-            for stage, depth in enumerate(arch.d)
-            for block in range(depth, self.max_depth)
-        }
+        skipped = {slot for stage, depth in enumerate(arch.d) for slot in self.stage_slots[stage][depth:]}
         if not any(arch.ks[i] == 0 or arch.e[i] == 0 for i in skipped):
             return arch
         ks = tuple(min(self.kernel_choices) if i in skipped and k == 0 else k for i, k in enumerate(arch.ks))
         e = tuple(min(self.expand_choices) if i in skipped and x == 0 else x for i, x in enumerate(arch.e))
         return Arch(ks=ks, e=e, d=arch.d, r=arch.r)
 
+    def uniform_arch(self, kernel: int, expand: int, depth: int, r: int) -> Arch:
+        """Every slot with one kernel and expand ratio; every stage at ``depth`` (or, for a stage
+        without that choice, its nearest one)."""
+        depths = tuple(min(self.stage_depths(s), key=lambda c: abs(c - depth)) for s in range(self.num_stages))
+        return Arch((kernel,) * self.num_slots, (expand,) * self.num_slots, depths, r)
+
     def max_arch(self, r: int | None = None) -> Arch:
-        return Arch(
-            ks=(max(self.kernel_choices),) * self.num_slots,
-            e=(max(self.expand_choices),) * self.num_slots,
-            d=(self.max_depth,) * self.num_stages,
-            r=max(self.resolutions) if r is None else r,
-        )
+        r = max(self.resolutions) if r is None else r
+        return self.uniform_arch(max(self.kernel_choices), max(self.expand_choices), self.max_depth, r)
 
     def min_arch(self, r: int | None = None) -> Arch:
-        return Arch(
-            ks=(min(self.kernel_choices),) * self.num_slots,
-            e=(min(self.expand_choices),) * self.num_slots,
-            d=(min(self.depth_choices),) * self.num_stages,
-            r=min(self.resolutions) if r is None else r,
-        )
+        r = min(self.resolutions) if r is None else r
+        return self.uniform_arch(min(self.kernel_choices), min(self.expand_choices), min(self.depth_choices), r)
 
     def sample(self, rng: random.Random | int | None = None) -> Arch:
         """A uniformly random arch (every slot, used or not, gets a value, as in the reference)."""
@@ -234,7 +254,7 @@ class SearchSpace:
         return Arch(
             ks=tuple(rng.choice(self.kernel_choices) for _ in range(self.num_slots)),
             e=tuple(rng.choice(self.expand_choices) for _ in range(self.num_slots)),
-            d=tuple(rng.choice(self.depth_choices) for _ in range(self.num_stages)),
+            d=tuple(rng.choice(self.stage_depths(s)) for s in range(self.num_stages)),
             r=rng.choice(self.resolutions),
         )
 
@@ -246,10 +266,11 @@ class SearchSpace:
         def maybe(values: Sequence[int], choices: tuple[int, ...]) -> tuple[int, ...]:
             return tuple(rng.choice(choices) if rng.random() < prob else v for v in values)
 
+        depths = tuple(rng.choice(self.stage_depths(s)) if rng.random() < prob else v for s, v in enumerate(arch.d))
         return Arch(
             ks=maybe(arch.ks, self.kernel_choices),
             e=maybe(arch.e, self.expand_choices),
-            d=maybe(arch.d, self.depth_choices),
+            d=depths,
             r=rng.choice(self.resolutions) if rng.random() < prob else arch.r,
         )
 
@@ -334,10 +355,7 @@ class SearchSpace:
             )
         n_k, n_e = len(self.kernel_choices), len(self.expand_choices)
         feature = np.zeros(self.encoding_size, dtype=np.float32)
-        for slot in range(self.num_slots):
-            stage, index = divmod(slot, self.max_depth)
-            if index >= arch.d[stage]:
-                continue
+        for _stage, _index, slot in self.active_slots(arch):
             base = slot * (n_k + n_e)
             feature[base + self.kernel_choices.index(arch.ks[slot])] = 1.0
             feature[base + n_k + self.expand_choices.index(arch.e[slot])] = 1.0
@@ -347,9 +365,9 @@ class SearchSpace:
     # ------------------------------------------------------------ analytic counts
     def active_slots(self, arch: Arch) -> Iterator[tuple[int, int, int]]:
         """(stage, index within stage, slot) of every block the arch keeps."""
-        for stage in range(self.num_stages):
+        for stage, slots in enumerate(self.stage_slots):
             for index in range(arch.d[stage]):
-                yield stage, index, stage * self.max_depth + index
+                yield stage, index, slots[index]
 
     def stem_output_size(self, resolution: int) -> int:
         return conv_output_size(resolution, self.stem_stride)
@@ -405,6 +423,11 @@ class SearchSpace:
             size = conv_output_size(size, spec.stride)
         return size
 
+    @property
+    def classifier_in_features(self) -> int:
+        """The width the classifier reads: the feature mix's, or the final expand's without one."""
+        return self.feature_mix_width or self.final_expand_width
+
     def _stem_head_params(self) -> int:
         last = self.stages[-1].width
         return (
@@ -413,7 +436,7 @@ class SearchSpace:
             + last * self.final_expand_width
             + 2 * self.final_expand_width
             + self.final_expand_width * self.feature_mix_width  # no bias, no BN
-            + self.feature_mix_width * self.num_classes
+            + self.classifier_in_features * self.num_classes
             + self.num_classes
         )
 
@@ -425,7 +448,7 @@ class SearchSpace:
         total = self.in_channels * self.stem_width * 9 * stem_hw
         total += sum(spec.macs() for spec in self.block_specs(arch))
         total += self.stages[-1].width * self.final_expand_width * final_hw
-        total += self.final_expand_width * self.feature_mix_width + self.feature_mix_width * self.num_classes
+        total += self.final_expand_width * self.feature_mix_width + self.classifier_in_features * self.num_classes
         return total
 
     def params(self, arch: Arch) -> int:
@@ -451,7 +474,9 @@ class SearchSpace:
     def from_config_dict(cls, data: dict[str, Any]) -> SearchSpace:
         try:
             fields = dict(data)
-            fields["stages"] = tuple(StageSpec(**stage) for stage in fields["stages"])
+            fields["stages"] = tuple(
+                StageSpec(**{**stage, "depths": tuple(stage.get("depths", ()))}) for stage in fields["stages"]
+            )
             for key in ("resolutions", "kernel_choices", "expand_choices", "depth_choices"):
                 fields[key] = tuple(fields[key])
             return cls(**fields)
@@ -480,9 +505,7 @@ def corner_archs(space: SearchSpace, resolution: int) -> dict[str, Arch]:
     for d in (min(space.depth_choices), max(space.depth_choices)):
         for e in (min(space.expand_choices), max(space.expand_choices)):
             for k in (min(space.kernel_choices), max(space.kernel_choices)):
-                corners[f"d{d}-e{e}-k{k}"] = Arch(
-                    ks=(k,) * space.num_slots, e=(e,) * space.num_slots, d=(d,) * space.num_stages, r=resolution
-                )
+                corners[f"d{d}-e{e}-k{k}"] = space.uniform_arch(k, e, d, resolution)
     return corners
 
 
@@ -490,7 +513,7 @@ def uniform_archs(space: SearchSpace) -> list[Arch]:
     """Every uniform subnet: one kernel, one expand ratio and one depth in every stage, at every
     resolution (the hand-made baseline a specialised subnet has to beat; the corners are among them)."""
     return [
-        Arch((k,) * space.num_slots, (e,) * space.num_slots, (d,) * space.num_stages, r)
+        space.uniform_arch(k, e, d, r)
         for k, e, d, r in itertools.product(
             space.kernel_choices, space.expand_choices, space.depth_choices, space.resolutions
         )
@@ -550,6 +573,8 @@ def mobilenetv3_space(
 
 
 def _presets() -> dict[str, SearchSpace]:
+    from .proxyless import proxyless_presets  # builds on this module's classes
+
     return {
         "mbv3-w1.0": mobilenetv3_space(
             "mbv3-w1.0",
@@ -572,6 +597,7 @@ def _presets() -> dict[str, SearchSpace]:
             stem_stride=1,
             description="demo space for 28x28 grey images, 10 classes (Fashion-MNIST, MNIST)",
         ),
+        **proxyless_presets(),
     }
 
 
@@ -579,7 +605,8 @@ SPACE_NAMES: tuple[str, ...] = tuple(_presets())
 
 
 def get_space(name: str) -> SearchSpace:
-    """A preset search space by name: ``mbv3-w1.0``, ``mbv3-w1.2`` or ``mbv3-fmnist``."""
+    """A preset search space by name (``SPACE_NAMES``: ``mbv3-w1.0``, ``mbv3-w1.2``, ``mbv3-fmnist``,
+    ``proxyless-w1.3``, ``proxyless-fmnist``)."""
     presets = _presets()
     if name not in presets:
         raise OFAEdgeError(f"unknown space '{name}' (known: {', '.join(presets)})")
