@@ -69,7 +69,8 @@ def _space_of(net: dict[str, Any], family: str, origin: str) -> SearchSpace:
         if get_space(name).stem_width == width:
             return get_space(name)
     widths = ", ".join(f"{name}: {get_space(name).stem_width}" for name in FAMILIES[family])
-    raise ArchError(f"{origin}: first_conv has {width} output channels, which fits no {_TITLES[family]} space ({widths})")
+    title = _TITLES[family]
+    raise ArchError(f"{origin}: first_conv has {width} output channels, which fits no {title} space ({widths})")
 
 
 def _image_size(run: Any, origin: str) -> int:
