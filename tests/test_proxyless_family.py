@@ -6,19 +6,30 @@ reference's counters on the static net it extracts; channel sorting is the refer
 vectorised search views of the space (genes, encoding, counts) agree with the scalar ones.
 """
 
+import json
 import random
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from ofa_edge import get_space
+from ofa_edge.cli import main
 from ofa_edge.errors import ArchError
+from ofa_edge.latency.table import Calibration, LatencyTable
+from ofa_edge.latency.unit_models import build_unit
+from ofa_edge.latency.units import arch_units, space_units
 from ofa_edge.nn.checkpoint import load_supernet
+from ofa_edge.nn.supernet import OFAMobileNetV3
+from ofa_edge.profilers.base import Measurement
 from ofa_edge.search import population as P
+from ofa_edge.search.efficiency import LatencyModel
 from ofa_edge.space.arch import Arch
 from tests.reference_oracle import require_reference_module
+from tests.test_cli_train import idx_dir  # noqa: F401  (a fixture)
+from tests.test_latency_table import _info
 
 SPACE = "proxyless-w1.3"
 
@@ -131,3 +142,73 @@ def test_population_views_agree_with_the_scalar_space():
     sampled = P.sample(space, 200, np.random.default_rng(0))
     assert set(P.depth_values(space, sampled)[:, -1]) == {1}
     assert all(space.validate(a) for a in P.to_archs(space, sampled))
+
+
+# ------------------------------------------------------------------ the chain
+FMNIST = "proxyless-fmnist"
+
+
+def test_units_cover_every_arch_and_chain_like_the_subnet():
+    space = get_space(FMNIST)
+    keys = [u.key for u in space_units(space)]
+    assert len(keys) == len(set(keys))
+    # per resolution: stem, first block, 5 stages x 2 positions x 9 (k, e) pairs, the one-block
+    # last stage's 9, and the head's three units (no feature mix)
+    assert len(space_units(space, (28,))) == 1 + 1 + 5 * 2 * 9 + 9 + 3
+    for seed in range(30):
+        assert {u.key for u in arch_units(space, space.sample(seed))} <= set(keys)
+    net = OFAMobileNetV3(space).eval()
+    arch = space.sample(7)
+    subnet = net.get_subnet(arch)
+    x = torch.randn(1, 1, arch.r, arch.r)
+    expected = subnet(x)
+    # the units, each a module of its own with the subnet's weights, compose to the subnet
+    modules = [build_unit(space, unit) for unit in arch_units(space, arch)]
+    modules[0].load_state_dict(subnet.first_conv.state_dict())
+    for module, block in zip(modules[1:], subnet.blocks):
+        module.load_state_dict(block.state_dict())
+    modules[-3].load_state_dict(subnet.final_expand_layer.state_dict())
+    modules[-1].linear.load_state_dict(subnet.classifier.linear.state_dict())
+    with torch.no_grad():
+        for module in modules:
+            x = module(x)
+    torch.testing.assert_close(x, expected)
+
+
+def test_vectorised_latency_and_its_extremes_equal_the_tables_own(tmp_path):
+    space = get_space(FMNIST)
+    rng = random.Random(0)
+    table = LatencyTable.new(space, _info(), list(space.resolutions))
+    for unit in space_units(space):
+        value = rng.uniform(0.01, 0.1)
+        table.add(unit.key, Measurement(value, value * 0.9, value * 1.1, 20))
+    table.complete = True
+    table.calibration = Calibration(a=1.1, b=0.02, c=-0.001)
+    model = LatencyModel(table, space)
+    archs = [space.sample(seed) for seed in range(300)]
+    predicted = model.predict(P.from_archs(space, archs))
+    np.testing.assert_array_equal(predicted, [table.predict(space, a) for a in archs])
+    low, high = model.range()
+    assert low <= predicted.min() and high >= predicted.max()
+    assert table.predict(space, P.to_archs(space, model.extreme(True))[0]) == pytest.approx(low)
+
+
+@pytest.mark.slow
+def test_a_quick_trained_supernet_exports_onnx_fp32_and_int8_that_verify(capsys, tmp_path, idx_dir):  # noqa: F811
+    run = tmp_path / "run"
+    code = main(["train", "--space", FMNIST, "--schedule", "quick", "--data", "mnist", "--data-dir", str(idx_dir),
+                 "--out", str(run), "--threads", "1", "--json", "--no-report"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert load_supernet(run / "supernet.safetensors").space.name == FMNIST
+    arch = tmp_path / "arch.json"
+    assert main(["arch", "sample", "--space", FMNIST, "--seed", "3", "--out", str(arch)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "export"
+    code = main(["export", "--supernet", str(run / "supernet.safetensors"), "--arch", str(arch), "--format", "onnx",
+                 "--int8", "--test-images", "100", "--out", str(out), "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads(captured.out)
+    assert result["verification"]["passed"] and {f["precision"] for f in result["files"]} == {"fp32", "int8"}
+    card = json.loads((out / f"{Path(result['files'][0]['path']).name}.card.json").read_text())
+    assert card["arch"] == Arch.from_dict(json.loads(arch.read_text())).to_dict()

@@ -97,8 +97,8 @@ def space_units(space: SearchSpace, resolutions: tuple[int, ...] | None = None) 
         size = space.stem_output_size(resolution)
         found = [_stem_unit(space, resolution), _block_unit(space.first_block_spec(size))]
         channels = space.first_block_width
-        for stage in space.stages:
-            for position in ("first", "rest"):
+        for stage, slots in zip(space.stages, space.stage_slots):
+            for position in ("first", "rest")[: len(slots)]:
                 stride = stage.stride if position == "first" else 1
                 in_channels = channels if position == "first" else stage.width
                 in_size = size if position == "first" else conv_output_size(size, stage.stride)
