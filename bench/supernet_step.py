@@ -24,7 +24,9 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from ofa_edge import SPACE_NAMES, Arch, OFAMobileNetV3, get_space
+from ofa_edge import SPACE_NAMES, OFAMobileNetV3, get_space
+from ofa_edge.nn.resnet import OFAResNet
+from ofa_edge.space.resnet import RESNET_SPACE_NAMES, get_resnet_space
 
 
 def make_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
@@ -55,7 +57,7 @@ def time_interleaved(
     return times
 
 
-def reference_model(arch: Arch, width: float) -> nn.Module | None:
+def reference_model(arch, width: float) -> nn.Module | None:
     try:
         from tests.reference_oracle import reference_ofa_mbv3
     except ImportError:
@@ -70,7 +72,7 @@ def reference_model(arch: Arch, width: float) -> nn.Module | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="mbv3-w1.0", choices=list(SPACE_NAMES))
+    parser.add_argument("--space", default="mbv3-w1.0", choices=[*SPACE_NAMES, *RESNET_SPACE_NAMES])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
@@ -84,7 +86,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     fmt = torch.channels_last if args.memory_format == "channels_last" else torch.contiguous_format
-    space = get_space(args.space)
+    resnet = args.space in RESNET_SPACE_NAMES
+    space = get_resnet_space(args.space) if resnet else get_space(args.space)
     # The reference implementation builds only the ImageNet spaces.
     reference_width = {"mbv3-w1.0": 1.0, "mbv3-w1.2": 1.2}.get(args.space)
     images = torch.randn(args.batch, space.in_channels, args.resolution, args.resolution).to(memory_format=fmt)
@@ -93,7 +96,7 @@ def main() -> None:
     results = []
     # The arch's own resolution field must be valid for the space; the batch sets the real size.
     for label, arch in (("max", space.max_arch()), ("random(seed 0)", space.sample(0))):
-        supernet = OFAMobileNetV3(space)
+        supernet = OFAResNet(space) if resnet else OFAMobileNetV3(space)
         supernet.set_active(arch)
         static = supernet.get_subnet()
         models: dict[str, nn.Module] = {"supernet": supernet, "static subnet": static}
@@ -107,7 +110,7 @@ def main() -> None:
         medians = {name: statistics.median(ts) for name, ts in times.items()}
         row = {
             "arch": label,
-            "macs_per_image": space.macs(Arch(arch.ks, arch.e, arch.d, arch.r)) * (args.resolution / arch.r) ** 2,
+            "macs_per_image": space.macs(arch) * (args.resolution / arch.r) ** 2,
             "median_step_ms": {name: round(1000 * m, 2) for name, m in medians.items()},
             "images_per_s": {name: round(args.batch / m, 1) for name, m in medians.items()},
             "supernet_over_static": round(medians["supernet"] / medians["static subnet"], 3),
