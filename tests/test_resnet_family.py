@@ -11,6 +11,7 @@ import json
 import random
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +24,12 @@ from ofa_edge.nn.resnet import (
     load_official_resnet_state,
     resnet_official_key_to_ours,
 )
+from ofa_edge.search.official_predictor import load_resnet_predictor
+from ofa_edge.search.predictor import PredictorError
 from ofa_edge.space.resnet import RESNET_SPACE_NAMES, ResNetArch, ResNetSpace, get_resnet_space
 from tests.reference_oracle import require_reference_module
+
+RESNET_PREDICTOR = Path(__file__).parent / "fixtures" / "official" / "ofa_resnet50_acc_predictor.pth"
 
 RESNETS = "ofa.imagenet_classification.elastic_nn.networks.ofa_resnets"
 CLASSES = 10
@@ -282,6 +287,26 @@ def test_encode_matches_reference_encoder():
         feature = space.encode(arch)
         assert feature.dtype == np.float32
         np.testing.assert_array_equal(feature, encoder.arch2feature({**arch.to_dict(), "image_size": arch.r}))
+
+
+def test_the_official_predictor_predicts_as_the_reference(tmp_path):
+    module = require_reference_module("ofa.nas.accuracy_predictor")
+    space = get_resnet_space("resnet50")
+    encoder = module.ResNetArchEncoder(image_size_list=list(space.resolutions), depth_list=[0, 1, 2],
+                                       expand_list=[0.2, 0.25, 0.35], width_mult_list=[0.65, 0.8, 1.0],
+                                       base_depth_list=[2, 2, 4, 2])  # fmt: skip
+    reference = module.AccuracyPredictor(encoder, 400, 3, checkpoint_path=str(RESNET_PREDICTOR), device="cpu")
+    ours = load_resnet_predictor(RESNET_PREDICTOR, space, "ofa_resnet50", "ImageNet top-1")
+    archs = [space.max_arch(), space.min_arch(), *_archs(space, count=40, seed=9)]
+    with torch.no_grad():
+        expected = reference.predict_acc([{**a.to_dict(), "image_size": a.r} for a in archs]).numpy()
+    predicted = ours.predict(archs)
+    np.testing.assert_allclose(predicted, 100.0 * expected.astype(np.float64), atol=1e-4)
+    assert 60 < predicted.min() < predicted.max() < 85  # ImageNet top-1 of ResNet50 subnets, in percent
+    state = torch.load(RESNET_PREDICTOR, map_location="cpu", weights_only=True)
+    torch.save({k: v for k, v in state.items() if k != "base_acc"}, tmp_path / "bad.pth")
+    with pytest.raises(PredictorError, match="not an OFA-ResNet50 accuracy predictor"):
+        load_resnet_predictor(tmp_path / "bad.pth", space, "ofa_resnet50", "ImageNet top-1")
 
 
 def test_sample_draws_as_the_reference(pair):

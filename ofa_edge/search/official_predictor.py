@@ -12,6 +12,9 @@ variables, so the first layer's columns are rearranged (each of our resolutions 
 column) and the last layer is scaled to percent: the converted predictor computes the same
 function, in the same float32 arithmetic, without torch at prediction time.
 
+``ofa_resnet50_acc_predictor.pth`` predicts OFA-ResNet50 subnets from the 82 features of
+:meth:`ofa_edge.space.resnet.ResNetSpace.encode` (:func:`load_resnet_predictor`).
+
 The files are read with ``torch.load(weights_only=True)``: tensors only, no code.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,4 +92,33 @@ def load_tutorial_predictor(path: str | Path, space: SearchSpace, supernet: str,
     tensors["regressor.weight"] = state["6.weight"]
     config = {"source": TUTORIAL_FORMAT, "file": path.name, "measures": measures, "output_scale": 100.0}
     return AccuracyPredictor("mlp", space, supernet, 100.0 * float(state["6.bias"][0]), tensors, config=config,
+                             supernet_path=supernet)  # fmt: skip
+
+
+RESNET_FORMAT = "ofa-resnet50"
+_RESNET_HIDDEN = ("0.0", "1.0", "2.0")
+
+
+def load_resnet_predictor(path: str | Path, space: Any, supernet: str, measures: str) -> AccuracyPredictor:
+    """The OFA authors' OFA-ResNet50 predictor (``ofa_resnet50_acc_predictor.pth``) for ``space``'s
+    subnets (top-1 in %).
+
+    Its file holds ``base_acc`` and ``layers``: three Linear(·, 400) + ReLU, then Linear(400, 1)
+    without bias; its output is ``layers(x) + base_acc``, a fraction. Its 82 inputs are exactly
+    :meth:`ResNetSpace.encode`'s, so the weights are taken as they are.
+    """
+    path = Path(path)
+    state = read_torch_state(path)
+    expected = {f"layers.{i}.{p}" for i in _RESNET_HIDDEN for p in ("weight", "bias")} | {"layers.3.weight", "base_acc"}
+    width = space.encoding_size
+    if set(state) != expected or state["layers.0.0.weight"].shape[1:] != (width,) or state["base_acc"].shape != (1,):
+        shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in sorted(state.items()))
+        raise PredictorError(f"{path} is not an OFA-ResNet50 accuracy predictor (Linear {width}->...->1); has {shapes}")
+    tensors = {}
+    for ours, theirs in enumerate(_RESNET_HIDDEN):
+        tensors[f"layers.{ours}.weight"] = state[f"layers.{theirs}.weight"]
+        tensors[f"layers.{ours}.bias"] = state[f"layers.{theirs}.bias"]
+    tensors["regressor.weight"] = state["layers.3.weight"]
+    config = {"source": RESNET_FORMAT, "file": path.name, "measures": measures, "output_scale": 100.0}
+    return AccuracyPredictor("mlp", space, supernet, 100.0 * float(state["base_acc"][0]), tensors, config=config,
                              supernet_path=supernet)  # fmt: skip
