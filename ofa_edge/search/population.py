@@ -95,8 +95,13 @@ class _Layout:
 
     counts: np.ndarray  # (genes,) choices per gene
     depth_values: np.ndarray  # (stages, most depth choices) depth of each stage's choice index
-    slot_stage: np.ndarray  # (slots,) the stage of each slot
-    slot_position: np.ndarray  # (slots,) the slot's index within its stage
+    # (stages, most depth choices, most slots in a stage): which of a stage's slots a choice uses
+    masks: np.ndarray
+    # the columns of a (stages x most slots) mask that are real slots; None when every one is
+    real_slots: np.ndarray | None
+    # masks[0] when every stage has the same depth choices (one lookup serves all stages), else None
+    shared_mask: np.ndarray | None
+    stages: np.ndarray  # arange(stages), for indexing masks
 
 
 # Keyed by the space's identity: hashing a whole SearchSpace on every call of the search's inner
@@ -114,11 +119,16 @@ def _layout(space: SearchSpace) -> _Layout:
         values[stage, : len(choices)] = choices
     counts = [len(space.kernel_choices)] * space.num_slots + [len(space.expand_choices)] * space.num_slots
     counts += [len(d) for d in depths] + [len(space.resolutions)]
+    longest = max(len(slots) for slots in space.stage_slots)
+    real = np.array([s * longest + i for s, slots in enumerate(space.stage_slots) for i in range(len(slots))])
+    masks = np.arange(longest)[None, None, :] < values[:, :, None]
     layout = _Layout(
         counts=np.array(counts, dtype=np.intp),
         depth_values=values,
-        slot_stage=np.array([s for s, slots in enumerate(space.stage_slots) for _ in slots], dtype=np.intp),
-        slot_position=np.array([i for slots in space.stage_slots for i in range(len(slots))], dtype=np.intp),
+        masks=masks,
+        real_slots=None if len(real) == space.num_stages * longest else real,
+        shared_mask=masks[0] if len(set(depths)) == 1 else None,
+        stages=np.arange(space.num_stages),
     )
     if len(_LAYOUTS) > 32:
         _LAYOUTS.clear()
@@ -128,8 +138,8 @@ def _layout(space: SearchSpace) -> _Layout:
 
 def depth_values(space: SearchSpace, pop: Population) -> np.ndarray:
     """(n, num_stages) the depth of every stage of each arch."""
-    values = _layout(space).depth_values
-    return values[np.arange(space.num_stages)[None, :], pop.d]
+    layout = _layout(space)
+    return layout.depth_values[layout.stages, pop.d]
 
 
 def sample(space: SearchSpace, n: int, rng: np.random.Generator, resolutions: np.ndarray | None = None) -> Population:
@@ -202,7 +212,10 @@ def to_archs(space: SearchSpace, pop: Population) -> list[Arch]:
 def active(space: SearchSpace, pop: Population) -> np.ndarray:
     """(n, num_slots) booleans: whether each block slot is within its stage's depth."""
     layout = _layout(space)
-    return layout.slot_position[None, :] < depth_values(space, pop)[:, layout.slot_stage]
+    if layout.shared_mask is not None:
+        return layout.shared_mask[pop.d].reshape(len(pop), -1)
+    used = layout.masks[layout.stages, pop.d].reshape(len(pop), -1)
+    return used if layout.real_slots is None else used[:, layout.real_slots]
 
 
 def encode(space: SearchSpace, pop: Population) -> np.ndarray:

@@ -32,7 +32,6 @@ Presets
 
 from __future__ import annotations
 
-import functools
 import itertools
 import random
 from collections.abc import Iterator, Sequence
@@ -164,7 +163,7 @@ class SearchSpace:
         """The depth choices of one stage (the space's, unless the stage fixes its own)."""
         return self.stages[stage].depths or self.depth_choices
 
-    @functools.cached_property
+    @property
     def stage_slots(self) -> tuple[range, ...]:
         """The ``ks``/``e`` slot indices of each stage: as many as its largest depth."""
         slots, start = [], 0
