@@ -22,23 +22,15 @@ def register_deploy_command(app: typer.Typer) -> None:
 def deploy(
     budget: Annotated[
         list[str] | None,
-        typer.Option(
-            "--budget",
-            "-b",
-            metavar="LATENCY",
-            help="Latency budget, e.g. 0.8ms or 800us; one per --table, or one for all. "
-            "Default: the middle of the table's feasible range.",
-        ),
+        typer.Option("--budget", "-b", metavar="LATENCY",
+                     help="Latency budget, e.g. 0.8ms or 800us; one per --table, or one for all. "
+                     "Default: the middle of the table's feasible range."),
     ] = None,
     table: Annotated[
         list[str] | None,
-        typer.Option(
-            "--table",
-            "-t",
-            metavar="NAME|PATH",
-            help="Latency table of a target (repeat for several). Default: this CPU's onnxruntime table "
-            "(yours from `ofa-edge profile` first, else the shipped one).",
-        ),
+        typer.Option("--table", "-t", metavar="NAME|PATH",
+                     help="Latency table of a target (repeat for several). Default: this CPU's onnxruntime table "
+                     "(yours from `ofa-edge profile` first, else the shipped one)."),
     ] = None,
     fmt: Annotated[
         list[str] | None,
@@ -47,10 +39,8 @@ def deploy(
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also export and verify static int8 files.")] = True,
     supernet: Annotated[
         str | None,
-        typer.Option(
-            help="Supernet checkpoint, or 'demo'. Default: demo, or with --predictor the supernet file "
-            "that predictor was trained on."
-        ),
+        typer.Option(help="Supernet checkpoint, or 'demo'. Default: demo, or with --predictor the supernet file "
+                     "that predictor was trained on."),
     ] = None,
     predictor: Annotated[
         Path | None, typer.Option(help="Accuracy predictor of the supernet (default: the demo's shipped one).")
@@ -69,12 +59,9 @@ def deploy(
     option: OptionsOpt = None,
     refit: Annotated[
         int | None,
-        typer.Option(
-            min=0,
-            help="Rounds of the closed loop: a subnet measured over its budget refits the table "
-            "with its measurement, then search and export run again. Default: 2 for the default "
-            "target, 0 for tables you name.",
-        ),
+        typer.Option(min=0, help="Rounds of the closed loop: a subnet measured over its budget refits the table "
+                     "with its measurement, then search and export run again. Default: 2 for the default "
+                     "target, 0 for tables you name."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the search.")] = 0,
     as_json: JsonOpt = False,
@@ -117,6 +104,7 @@ def deploy(
         for r in d.refits:
             err.print(f"refit round {r['round']}: measured {r['measured_ms']:.3f} ms; table now {r['table']}")
     err.print(f"files and model cards in {out}/ (deploy took {time.perf_counter() - started:.0f} s)")
+
 
 
 def _summary_table(deployments: list) -> Table:

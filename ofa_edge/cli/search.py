@@ -39,7 +39,9 @@ def predictor_data(
     data_dir: DataDirOpt = None,
     calibration_images: Annotated[int, typer.Option(help="Training images for BN recalibration.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the sampled archs.")] = 0,
-    engine: Annotated[str, typer.Option(help="Scoring engine: onnxruntime (fast, fp32) or torch.")] = "onnxruntime",
+    engine: Annotated[
+        str, typer.Option(help="Scoring engine: onnxruntime (fast, fp32) or torch.")
+    ] = "onnxruntime",
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per process (default: all cores).")] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -20,7 +20,6 @@ from .common import JsonOpt, emit_json, err, fmt_count, listing
 if TYPE_CHECKING:
     from ..search.specialize import Result
 
-
 def register_specialize_command(app: typer.Typer) -> None:
     app.command("specialize")(specialize)
 
@@ -211,11 +210,8 @@ def _predictor_record(predictor: str | None, supernet: str | None) -> str:
 
     if predictor is None:
         entry = REGISTRY.get(str(supernet))
-        return (
-            entry.predictor
-            if entry is not None and entry.predictor and supernet != "demo"
-            else str(demo_predictor_path())
-        )
+        return entry.predictor if entry is not None and entry.predictor and supernet != "demo" else str(
+            demo_predictor_path())
     if predictor in PREDICTORS and not Path(predictor).exists():
         return predictor
     return str(Path(predictor).resolve())

@@ -94,10 +94,8 @@ def _verification_summary(precision: str, accuracy: dict[str, Any], verification
         return (f"max |logit difference| to PyTorch {verification['fp32_max_abs_diff']:.2e} (tolerance "
                 f"{verification['fp32_tolerance']:g}), same top-1 on {verification['fp32_top1_agreement']:.2%} of "
                 f"{images} test images")  # fmt: skip
-    return (
-        f"top-1 agrees with the fp32 file on {verification[f'{precision}_top1_agreement_with_fp32']:.2%} of "
-        f"{images} test images; accuracy {accuracy['fp32_top1']:.2f}% -> {accuracy[f'{precision}_top1']:.2f}%"
-    )
+    return (f"top-1 agrees with the fp32 file on {verification[f'{precision}_top1_agreement_with_fp32']:.2%} of "
+            f"{images} test images; accuracy {accuracy['fp32_top1']:.2f}% -> {accuracy[f'{precision}_top1']:.2f}%")
 
 
 def card_markdown(card: dict[str, Any]) -> str:

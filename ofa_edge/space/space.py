@@ -265,13 +265,9 @@ class SearchSpace:
         def maybe(values: Sequence[int], choices: tuple[int, ...]) -> tuple[int, ...]:
             return tuple(rng.choice(choices) if rng.random() < prob else v for v in values)
 
-        depths = tuple(rng.choice(self.stage_depths(s)) if rng.random() < prob else v for s, v in enumerate(arch.d))
-        return Arch(
-            ks=maybe(arch.ks, self.kernel_choices),
-            e=maybe(arch.e, self.expand_choices),
-            d=depths,
-            r=rng.choice(self.resolutions) if rng.random() < prob else arch.r,
-        )
+        ks, e = maybe(arch.ks, self.kernel_choices), maybe(arch.e, self.expand_choices)
+        d = tuple(rng.choice(self.stage_depths(s)) if rng.random() < prob else v for s, v in enumerate(arch.d))
+        return Arch(ks=ks, e=e, d=d, r=rng.choice(self.resolutions) if rng.random() < prob else arch.r)
 
     def crossover(self, a: Arch, b: Arch, rng: random.Random | int | None = None) -> Arch:
         """Each gene from either parent with equal probability."""
