@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -57,16 +59,34 @@ def time_interleaved(
     return times
 
 
-def reference_model(arch, width: float) -> nn.Module | None:
+# The reference implementation's supernet class and constructor arguments for each official space.
+_REFERENCE = {
+    "mbv3-w1.0": ("ofa_mbv3", "OFAMobileNetV3", {"width_mult": 1.0}),
+    "mbv3-w1.2": ("ofa_mbv3", "OFAMobileNetV3", {"width_mult": 1.2}),
+    "proxyless-w1.3": ("ofa_proxyless", "OFAProxylessNASNets", {"width_mult": 1.3, "bn_param": (0.1, 1e-3)}),
+    "resnet50": ("ofa_resnets", "OFAResNets", {"depth_list": [0, 1, 2], "expand_ratio_list": [0.2, 0.25, 0.35],
+                                               "width_mult_list": [0.65, 0.8, 1.0]}),
+}  # fmt: skip
+_MBCONV_ARGS = {"ks_list": [3, 5, 7], "expand_ratio_list": [3, 4, 6], "depth_list": [2, 3, 4]}
+
+
+def reference_model(space_name: str, arch) -> nn.Module | None:
+    """The reference implementation's supernet of an official space with ``arch`` active, or None
+    (no ``ofa`` package, or a space the reference does not build)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's tests/ (its import stand-ins)
     try:
-        from tests.reference_oracle import reference_ofa_mbv3
+        from tests.reference_oracle import reference_module
     except ImportError:
         return None
-    cls = reference_ofa_mbv3()
-    if cls is None:
+    if space_name not in _REFERENCE:
         return None
-    ref = cls(ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4], width_mult=width)
-    ref.set_active_subnet(ks=list(arch.ks), e=list(arch.e), d=list(arch.d))
+    module_name, class_name, kwargs = _REFERENCE[space_name]
+    module = reference_module(f"ofa.imagenet_classification.elastic_nn.networks.{module_name}")
+    if module is None:
+        return None
+    defaults = {} if space_name == "resnet50" else _MBCONV_ARGS
+    ref = getattr(module, class_name)(**defaults, **kwargs)  # dropout: the class default, as our spaces
+    ref.set_active_subnet(**{k: v for k, v in arch.to_dict().items() if k != "r"})
     return ref
 
 
@@ -88,8 +108,6 @@ def main() -> None:
     fmt = torch.channels_last if args.memory_format == "channels_last" else torch.contiguous_format
     resnet = args.space in RESNET_SPACE_NAMES
     space = get_resnet_space(args.space) if resnet else get_space(args.space)
-    # The reference implementation builds only the ImageNet spaces.
-    reference_width = {"mbv3-w1.0": 1.0, "mbv3-w1.2": 1.2}.get(args.space)
     images = torch.randn(args.batch, space.in_channels, args.resolution, args.resolution).to(memory_format=fmt)
     labels = torch.randint(0, space.num_classes, (args.batch,))
 
@@ -100,7 +118,7 @@ def main() -> None:
         supernet.set_active(arch)
         static = supernet.get_subnet()
         models: dict[str, nn.Module] = {"supernet": supernet, "static subnet": static}
-        ref = None if args.no_reference or reference_width is None else reference_model(arch, reference_width)
+        ref = None if args.no_reference else reference_model(args.space, arch)
         if ref is not None:
             models["reference supernet"] = ref
         for model in models.values():
