@@ -212,3 +212,12 @@ def test_a_quick_trained_supernet_exports_onnx_fp32_and_int8_that_verify(capsys,
     assert result["verification"]["passed"] and {f["precision"] for f in result["files"]} == {"fp32", "int8"}
     card = json.loads((out / f"{Path(result['files'][0]['path']).name}.card.json").read_text())
     assert card["arch"] == Arch.from_dict(json.loads(arch.read_text())).to_dict()
+
+
+def test_the_official_supernet_is_named_and_says_what_a_search_of_it_needs(capsys):
+    assert main(["weights", "list", "--json"]) == 0
+    entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)["weights"]}
+    assert entries["ofa_proxyless_d234_e346_k357_w1.3"]["space"] == SPACE
+    code = main(["specialize", "--supernet", "ofa_proxyless_d234_e346_k357_w1.3", "--budget", "25ms"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "published none" in err and "predictor train" in err

@@ -723,7 +723,10 @@ def _unchecked(path: str | Path | None, supernet: str | None) -> AccuracyPredict
     official = supernet if supernet in REGISTRY and supernet != "demo" else None
     if path is None and official:
         if get_entry(official).predictor is None:
-            raise PredictorError(f"no accuracy predictor is known for {official}: pass --predictor PATH")
+            raise PredictorError(
+                f"no accuracy predictor is known for {official} (the OFA authors published none): pass "
+                "--predictor PATH, one made by `ofa-edge predictor data` and `predictor train` with --data DIR"
+            )
         path = get_entry(official).predictor
     if _is_named(path) and str(path) != "demo":
         model = _named_predictor(str(path))
