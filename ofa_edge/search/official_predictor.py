@@ -83,15 +83,22 @@ def load_tutorial_predictor(path: str | Path, space: SearchSpace, supernet: str,
     if set(state) != expected or state["0.weight"].shape[1:] != (width,) or state["6.weight"].shape[0] != 1:
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in sorted(state.items()))
         raise PredictorError(f"{path} is not an OFA tutorial accuracy predictor (Linear {width}->...->1); has {shapes}")
-    tensors = {"layers.0.weight": state["0.weight"][:, _tutorial_columns(space)], "layers.0.bias": state["0.bias"]}
-    for ours, theirs in (("1", "2"), ("2", "4")):
-        tensors[f"layers.{ours}.weight"] = state[f"{theirs}.weight"]
-        tensors[f"layers.{ours}.bias"] = state[f"{theirs}.bias"]
-    # Percent, as our predictors answer. The scale is kept apart from the float32 weights
-    # (applied in float64 after the last layer) so that the fraction itself is what the reference computes.
-    tensors["regressor.weight"] = state["6.weight"]
-    config = {"source": TUTORIAL_FORMAT, "file": path.name, "measures": measures, "output_scale": 100.0}
-    return AccuracyPredictor("mlp", space, supernet, 100.0 * float(state["6.bias"][0]), tensors, config=config,
+    layers = [(state["0.weight"][:, _tutorial_columns(space)], state["0.bias"])]
+    layers += [(state[f"{i}.weight"], state[f"{i}.bias"]) for i in ("2", "4")]
+    return _fraction_predictor(layers, state["6.weight"], float(state["6.bias"][0]), space, supernet,
+                               {"source": TUTORIAL_FORMAT, "file": path.name, "measures": measures})  # fmt: skip
+
+
+def _fraction_predictor(layers: list[tuple[np.ndarray, np.ndarray]], regressor: np.ndarray, base: float, space: Any,
+                        supernet: str, config: dict[str, str]) -> AccuracyPredictor:  # fmt: skip
+    """An MLP predictor of ours from the hidden (weight, bias) layers and the last layer of a model
+    whose output, plus ``base``, is top-1 as a fraction. Our predictors answer in percent: the scale
+    is kept apart from the float32 weights (applied in float64 after the last layer), so that the
+    fraction itself is what the reference computes."""
+    tensors = {"regressor.weight": regressor}
+    for index, (weight, bias) in enumerate(layers):
+        tensors[f"layers.{index}.weight"], tensors[f"layers.{index}.bias"] = weight, bias
+    return AccuracyPredictor("mlp", space, supernet, 100.0 * base, tensors, config={**config, "output_scale": 100.0},
                              supernet_path=supernet)  # fmt: skip
 
 
@@ -114,11 +121,6 @@ def load_resnet_predictor(path: str | Path, space: Any, supernet: str, measures:
     if set(state) != expected or state["layers.0.0.weight"].shape[1:] != (width,) or state["base_acc"].shape != (1,):
         shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in sorted(state.items()))
         raise PredictorError(f"{path} is not an OFA-ResNet50 accuracy predictor (Linear {width}->...->1); has {shapes}")
-    tensors = {}
-    for ours, theirs in enumerate(_RESNET_HIDDEN):
-        tensors[f"layers.{ours}.weight"] = state[f"layers.{theirs}.weight"]
-        tensors[f"layers.{ours}.bias"] = state[f"layers.{theirs}.bias"]
-    tensors["regressor.weight"] = state["layers.3.weight"]
-    config = {"source": RESNET_FORMAT, "file": path.name, "measures": measures, "output_scale": 100.0}
-    return AccuracyPredictor("mlp", space, supernet, 100.0 * float(state["base_acc"][0]), tensors, config=config,
-                             supernet_path=supernet)  # fmt: skip
+    layers = [(state[f"layers.{i}.weight"], state[f"layers.{i}.bias"]) for i in _RESNET_HIDDEN]
+    return _fraction_predictor(layers, state["layers.3.weight"], float(state["base_acc"][0]), space, supernet,
+                               {"source": RESNET_FORMAT, "file": path.name, "measures": measures})  # fmt: skip
