@@ -221,3 +221,11 @@ def test_the_official_supernet_is_named_and_says_what_a_search_of_it_needs(capsy
     code = main(["specialize", "--supernet", "ofa_proxyless_d234_e346_k357_w1.3", "--budget", "25ms"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "published none" in err and "predictor train" in err
+
+
+def test_the_proxyless_recipe_fits_its_space():
+    from ofa_edge.train.schedule_file import load_schedule_file
+
+    schedule = load_schedule_file(Path(__file__).parent.parent / "recipes" / "proxyless-short.yaml")
+    schedule.check_space(get_space(FMNIST))
+    assert [p.name for p in schedule.phases] == ["full", "kernel", "depth-1", "depth-2", "expand-1", "expand-2"]
