@@ -43,13 +43,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ArchError, OFAEdgeError
+from .arch import _is_int
 from .space import conv_output_size, make_divisible
 
 KERNEL = 3  # every 3x3 conv of the family (stem convs and the bottleneck's middle conv)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
