@@ -33,8 +33,17 @@ from ..errors import CheckpointError, OFAEdgeError
 from ..fileio import atomic_write_bytes, read_safetensors_metadata, read_user_file, safetensors_metadata
 from ..hub.cache import find_weights
 from ..hub.registry import get_entry, is_registered
-from ..space.space import SPACE_NAMES, SearchSpace, get_space
+from ..space.space import SPACE_NAMES, SearchSpace, get_space, space_from_config_dict
 from .supernet import OFAMobileNetV3
+
+
+def build_supernet(space: SearchSpace) -> OFAMobileNetV3:
+    """The supernet class of ``space``'s family, built for ``space`` (weights initialised)."""
+    if space.family == "resnet":
+        from .resnet import OFAResNet
+
+        return OFAResNet(space)  # type: ignore[arg-type,return-value]
+    return OFAMobileNetV3(space)
 
 FORMAT = "ofa-edge-supernet/1"
 # The demo supernet (mbv3-fmnist trained on Fashion-MNIST) ships inside the package.
@@ -106,12 +115,11 @@ def load_supernet(path: str | os.PathLike[str], space: SearchSpace | str | None 
     if stored_space is not None:
         if wanted is not None and (diff := stored_space.differences(wanted)):
             raise space_mismatch(path, stored_space, wanted, diff)
-        net = OFAMobileNetV3(stored_space)
+        net = build_supernet(stored_space)
     else:
-        state = {official_key_to_ours(k): v for k, v in state.items()}
         space = wanted if wanted is not None else _infer_space(path, state)
-        state = family_keys(space, state)
-        net = OFAMobileNetV3(space)
+        state = official_state(space, state)
+        net = build_supernet(space)
     load_state_checked(net, state, path)
     return net
 
@@ -120,6 +128,15 @@ def load_supernet(path: str | os.PathLike[str], space: SearchSpace | str | None 
 # head conv (before pooling) the feature mix layer; ours is the final expand layer, as in
 # OFA-MobileNetV3, where the feature mix is the conv after pooling.
 _FAMILY_RENAMES = {"proxyless": (("feature_mix_layer.", "final_expand_layer."),)}
+
+
+def official_state(space: SearchSpace, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An official state dict under our names for ``space``'s family."""
+    if space.family == "resnet":
+        from .resnet import resnet_official_key_to_ours
+
+        return {resnet_official_key_to_ours(k): v for k, v in state.items()}
+    return family_keys(space, {official_key_to_ours(k): v for k, v in state.items()})
 
 
 def family_keys(space: SearchSpace, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -158,7 +175,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], SearchSpace | 
         # A bare safetensors state dict (e.g. converted from an official file): names as official.
         return tensors, None
     try:
-        stored = SearchSpace.from_config_dict(json.loads(metadata["space"]))
+        stored = space_from_config_dict(json.loads(metadata["space"]))
     except (KeyError, json.JSONDecodeError, OFAEdgeError):
         raise CheckpointError(f"{path} has a damaged search-space record in its metadata") from None
     return tensors, stored
@@ -192,7 +209,11 @@ def _read_torch_file(path: Path) -> dict[str, torch.Tensor]:
 def _infer_space(path: Path, state: Mapping[str, torch.Tensor]) -> SearchSpace:
     for name in SPACE_NAMES:
         candidate = get_space(name)
-        if not _first_mismatch(OFAMobileNetV3(candidate).state_dict(), family_keys(candidate, state)):
+        try:
+            named = official_state(candidate, state)
+        except CheckpointError:  # keys of another family
+            continue
+        if not _first_mismatch(build_supernet(candidate).state_dict(), named):
             return candidate
     raise CheckpointError(f"{path} fits none of the preset spaces ({', '.join(SPACE_NAMES)}); pass --space")
 

@@ -396,6 +396,11 @@ class ResNetSpace:
             data[key] = list(value) if isinstance(value, tuple) else value
         return data
 
+    def differences(self, other: Any) -> list[str]:
+        """Names of the defining fields in which two spaces differ (the description does not count)."""
+        mine, theirs = self.config_dict(), other.config_dict()
+        return [k for k in mine if k != "description" and mine[k] != theirs.get(k)]
+
     @classmethod
     def from_config_dict(cls, data: dict[str, Any]) -> ResNetSpace:
         try:
@@ -437,7 +442,7 @@ def resnet_space(
     )
 
 
-def _presets() -> dict[str, ResNetSpace]:
+def resnet_presets() -> dict[str, ResNetSpace]:
     return {
         "resnet50": resnet_space(
             "resnet50",
@@ -457,12 +462,12 @@ def _presets() -> dict[str, ResNetSpace]:
     }
 
 
-RESNET_SPACE_NAMES: tuple[str, ...] = tuple(_presets())
+RESNET_SPACE_NAMES: tuple[str, ...] = tuple(resnet_presets())
 
 
 def get_resnet_space(name: str) -> ResNetSpace:
     """A preset OFA-ResNet space by name: ``resnet50`` or ``resnet50-fmnist``."""
-    presets = _presets()
+    presets = resnet_presets()
     if name not in presets:
         raise OFAEdgeError(f"unknown ResNet space '{name}' (known: {', '.join(presets)})")
     return presets[name]

@@ -494,6 +494,15 @@ class SearchSpace:
         return data
 
 
+def space_from_config_dict(data: dict[str, Any]) -> SearchSpace:
+    """A space of any family from its :meth:`~SearchSpace.config_dict` (the ``family`` field picks the class)."""
+    from .resnet import ResNetSpace
+
+    if isinstance(data, dict) and data.get("family") == ResNetSpace.family:
+        return ResNetSpace.from_config_dict(data)  # type: ignore[return-value]
+    return SearchSpace.from_config_dict(data)
+
+
 def corner_archs(space: SearchSpace, resolution: int) -> dict[str, Arch]:
     """The 8 corners of the space (min/max depth x expand x kernel) at one resolution."""
     corners = {}
@@ -569,6 +578,7 @@ def mobilenetv3_space(
 
 def _presets() -> dict[str, SearchSpace]:
     from .proxyless import proxyless_presets  # builds on this module's classes
+    from .resnet import resnet_presets
 
     return {
         "mbv3-w1.0": mobilenetv3_space(
@@ -593,6 +603,7 @@ def _presets() -> dict[str, SearchSpace]:
             description="demo space for 28x28 grey images, 10 classes (Fashion-MNIST, MNIST)",
         ),
         **proxyless_presets(),
+        **resnet_presets(),
     }
 
 
@@ -601,7 +612,8 @@ SPACE_NAMES: tuple[str, ...] = tuple(_presets())
 
 def get_space(name: str) -> SearchSpace:
     """A preset search space by name (``SPACE_NAMES``: ``mbv3-w1.0``, ``mbv3-w1.2``, ``mbv3-fmnist``,
-    ``proxyless-w1.3``, ``proxyless-fmnist``)."""
+    ``proxyless-w1.3``, ``proxyless-fmnist``, ``resnet50``, ``resnet50-fmnist``; the last two are
+    :class:`~ofa_edge.space.resnet.ResNetSpace` objects)."""
     presets = _presets()
     if name not in presets:
         raise OFAEdgeError(f"unknown space '{name}' (known: {', '.join(presets)})")
