@@ -3,11 +3,14 @@
     python scripts/ship_official_files.py [FOLDER]     (default: tests/fixtures/official)
 
 FOLDER holds the OFA authors' files, unchanged (provenance and licence: its README.md):
-``acc_predictor.pth`` and ``note10_{160,176,192,208,224}_lookup_table.yaml``. Writes
+``acc_predictor.pth``, ``ofa_resnet50_acc_predictor.pth`` and
+``note10_{160,176,192,208,224}_lookup_table.yaml``. Writes
 
 * ``ofa_edge/weights/official/ofa-mbv3-w1.2-predictor.safetensors``: the accuracy predictor of
   ``ofa_mbv3_d234_e346_k357_w1.2``, converted to our predictor format (same function: see
   ``ofa_edge/search/official_predictor.py``), so that a search reads it without torch;
+* ``ofa_edge/weights/official/ofa-resnet50-predictor.safetensors``: the accuracy predictor of
+  ``ofa_resnet50``, converted the same way;
 * ``ofa_edge/latency/tables/note10-mbv3-w1.2.json``: the Samsung Note10 tables as one table.
 """
 
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from ofa_edge.hub.registry import OFFICIAL_LICENCE, PREDICTORS
 from ofa_edge.latency.official import import_official_tables
-from ofa_edge.search.official_predictor import load_tutorial_predictor
+from ofa_edge.search.official_predictor import load_resnet_predictor, load_tutorial_predictor
 from ofa_edge.space.space import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +44,15 @@ def ship_predictor(folder: Path) -> Path:
     return entry.file
 
 
+def ship_resnet_predictor(folder: Path) -> Path:
+    entry = PREDICTORS["ofa-resnet50"]
+    source = folder / "ofa_resnet50_acc_predictor.pth"
+    model = load_resnet_predictor(source, get_space(entry.space), entry.supernet, entry.measures)
+    model.config.update(url=SOURCE + source.name, sha256=sha256(source), licence=OFFICIAL_LICENCE)
+    model.save(entry.file)
+    return entry.file
+
+
 def ship_table(folder: Path) -> Path:
     files = sorted(folder.glob("note10_*_lookup_table.yaml"))
     provenance = {
@@ -57,7 +69,7 @@ def ship_table(folder: Path) -> Path:
 
 def main() -> None:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "tests" / "fixtures" / "official"
-    for path in (ship_predictor(folder), ship_table(folder)):
+    for path in (ship_predictor(folder), ship_resnet_predictor(folder), ship_table(folder)):
         print(f"wrote {path.relative_to(ROOT)}")
 
 

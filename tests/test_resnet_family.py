@@ -397,3 +397,51 @@ def test_fmnist_space_runs_and_extracts():
         counted = utils.count_net_flops(subnet.float(), (1, 1, arch.r, arch.r))
         assert abs(counted - space.macs(arch)) <= 1e-6 * counted
         assert utils.count_parameters(subnet) == space.params(arch)
+
+
+# ------------------------------------------------------------------ the search's view
+@pytest.mark.parametrize("name", RESNET_SPACE_NAMES)
+def test_population_views_equal_the_scalar_ones(name):
+    from ofa_edge.search import population as P
+    from ofa_edge.space.space import get_space
+
+    space = get_space(name)
+    archs = [space.sample(seed) for seed in range(300)] + [space.max_arch(), space.min_arch()]
+    pop = P.from_archs(space, archs)
+    assert P.to_archs(space, pop) == archs
+    np.testing.assert_array_equal(P.encode(space, pop), np.stack([space.encode(a) for a in archs]))
+    assert P.macs(space, pop).tolist() == [space.macs(a) for a in archs]
+    assert P.params(space, pop).tolist() == [space.params(a) for a in archs]
+    drawn = P.to_archs(space, P.sample(space, 300, np.random.default_rng(0)))
+    assert {a.d[0] for a in drawn} == {0, 2}  # the stem as the reference samples it
+    assert all(space.validate(a) == a for a in drawn)
+
+
+def test_used_genes_tell_apart_exactly_the_distinct_subnets():
+    from ofa_edge.search import population as P
+    from ofa_edge.space.space import get_space
+
+    space = get_space("resnet50-fmnist")
+    arch = replace(space.min_arch(), d=(0, 0, 1, 0, 0))  # stage 0 keeps 2 of its 4 slots
+    hidden = replace(arch, e=(arch.e[0], arch.e[1], 0.35, 0.35, *arch.e[4:]))  # only skipped slots differ
+    seen = replace(arch, e=(0.35, *arch.e[1:]))
+    used = P.used_genes(space, P.from_archs(space, [arch, hidden, seen]))
+    assert (used[0] == used[1]).all() and not (used[0] == used[2]).all()
+
+
+@pytest.mark.parametrize("name", RESNET_SPACE_NAMES)
+def test_cost_extremes_are_exact(name):
+    """The extremes found by enumerating the shared genes bound every arch, and are reached."""
+    from ofa_edge.search import population as P
+    from ofa_edge.search.efficiency import macs_model, params_model
+    from ofa_edge.space.space import get_space
+
+    space = get_space(name)
+    pop = P.sample(space, 3000, np.random.default_rng(1))
+    for model, count in ((macs_model(space), space.macs), (params_model(space), space.params)):
+        low, high = (model.extreme(flag) for flag in (True, False))
+        lo, hi = model.predict(low)[0], model.predict(high)[0]
+        assert lo <= model.predict(pop).min() and hi >= model.predict(pop).max()
+        assert (lo, hi) == (count(P.to_archs(space, low)[0]), count(P.to_archs(space, high)[0]))
+    # MACs: the smallest arch is the min arch at the lowest resolution, the largest the max arch
+    assert macs_model(space).range() == (space.macs(space.min_arch()), space.macs(space.max_arch()))

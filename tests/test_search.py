@@ -103,7 +103,7 @@ def test_vectorised_encode_macs_params_equal_the_scalar_versions(name):
     np.testing.assert_array_equal(P.params(space, pop), [space.params(a) for a in archs])
     # slots past a stage's depth are all zero in the encoding
     per_slot = features[:, : space.num_slots * 6].reshape(len(archs), space.num_slots, 6)
-    np.testing.assert_array_equal(per_slot.sum(axis=2) == 2, P.active(space, pop))
+    np.testing.assert_array_equal(per_slot.sum(axis=2) == 2, space.genome.slot_active(pop.genes))
 
 
 def test_archs_round_trip_through_genes(demo):
@@ -112,7 +112,7 @@ def test_archs_round_trip_through_genes(demo):
     archs = P.to_archs(space, pop)
     assert all(isinstance(a, Arch) and space.validate(a) == a for a in archs)
     np.testing.assert_array_equal(P.from_archs(space, archs).genes, pop.genes)
-    np.testing.assert_array_equal(P.Population.from_genes(space, pop.genes.astype(float)).genes, pop.genes)
+    np.testing.assert_array_equal(P.Population.from_genes(pop.genes.astype(float)).genes, pop.genes)
 
 
 def test_sampling_mutation_and_crossover_respect_the_choices(demo):
@@ -121,12 +121,13 @@ def test_sampling_mutation_and_crossover_respect_the_choices(demo):
     allowed = np.array([0, 2])
     pop = P.sample(space, 2000, rng, allowed)
     assert set(np.unique(pop.r)) == {0, 2}
-    assert pop.ks.max() == 2 and pop.d.max() == 2 and pop.genes.min() == 0
+    ks = space.genome.part(pop.genes, "ks")
+    assert ks.max() == 2 and space.genome.part(pop.genes, "d").max() == 2 and pop.genes.min() == 0
     assert P.mutate(space, pop, rng, prob=0.0, resolution_prob=0.0).genes.tolist() == pop.genes.tolist()
     changed = P.mutate(space, pop, rng, prob=1.0, resolution_prob=0.0, resolutions=allowed)
-    assert (changed.r == pop.r).all() and 0.6 < (changed.ks != pop.ks).mean() < 0.74  # resampled: 2/3 differ
+    assert (changed.r == pop.r).all() and 0.6 < (space.genome.part(changed.genes, "ks") != ks).mean() < 0.74  # resampled: 2/3 differ
     moved = P.mutate(space, pop, rng, prob=0.0, resolution_prob=1.0, resolutions=np.array([1]))
-    assert (moved.r == 1).all() and (moved.ks == pop.ks).all()
+    assert (moved.r == 1).all() and (space.genome.part(moved.genes, "ks") == ks).all()
     mutated = P.mutate(space, pop, rng, prob=0.1)
     assert 0.05 < (mutated.genes != pop.genes).mean() < 0.09  # 0.1 x 2/3 of genes change value
     other = P.sample(space, 2000, rng, allowed)
@@ -167,7 +168,7 @@ def _enumerate(space, per_stage_options):
             e += list(expands) + [0] * (space.max_depth - len(expands))
             d.append(depth)
         rows.append(ks + e + d + [0])
-    return P.Population.from_genes(space, np.array(rows))
+    return P.Population.from_genes(np.array(rows))
 
 
 @pytest.mark.parametrize("c", [-5.0, 0.0, 5.0])
@@ -188,7 +189,7 @@ def test_extremes_are_exact_when_the_scale_drifts_with_resolution(demo):
                       affine=True)  # fmt: skip
     every = _enumerate(space, [(i, [0] * d, [0] * d) for i, d in enumerate(space.depth_choices)])
     values = np.concatenate(
-        [model.predict(P.Population.from_genes(space, np.c_[every.genes[:, :-1], np.full(len(every), r)]))
+        [model.predict(P.Population.from_genes(np.c_[every.genes[:, :-1], np.full(len(every), r)]))
          for r in range(len(space.resolutions))]
     )  # fmt: skip
     assert feasible_range(model) == pytest.approx((values.min(), values.max()), rel=1e-12)
@@ -630,5 +631,5 @@ def test_evolution_predicts_each_distinct_subnet_once(demo):
     other = genes.copy()
     other[0, 2] = (genes[0, 2] + 1) % len(space.kernel_choices)
     memo, before = ScoreMemo(predictor, space), len(predictor.rows)
-    scores = memo(P.Population(np.concatenate([genes, other]), space.num_slots, space.num_stages))
+    scores = memo(P.Population(np.concatenate([genes, other])))
     assert len(predictor.rows) == before + 1 and scores[0] == scores[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -11,13 +12,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import OFAEdgeError
-from ..space.arch import Arch, read_arch, save_arch
-from ..space.describe import describe_arch, layout_rows
+from ..space.arch import read_arch, save_arch
+from ..space.describe import choices_line, describe_arch, layout_rows
 from ..space.space import SPACE_NAMES, get_space
 from .common import JsonOpt, SpaceOpt, emit_json, err, fmt_count, make_typer
 
 space_app = make_typer("Inspect the search spaces (presets: " + ", ".join(SPACE_NAMES) + ").")
-arch_app = make_typer("Sample and inspect subnet architectures (arch JSON: ks, e, d, r).")
+arch_app = make_typer("Sample and inspect subnet architectures (arch JSON: ks, e, d, r; OFA-ResNet: d, e, w, r).")
 
 
 # ---------------------------------------------------------------------- space
@@ -48,7 +49,7 @@ def space_show(
     console.print(f"[bold]{space.name}[/bold]: {space.description}")
     console.print(
         f"input {space.in_channels}ch, {space.num_classes} classes, resolutions {_fmt_res(space.resolutions)}; "
-        f"kernel {list(space.kernel_choices)}, expand {list(space.expand_choices)}, depth {list(space.depth_choices)}"
+        f"{choices_line(space)}"
     )
     rows = layout_rows(space)
     table = Table(*rows[0])
@@ -79,13 +80,14 @@ def arch_sample(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the arch JSON to this file.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print an arch JSON ({"ks", "e", "d", "r"}) from the space: random, --max or --min."""
+    """Print an arch JSON from the space: random, --max or --min ({"ks", "e", "d", "r"}; OFA-ResNet:
+    {"d", "e", "w", "r"})."""
     sp = get_space(space)
     if largest and smallest:
         raise OFAEdgeError("--max and --min exclude each other")
     arch = sp.max_arch() if largest else sp.min_arch() if smallest else sp.sample(seed)
     if resolution is not None:
-        arch = sp.validate(Arch(arch.ks, arch.e, arch.d, resolution))
+        arch = sp.validate(replace(arch, r=resolution))
     if out is not None:
         save_arch(arch, out)
         err.print(f"wrote {out}")
@@ -115,7 +117,8 @@ ArchInfoSpace = Annotated[
 
 @arch_app.command("info")
 def arch_info(arch_file: ArchInfoFile, space: ArchInfoSpace = None, as_json: JsonOpt = False) -> None:
-    """Depths, kernels, expand ratios, resolution, MACs and params of an arch (validated against the space)."""
+    """Depths, kernels or widths, expand ratios, resolution, MACs and params of an arch (validated
+    against the space)."""
     source = read_arch(arch_file)
     sp, arch = source.fit(get_space(source.space_name(space, default="mbv3-fmnist")))
     if source.note:
@@ -129,13 +132,12 @@ def arch_info(arch_file: ArchInfoFile, space: ArchInfoSpace = None, as_json: Jso
         f"[bold]{escape(str(arch_file))}[/bold] in {sp.name}: resolution {arch.r}, depths {list(arch.d)}, "
         f"MACs {fmt_count(info['macs'])}, params {fmt_count(info['params'])}"
     )
-    table = Table("stage", "depth", "kernels", "expands", "widths (mid)")
-    for stage in info["stages"]:
-        table.add_row(
-            str(stage["stage"]),
-            str(stage["depth"]),
-            str(stage["kernels"]),
-            str(stage["expands"]),
-            str(stage["mid_channels"]),
-        )
-    console.print(table)
+    console.print(stage_table(info["stages"], Table))
+
+
+def stage_table(stages: list[dict], table_cls: type) -> Table:
+    """A table of per-stage summaries (``describe_arch``), one column per key."""
+    table = table_cls(*(key.replace("_", " ") for key in stages[0]))
+    for stage in stages:
+        table.add_row(*(str(value) for value in stage.values()))
+    return table

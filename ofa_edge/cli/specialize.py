@@ -240,11 +240,9 @@ def _print_result(result: Result, files: dict[str, Any], table_cls: Any) -> None
     )
     for note in result.notes:
         err.print(f"note: {note}")
-    table = table_cls("stage", "depth", "kernels", "expands", "out")
-    for stage in result.summary["stages"]:
-        table.add_row(str(stage["stage"]), str(stage["depth"]), str(stage["kernels"]), str(stage["expands"]),
-                      str(stage["out_channels"]))  # fmt: skip
-    listing.print(table)
+    from .space import stage_table
+
+    listing.print(stage_table(result.summary["stages"], table_cls))
     front = len(result.front) if result.front is not None else 0
     plot = f", plot {files['plot']}" if files.get("plot") else ""
     err.print(

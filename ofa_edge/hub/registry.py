@@ -16,6 +16,9 @@ from ..errors import OFAEdgeError
 PACKAGE = Path(__file__).resolve().parent.parent
 OFFICIAL_BASE_URL = "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/"
 OFFICIAL_LICENCE = "MIT, (c) 2021 Han Cai (OFA release)"
+# The OFA authors publish the OFA-ResNet50 supernet on Google Drive (the reference's model zoo
+# fetches it with gdown); this address serves the file itself, without Drive's confirmation page.
+RESNET50_URL = "https://drive.usercontent.google.com/download?id=1xy6VIPEHXqbbqNu3xEZUxhp5FbTVs5cQ&export=download&confirm=t"
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,13 @@ class WeightsEntry:
     sha256: str | None = None  # where known; a fetch refuses a file that does not match
     predictor: str | None = None  # default accuracy predictor (a name of PREDICTORS, or a path)
     table: str | None = None  # default latency table name for searches without weights
+    # The cached file's name where the URL's last segment is not it (a Google Drive link).
+    file: str | None = None
 
     @property
     def filename(self) -> str:
+        if self.file is not None:
+            return self.file
         if self.bundled is not None:
             return self.bundled.name
         assert self.url is not None
@@ -74,6 +81,15 @@ REGISTRY: dict[str, WeightsEntry] = {
             "proxyless-w1.3",
             "official OFA-ProxylessNAS w1.3 supernet, ImageNet (kernel 3/5/7, expand 3/4/6, depth 2/3/4)",
         ),
+        WeightsEntry(
+            "ofa_resnet50",
+            "resnet50",
+            "official OFA-ResNet50 supernet, ImageNet (extra depth 0/1/2, expand 0.2/0.25/0.35, width 0.65/0.8/1.0)",
+            OFFICIAL_LICENCE,
+            url=RESNET50_URL,
+            file="ofa_resnet50_d0-1-2_e0.2-0.25-0.35_w0.65-0.8-1.0",
+            predictor="ofa-resnet50",
+        ),
     )
 }
 
@@ -107,6 +123,15 @@ PREDICTORS: dict[str, PredictorEntry] = {
             "ofa_mbv3_d234_e346_k357_w1.2",
             # acc_predictor.pth of the OFA authors, converted (scripts/ship_official_files.py).
             PACKAGE / "weights" / "official" / "ofa-mbv3-w1.2-predictor.safetensors",
+            "ImageNet top-1 predicted by the OFA authors' predictor",
+            OFFICIAL_LICENCE,
+        ),
+        PredictorEntry(
+            "ofa-resnet50",
+            "resnet50",
+            "ofa_resnet50",
+            # ofa_resnet50_acc_predictor.pth of the OFA authors, converted (scripts/ship_official_files.py).
+            PACKAGE / "weights" / "official" / "ofa-resnet50-predictor.safetensors",
             "ImageNet top-1 predicted by the OFA authors' predictor",
             OFFICIAL_LICENCE,
         ),

@@ -1,13 +1,13 @@
 """Efficiency of whole populations: predicted latency from a table, MACs and params, vectorised.
 
-Each model is additive over a subnet's blocks (see :class:`~ofa_edge.search.population.SlotCost`)
+Each model is additive over the terms of a subnet (see :class:`~ofa_edge.search.population.TermCost`)
 followed by an affine map: a latency table's calibration ``scale(r) * sum + c * units + b`` (the
 scale ``a + d * (r - r0)`` fixed per resolution ``r``), the identity for MACs and params. That
-structure gives, besides fast prediction, the exact cheapest and dearest subnet of the space: at
-one resolution each used slot adds ``scale(r) * cost + c`` independently of the others, so the
-best choice per slot, then the best depth per stage, then the best resolution, is optimal.
-(The min/max arch is not always the extreme: with a negative per-unit term a cheap block can
-cost less than nothing.)
+structure gives, besides fast prediction, the exact cheapest and dearest subnet of the space: once
+the resolution and the genes that decide which terms run or that several terms read are fixed
+(few enough to enumerate), each running term adds ``scale(r) * cost + c`` and picks its own other
+genes independently of the rest. (The min/max arch is not always the extreme: with a negative
+per-unit term a cheap block can cost less than nothing.)
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import numpy as np
 from ..errors import OFAEdgeError
 from ..latency.table import LatencyTable, TableError
 from ..latency.units import arch_units
+from ..space.genome import enumerate_rows
 from ..space.space import SearchSpace
 from . import population as P
-from .population import Population, SlotCost
+from .population import Population, TermCost
 
 
 @dataclass(eq=False)
@@ -35,7 +36,7 @@ class CostModel:
     """
 
     space: SearchSpace
-    cost: SlotCost
+    cost: TermCost
     what: str
     unit: str
     source: str
@@ -68,9 +69,9 @@ class CostModel:
         return np.flatnonzero(self.covered)
 
     def predict(self, pop: Population) -> np.ndarray:
-        total = self.cost.values(self.space, pop)
+        total = self.cost.values(pop)
         if self.affine:
-            total = self.scales[pop.r] * total + self.c * self.cost.unit_counts(self.space, pop) + self.b
+            total = self.scales[pop.r] * total + self.c * self.cost.unit_counts(pop) + self.b
         if not self.covered.all():
             total = np.where(self.covered[pop.r], total, np.inf)
         return total
@@ -80,39 +81,49 @@ class CostModel:
 
         ``resolutions``: allowed resolution indices (default: those the model covers).
         """
-        space = self.space
         allowed = self.resolution_indices if resolutions is None else np.asarray(resolutions)
         allowed = allowed[self.covered[allowed]]
         if len(allowed) == 0:
             raise OFAEdgeError(f"{self.source} covers none of the allowed resolutions")
+        genome = self.cost.genome
+        shared = list(genome.shared_columns)
+        rows = enumerate_rows(genome.counts, shared)  # every choice of the shared genes
+        genes = np.zeros((len(rows), len(genome.counts)), dtype=np.intp)
+        genes[:, shared] = rows
+        running = genome.active(genes)  # (combos, terms): the shared genes decide it
         sign = 1.0 if minimise else -1.0
-        # what one used slot adds, per (resolution, slot, kernel, expand), signed so that lower is better
-        scales = self.scales[allowed][:, None, None, None]
-        per_choice = sign * (scales * self.cost.slot[allowed].astype(float) + (self.c if self.affine else 0.0))
-        n_r, slots, n_k, n_e = per_choice.shape
-        flat = per_choice.reshape(n_r, slots, n_k * n_e)
-        best_choice = np.argmin(flat, axis=2)  # (n_r, slots)
-        best_value = np.take_along_axis(flat, best_choice[..., None], axis=2)[..., 0]
-        totals = np.zeros(n_r)
-        best_depth = np.zeros((n_r, space.num_stages), dtype=np.intp)
-        for stage, slots in enumerate(space.stage_slots):
-            prefix = np.cumsum(best_value[:, slots.start : slots.stop], axis=1)  # the first d blocks
-            by_depth = prefix[:, np.asarray(space.stage_depths(stage)) - 1]  # (n_r, n_depth)
-            best_depth[:, stage] = np.argmin(by_depth, axis=1)
-            totals += np.take_along_axis(by_depth, best_depth[:, stage, None], axis=1)[:, 0]
-        # the fixed parts (head + tail, their units) per resolution, signed
-        fixed = self.cost.head[allowed].sum(axis=1) + self.cost.tail[allowed].sum(axis=1)
-        fixed = fixed.astype(float)
-        if self.affine:
-            fixed = self.scales[allowed] * fixed + self.c * self.cost.fixed_units + self.b
-        best_r = int(np.argmin(sign * fixed + totals))
-        choice = best_choice[best_r]
-        return Population.from_parts(
-            (choice // n_e)[None, :].astype(np.intp),
-            (choice % n_e)[None, :].astype(np.intp),
-            best_depth[best_r][None, :].astype(np.intp),
-            np.array([allowed[best_r]], dtype=np.intp),
-        )
+        totals = np.zeros((len(allowed), len(rows)))
+        picks = []
+        scales = self.scales[allowed]
+        for t, (term, values) in enumerate(zip(genome.terms, self.cost.term_tables())):
+            best, pick = self._best_private(term.columns, values[allowed], scales, shared, sign)
+            at = tuple(rows[:, shared.index(c)] for c in term.columns[1:] if c in shared)
+            value = best[(slice(None), *at)] if at else best[:, None]
+            totals += np.where(running[:, t], value, 0.0)
+            picks.append((term.columns, pick, at))
+        r_best, combo = np.unravel_index(np.argmin(totals), totals.shape)
+        chosen = genes[combo].copy()
+        chosen[-1] = allowed[r_best]
+        for t, (columns, pick, at) in enumerate(picks):
+            private = [c for c in columns[1:] if c not in shared]
+            if private and running[combo, t]:
+                flat = pick[(r_best, *(a[combo] for a in at))]
+                chosen[private] = np.unravel_index(flat, [genome.counts[c] for c in private])
+        return Population(chosen[None, :])
+
+    def _best_private(self, columns: tuple[int, ...], values: np.ndarray, scales: np.ndarray,
+                      shared: list[int], sign: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """A term's best signed value (and the flat index of its private genes that gives it)
+        for each resolution and choice of its shared genes. ``values``: (resolutions, ...), the
+        resolutions those of ``scales``."""
+        keep = [i for i, c in enumerate(columns[1:], 1) if c in shared]
+        drop = [i for i, c in enumerate(columns[1:], 1) if c not in shared]
+        moved = np.moveaxis(values.astype(float), [0, *keep, *drop], range(values.ndim))
+        flat = moved.reshape(*moved.shape[: 1 + len(keep)], -1)
+        scale = scales.reshape(-1, *([1] * (flat.ndim - 1))) if self.affine else 1.0
+        signed = sign * (scale * flat + (self.c if self.affine else 0.0))
+        pick = np.argmin(signed, axis=-1)
+        return np.take_along_axis(signed, pick[..., None], axis=-1)[..., 0], pick
 
     def range(self, resolutions: np.ndarray | None = None) -> tuple[float, float]:
         """(cheapest, dearest) predicted value over the space (at the allowed resolutions)."""
@@ -151,28 +162,21 @@ class LatencyModel(CostModel):
         self.notes = [note] if (note := table.classifier_note(space)) is not None else []
         self.table = table
         self.name = name or table.label
-        n_r, n_k, n_e = len(space.resolutions), len(space.kernel_choices), len(space.expand_choices)
-        slot = np.full((n_r, space.num_slots, n_k, n_e), np.nan)
-        head = np.full((n_r, 2), np.nan)
-        head_units = len(arch_units(pricing, space.max_arch())) - 2 - space.num_slots  # after the slots
-        tail = np.full((n_r, head_units), np.nan)
-        fixed_units = 0
         measured = set(table.resolutions)
-        for (ri, ki, ei), arch in P._reference_archs(space).items():
-            if arch.r not in measured:  # no entries there: stays uncovered (NaN)
-                continue
-            units = arch_units(pricing, arch)  # stem, first block, one block per slot, 4 head units
-            entries = [table.entry(u.key, arch.r) for u in units]
-            values = [e["median_ms"] if e is not None else np.nan for e in entries]
-            head[ri] = values[:2]
-            slot[ri, :, ki, ei] = values[2 : 2 + space.num_slots]
-            tail[ri] = values[2 + space.num_slots :]
-            fixed_units = len(units) - space.num_slots
-        covered = ~(np.isnan(slot).any(axis=(1, 2, 3)) | np.isnan(head).any(axis=1) | np.isnan(tail).any(axis=1))
+
+        def unit_values(arch: object) -> list[float] | None:
+            if arch.r not in measured:  # type: ignore[attr-defined]  # no entries: stays uncovered (NaN)
+                return None
+            entries = [table.entry(u.key, arch.r) for u in arch_units(pricing, arch)]  # type: ignore[attr-defined]
+            return [e["median_ms"] if e is not None else np.nan for e in entries]
+
+        values = P.term_table(space, unit_values, dtype=float, fill=np.nan)
+        terms = TermCost(space.genome, values).term_tables()
+        covered = ~np.any([np.isnan(t.reshape(len(t), -1)).any(axis=1) for t in terms], axis=0)
         if not covered.any():
             raise TableError(f"table ({table.label}) has no complete resolution of space {space.name}")
         # uncovered resolutions: zeros so that sums stay finite; predict() masks them to inf
-        cost = SlotCost(np.nan_to_num(head), np.nan_to_num(slot), np.nan_to_num(tail), fixed_units)
+        cost = TermCost(space.genome, np.nan_to_num(values))
         cal = table.calibration if calibrated else None
         super().__init__(
             space,

@@ -134,9 +134,7 @@ class ScoreMemo:
     def _keys(self, pop: Population) -> list[bytes]:
         """One key per arch: its genes with the slots its depth skips blanked, so that archs the
         predictor cannot tell apart (the same encoding) share one."""
-        used = P.active(self.space, pop)
-        genes = np.concatenate([np.where(used, pop.ks, -1), np.where(used, pop.e, -1), pop.d, pop.r[:, None]], axis=1)
-        genes = np.ascontiguousarray(genes, dtype=np.int16)
+        genes = np.ascontiguousarray(P.used_genes(self.space, pop), dtype=np.int16)
         return genes.view(f"V{genes.shape[1] * 2}").ravel().tolist()
 
     def __call__(self, pop: Population) -> np.ndarray:
@@ -152,7 +150,7 @@ class ScoreMemo:
     def scored(self) -> tuple[Population, np.ndarray]:
         """Every arch scored so far, once each, and its score."""
         genes = np.concatenate(self._genes)
-        return Population(genes, self.space.num_slots, self.space.num_stages), np.array(list(self.known.values()))
+        return Population(genes), np.array(list(self.known.values()))
 
 
 @dataclass
@@ -309,8 +307,8 @@ def _front_update(
 
 
 def neighbours(space: SearchSpace, arch: Population, resolutions: np.ndarray) -> Population:
-    """Every arch one gene away from the one arch in ``arch``: another kernel or expand ratio in
-    one slot, another depth of one stage, another allowed resolution."""
+    """Every arch one gene away from the one arch in ``arch``: another choice of one gene (a
+    kernel, expand ratio, depth or width), or another allowed resolution."""
     genes = arch.genes[0]
     counts = P.choice_counts(space)
     rows = []
@@ -325,7 +323,7 @@ def neighbours(space: SearchSpace, arch: Population, resolutions: np.ndarray) ->
             row = genes.copy()
             row[-1] = value
             rows.append(row)
-    return Population(np.array(rows, dtype=np.intp).reshape(-1, len(genes)), arch.num_slots, arch.num_stages)
+    return Population(np.array(rows, dtype=np.intp).reshape(-1, len(genes)))
 
 
 def polish(starts: Population, score: ScoreMemo, pool: Constrained, resolutions: np.ndarray,
@@ -352,7 +350,7 @@ def polish(starts: Population, score: ScoreMemo, pool: Constrained, resolutions:
                 genes[i], current_scores[i], moved = candidates.genes[top], values[top], True
         if not moved:
             return
-        current = Population(genes, current.num_slots, current.num_stages)
+        current = Population(genes)
 
 
 def evolution_search(

@@ -64,7 +64,7 @@ def nsga2_search(
             super().__init__(n_var=n_var, n_obj=2, n_ieq_constr=max(1, len(budgets)), xl=0, xu=upper, vtype=int)
 
         def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-            pop = Population.from_genes(space, X)
+            pop = Population.from_genes(X)
             scores = _scores(predictor, space, pop)
             evaluations[0] += len(pop)
             out["F"] = np.stack([-scores, cost.predict(pop)], axis=1)
@@ -75,7 +75,7 @@ def nsga2_search(
 
     class GeneMutation(Mutation):
         def _do(self, problem: Any, X: np.ndarray, *args: Any, random_state: Any = None, **kwargs: Any) -> np.ndarray:
-            pop = Population.from_genes(space, X)
+            pop = Population.from_genes(X)
             return P.mutate(space, pop, random_state, mutate_prob, resolution_mutate_prob, allowed).genes
 
     class UniformCrossover(Crossover):
@@ -83,7 +83,7 @@ def nsga2_search(
             super().__init__(n_parents=2, n_offsprings=1)
 
         def _do(self, problem: Any, X: np.ndarray, *args: Any, random_state: Any = None, **kwargs: Any) -> np.ndarray:
-            a, b = (Population.from_genes(space, X[i]) for i in range(2))
+            a, b = (Population.from_genes(X[i]) for i in range(2))
             return P.crossover(a, b, random_state).genes[None]
 
     start = pool.initial(population_size, mutate_prob, resolution_mutate_prob)
@@ -100,7 +100,7 @@ def nsga2_search(
     feasible = np.all(G <= 0, axis=1)
     if not feasible.any():
         raise OFAEdgeError(f"NSGA-II found no subnet within {pool.describe()}; loosen the budgets")
-    pop = Population.from_genes(space, X[feasible])
+    pop = Population.from_genes(X[feasible])
     accuracy, costs = -F[feasible, 0], F[feasible, 1]
     keep = nondominated(accuracy, costs)
     front = Front(pop.take(keep), accuracy[keep], costs[keep], what=cost.what, unit=cost.unit)

@@ -121,7 +121,23 @@ def read_arch(path: str | os.PathLike[str]) -> ArchSource:
     data = read_user_json(path, "arch file", ArchError)
     if is_net_config(data):
         return _read_net_config(path, data)
-    return ArchSource(Arch.from_dict(data), origin=str(path))
+    return ArchSource(arch_from_dict(data), origin=str(path))
+
+
+def is_resnet_dict(data: Any) -> bool:
+    """Whether an arch dict is of the OFA-ResNet form: it has widths ``w`` (the reference writes
+    ``"ks": 3`` there too, a number where MobileNetV3's ``ks`` is a list)."""
+    return isinstance(data, dict) and "w" in data and not isinstance(data.get("ks"), list)
+
+
+def arch_from_dict(data: Any) -> Any:
+    """An arch of the family its fields name: ``ks, e, d, r`` (OFA-MobileNetV3, ProxylessNAS) or
+    ``d, e, w, r`` (OFA-ResNet)."""
+    if is_resnet_dict(data):
+        from .resnet import ResNetArch
+
+        return ResNetArch.from_dict(data)
+    return Arch.from_dict(data)
 
 
 def _read_net_config(path: Path, net: Any) -> ArchSource:

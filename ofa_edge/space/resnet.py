@@ -35,15 +35,18 @@ Presets
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import ArchError, OFAEdgeError
-from .arch import _is_int
+from .arch import _is_int, is_resnet_dict
+from .genome import Genome, Term
 from .space import conv_output_size, make_divisible
 
 KERNEL = 3  # every 3x3 conv of the family (stem convs and the bottleneck's middle conv)
@@ -186,8 +189,15 @@ class ResNetSpace:
     dropout: float = 0.0
     bn_eps: float = 1e-5
     description: str = field(default="", compare=False)
+    # Resolutions outside the training range at which a static net is read (as in SearchSpace).
+    static_resolutions: tuple[int, ...] = field(default=(), compare=False)
 
     # ----------------------------------------------------------------- structure
+    @cached_property
+    def genome(self) -> ResNetGenome:
+        """This space's archs as gene rows, for the vectorised search (:mod:`.genome`)."""
+        return ResNetGenome(self)
+
     @property
     def num_stages(self) -> int:
         return len(self.base_depths)
@@ -247,6 +257,9 @@ class ResNetSpace:
     def validate(self, arch: ResNetArch | dict[str, Any]) -> ResNetArch:
         """Return ``arch`` as a :class:`ResNetArch` if it fits this space, else raise one clear line."""
         if not isinstance(arch, ResNetArch):
+            if not isinstance(arch, dict) or not is_resnet_dict(arch):
+                raise ArchError(f"an arch of ks, e, d, r (OFA-MobileNetV3, ProxylessNAS) does not fit space "
+                                f"{self.name}, whose archs are d, e, w, r (OFA-ResNet)")  # fmt: skip
             arch = ResNetArch.from_dict(arch)
         for key, expected, what in (
             ("d", self.num_stages + 1, "the stem, then one per stage"),
@@ -264,7 +277,7 @@ class ResNetSpace:
                         f"arch field '{key}' index {index}: {value} is not allowed in space {self.name} "
                         f"(allowed: {_fmt(allowed)})"
                     )
-        if arch.r not in self.resolutions:
+        if arch.r not in self.resolutions and arch.r not in self.static_resolutions:
             raise ArchError(
                 f"arch field 'r': {arch.r} is not allowed in space {self.name} (allowed: {_fmt(self.resolutions)})"
             )
@@ -299,6 +312,20 @@ class ResNetSpace:
         d += tuple(rng.choice(self.depth_choices) for _ in range(self.num_stages))
         w = tuple(rng.choice(range(len(self.width_mult_choices))) for _ in range(self.num_stages + 2))
         return ResNetArch(d=d, e=e, w=w, r=rng.choice(self.resolutions))
+
+    def corner_archs(self, resolution: int) -> dict[str, ResNetArch]:
+        """The 8 corners of the space (min/max depth x expand x width, every entry alike) at one
+        resolution, named like ``d0-e0.2-w0.65`` (the width by its multiplier)."""
+        depths, expands = self.depth_choices, self.expand_choices
+        ends = (0, len(self.width_mult_choices) - 1)
+        return {
+            f"d{d}-e{e}-w{self.width_mult_choices[w]}": ResNetArch(
+                (d,) * (self.num_stages + 1), (e,) * self.num_slots, (w,) * (self.num_stages + 2), resolution
+            )
+            for d in (min(depths), max(depths))
+            for e in (min(expands), max(expands))
+            for w in ends
+        }
 
     # ------------------------------------------------------------ analytic counts
     def stem_spec(self, arch: ResNetArch) -> ResNetStemSpec:
@@ -394,7 +421,38 @@ class ResNetSpace:
         data: dict[str, Any] = {"family": self.family}
         for key, value in asdict(self).items():
             data[key] = list(value) if isinstance(value, tuple) else value
+        del data["static_resolutions"]  # a static net's reading, not the space's definition
         return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition plus what follows from it (as ``space show --json`` prints it)."""
+        return {
+            **self.config_dict(),
+            "num_slots": self.num_slots,
+            "supernet_params": self.supernet_params(),
+            "max_macs": self.macs(self.max_arch()),
+            "min_macs": self.macs(self.min_arch()),
+            "encoding_size": self.encoding_size,
+        }
+
+    def supernet_params(self) -> int:
+        """Parameters of the whole supernet: its largest subnet (no extra tensors are elastic)."""
+        return self.params(self.max_arch())
+
+    def with_resolution(self, r: int) -> ResNetSpace:
+        """This space, also accepting resolution ``r`` for a static net (see ``SearchSpace.with_resolution``)."""
+        if r < 1:
+            raise ArchError(f"resolution {r} is not a positive image size")
+        if r in self.resolutions or r in self.static_resolutions:
+            return self
+        return replace(self, static_resolutions=tuple(sorted((*self.static_resolutions, r))))
+
+    def resolution_note(self, r: int) -> str | None:
+        """One line when ``r`` lies outside the resolutions this space trains at, else None."""
+        if r in self.resolutions:
+            return None
+        return (f"resolution {r} is outside the resolutions space {self.name} trains at "
+                f"({_fmt(self.resolutions)}): read as a static net at {r} px")  # fmt: skip
 
     def differences(self, other: Any) -> list[str]:
         """Names of the defining fields in which two spaces differ (the description does not count)."""
@@ -471,3 +529,106 @@ def get_resnet_space(name: str) -> ResNetSpace:
     if name not in presets:
         raise OFAEdgeError(f"unknown ResNet space '{name}' (known: {', '.join(presets)})")
     return presets[name]
+
+
+# ------------------------------------------------------------------ genes
+class ResNetGenome(Genome):
+    """OFA-ResNet genes: depth index per ``d`` entry (the stem's from {min, max} only: the
+    reference never samples the middle value, and the net reads it as a skip), expand index per
+    slot, width index per ``w`` entry, resolution. Terms: the stem (reading ``d[0]``, ``w[0]``,
+    ``w[1]``), one per block slot (its expand, its stage's width and, for a stage's first block,
+    the width before it), then pooling and the classifier (reading the last width)."""
+
+    def __init__(self, space: ResNetSpace) -> None:
+        self.space = space
+        stages, slots = space.num_stages, space.num_slots
+        self.stem_depths = (min(space.depth_choices), space.max_depth)
+        n_w = len(space.width_mult_choices)
+        counts = [2] + [len(space.depth_choices)] * stages + [len(space.expand_choices)] * slots
+        self.counts = np.array(counts + [n_w] * (stages + 2) + [len(space.resolutions)], dtype=np.intp)
+        d0, e0, w0, r = 0, stages + 1, stages + 1 + slots, len(self.counts) - 1
+        self.fields = {"d": slice(d0, e0), "e": slice(e0, w0), "w": slice(w0, r), "r": slice(r, None)}
+        blocks = []
+        for stage, stage_slots in enumerate(space.stage_slots):
+            for index, slot in enumerate(stage_slots):
+                width_in = (w0 + stage + 1,) if index == 0 else ()
+                blocks.append(Term(f"slot{slot}", (r, e0 + slot, w0 + stage + 2, *width_in)))
+        self.terms = (
+            Term("stem", (r, d0, w0, w0 + 1)),
+            *blocks,
+            Term("pool", (r, r - 1)),
+            Term("classifier", (r, r - 1)),
+        )
+        self.activity_columns = tuple(range(1, stages + 1))
+        # slot -> (its stage's depth column, the least extra depth that keeps it)
+        self._slot_stage = np.array([1 + s for s, ss in enumerate(space.stage_slots) for _ in ss])
+        self._slot_needs = np.array([i - b + 1 for ss, b in zip(space.stage_slots, space.base_depths)
+                                     for i in range(len(ss))])  # fmt: skip
+        self._depths = np.asarray(space.depth_choices)
+
+    def slot_active(self, genes: np.ndarray) -> np.ndarray:
+        return self._depths[genes[:, self._slot_stage]] >= self._slot_needs
+
+    def active(self, genes: np.ndarray) -> np.ndarray:
+        n = len(genes)
+        return np.concatenate([np.ones((n, 1), bool), self.slot_active(genes), np.ones((n, 2), bool)], axis=1)
+
+    def to_archs(self, genes: np.ndarray) -> list[ResNetArch]:
+        sp = self.space
+        d = np.column_stack([np.asarray(self.stem_depths)[genes[:, 0]], self._depths[self.part(genes, "d")[:, 1:]]])
+        e = np.asarray(sp.expand_choices)[self.part(genes, "e")].tolist()
+        r = np.asarray(sp.resolutions)[genes[:, -1]].tolist()
+        return [ResNetArch(tuple(a), tuple(b), tuple(c), int(z))
+                for a, b, c, z in zip(d.tolist(), e, self.part(genes, "w").tolist(), r)]  # fmt: skip
+
+    def from_archs(self, archs: Sequence[ResNetArch]) -> np.ndarray:
+        sp = self.space
+        rows = []
+        for a in archs:
+            stem = self.stem_depths.index(sp.max_depth if sp.keeps_stem_block(a) else min(sp.depth_choices))
+            depths = [sp.depth_choices.index(v) for v in a.d[1:]]
+            expands = [sp.expand_choices.index(v) for v in a.e]
+            rows.append([stem, *depths, *expands, *a.w, sp.resolutions.index(a.r)])
+        return np.array(rows, dtype=np.intp).reshape(len(archs), len(self.counts))
+
+    def features(self, genes: np.ndarray) -> np.ndarray:
+        """As :meth:`ResNetSpace.encode`: resolution, stem kept or not, widths, kept expands."""
+        sp, n = self.space, len(genes)
+        n_r, n_w, n_e = len(sp.resolutions), len(sp.width_mult_choices), len(sp.expand_choices)
+        features = np.zeros((n, sp.encoding_size), dtype=np.float32)
+        rows = np.arange(n)[:, None]
+        features[rows[:, 0], genes[:, -1]] = 1.0
+        features[rows[:, 0], n_r + genes[:, 0]] = 1.0
+        w = self.part(genes, "w")
+        features[rows, n_r + 2 + np.arange(w.shape[1]) * n_w + w] = 1.0
+        base = n_r + 2 + w.shape[1] * n_w + np.arange(sp.num_slots) * n_e
+        features[rows, base + self.part(genes, "e")] = self.slot_active(genes).astype(np.float32)
+        return features
+
+    def used(self, genes: np.ndarray) -> np.ndarray:
+        genes = genes.copy()
+        e = genes[:, self.fields["e"]]
+        genes[:, self.fields["e"]] = np.where(self.slot_active(genes), e, -1)
+        return genes
+
+    def representatives(self) -> list[ResNetArch]:
+        """Every depth at its max but the stem's (both), one expand in every slot, and widths
+        alternating between two choices: every pair of neighbouring widths occurs."""
+        sp = self.space
+        n_groups, n_w = sp.num_stages + 2, len(sp.width_mult_choices)
+        archs = []
+        for r in sp.resolutions:
+            for x in sp.expand_choices:
+                for stem in self.stem_depths:
+                    for a, b in itertools.product(range(n_w), repeat=2):
+                        w = tuple(a if i % 2 == 0 else b for i in range(n_groups))
+                        d = (stem,) + (sp.max_depth,) * sp.num_stages
+                        archs.append(ResNetArch(d, (x,) * sp.num_slots, w, r))
+        return archs
+
+    def term_counts(self, arch: ResNetArch, count: str) -> list[int]:
+        sp = self.space
+        blocks = [getattr(spec, count)() for spec in sp.block_specs(arch)]
+        features = sp.classifier_in_features(arch)
+        classifier = features * sp.num_classes + (sp.num_classes if count == "params" else 0)
+        return [getattr(sp.stem_spec(arch), count)(), *blocks, 0, classifier]

@@ -36,12 +36,14 @@ import itertools
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from ..errors import ArchError, OFAEdgeError
-from .arch import Arch
+from .arch import Arch, is_resnet_dict
+from .genome import MBConvGenome
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -151,6 +153,11 @@ class SearchSpace:
     static_resolutions: tuple[int, ...] = field(default=(), compare=False)
 
     # ----------------------------------------------------------------- structure
+    @cached_property
+    def genome(self) -> MBConvGenome:
+        """This space's archs as gene rows, for the vectorised search (:mod:`.genome`)."""
+        return MBConvGenome(self)
+
     @property
     def max_depth(self) -> int:
         return max(self.depth_choices)
@@ -192,6 +199,9 @@ class SearchSpace:
     def validate(self, arch: Arch | dict[str, Any]) -> Arch:
         """Return ``arch`` as an :class:`Arch` if it fits this space, else raise one clear line."""
         if not isinstance(arch, Arch):
+            if not isinstance(arch, dict) or is_resnet_dict(arch):
+                raise ArchError(f"an OFA-ResNet arch (d, e, w, r) does not fit space {self.name}, whose archs "
+                                "are ks, e, d, r (the OFA-ResNet spaces: resnet50, resnet50-fmnist)")  # fmt: skip
             arch = Arch.from_dict(arch)
         for key, expected, what in (
             ("ks", self.num_slots, "one per block slot"),
