@@ -514,7 +514,10 @@ def space_from_config_dict(data: dict[str, Any]) -> SearchSpace:
 
 
 def corner_archs(space: SearchSpace, resolution: int) -> dict[str, Arch]:
-    """The 8 corners of the space (min/max depth x expand x kernel) at one resolution."""
+    """The 8 corners of the space (min/max depth x expand x kernel; OFA-ResNet: x width) at one
+    resolution."""
+    if hasattr(space, "corner_archs"):  # a family with its own corners
+        return space.corner_archs(resolution)
     corners = {}
     for d in (min(space.depth_choices), max(space.depth_choices)):
         for e in (min(space.expand_choices), max(space.expand_choices)):
