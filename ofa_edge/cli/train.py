@@ -28,8 +28,9 @@ def train(
     schedule: Annotated[
         str,
         typer.Option(
-            help=f"A preset ({', '.join(SCHEDULE_NAMES)}) or a schedule file (.yaml, .yml, .toml) with the "
-            "same fields: phases, batch size, init_from, teacher (docs/training.md).",
+            help=f"A preset ({', '.join(SCHEDULE_NAMES)}; its phases those of the space's family: kernel, depth, "
+            "expand for MobileNetV3 and ProxylessNAS, depth, expand, width for ResNet) or a schedule file (.yaml, "
+            ".yml, .toml) with the same fields: phases, batch size, init_from, teacher (docs/training.md).",
         ),
     ] = "fmnist",
     seed: Annotated[int, typer.Option(help="Seed of the split, data order, archs and dropout.")] = 0,

@@ -20,10 +20,9 @@ from torch import nn
 from ..errors import OFAEdgeError
 from ..nn.bn_calibration import recalibrate_bn
 from ..nn.checkpoint import load_supernet, read_metadata
-from ..nn.supernet import OFAMobileNetV3
-from ..space.arch import Arch
-from ..space.space import SearchSpace, corner_archs
+from ..space.space import corner_archs
 from .data import NAMED_DATA, BatchLoader, ImageDataset, Normalization, ReadProgress, load_dataset, split_train_val
+from .elastic import AnyArch, AnySpace, Supernet
 
 SCORING_ENGINES = ("torch", "onnxruntime")
 
@@ -62,7 +61,7 @@ def top1(model: nn.Module, loader: BatchLoader, resolution: int) -> float:
     return 100.0 * correct / total
 
 
-def evaluate_arch(net: OFAMobileNetV3, arch: Arch, data: EvalData, in_place: bool = False) -> float:
+def evaluate_arch(net: Supernet, arch: AnyArch, data: EvalData, in_place: bool = False) -> float:
     """Top-1 (%) of ``arch`` after BN recalibration. Works on a copy unless ``in_place``."""
     model = net if in_place else copy.deepcopy(net)
     arch = model.space.validate(arch)
@@ -122,7 +121,7 @@ def stored_split(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def load_split(
-    data: str, split: str, data_dir: Path | None, space: SearchSpace, progress: ReadProgress | None = None
+    data: str, split: str, data_dir: Path | None, space: AnySpace, progress: ReadProgress | None = None
 ) -> ImageDataset:
     """A split of a data set at the space's largest resolution and its number of channels."""
     return load_dataset(data, split, data_dir, max(space.resolutions), space.in_channels, progress)
@@ -142,7 +141,7 @@ class SupernetScorer:
     network, fp32); BatchNorm recalibration always runs in torch.
     """
 
-    net: OFAMobileNetV3
+    net: Supernet
     data: EvalData
     train_part: ImageDataset  # the calibration subsets are blocks of it
     data_name: str
@@ -215,7 +214,7 @@ class SupernetScorer:
     def images(self) -> int:
         return len(self.data.scored)
 
-    def score(self, arch: Arch) -> float:
+    def score(self, arch: AnyArch) -> float:
         """Top-1 (%) of ``arch`` after BatchNorm recalibration (the supernet's statistics change)."""
         if self.engine == "torch":
             return evaluate_arch(self.net, arch, self.data, in_place=True)

@@ -15,8 +15,9 @@ import torch
 
 from ..errors import OFAEdgeError
 from ..fileio import atomic_write_text, check_output_folder, exclusive
-from ..space.space import SearchSpace, get_space
+from ..space.space import get_space
 from .data import NAMED_DATA
+from .elastic import AnySpace
 from .evaluate import load_split
 from .schedule import Schedule, resolve_schedule
 from .trainer import TrainConfig, TrainData, Trainer, final_report, init_distributed
@@ -44,7 +45,7 @@ class TrainingRun:
     def prepare(
         cls,
         out: Path,
-        space: str | SearchSpace = "mbv3-fmnist",
+        space: str | AnySpace = "mbv3-fmnist",
         data: str = "fashion-mnist",
         data_dir: Path | None = None,
         schedule: str | Schedule = "fmnist",
@@ -59,14 +60,15 @@ class TrainingRun:
     ) -> TrainingRun:
         """Check every input and build the trainer (one clear error before any work starts).
 
-        ``schedule``: a preset name, a YAML or TOML schedule file, or a :class:`Schedule`;
+        ``schedule``: a preset name (with the phases of the space's family), a YAML or TOML schedule
+        file, or a :class:`Schedule`;
         ``init_from`` and ``teacher``, when given, replace the schedule's own. The classifier gets
         one output per class of the data; ``flip`` defaults to :func:`default_flip`. Under torchrun
         this joins the process group. ``device``: cpu, cuda, cuda:N or auto; ``autocast``: off or
         bf16 (mixed-precision forward passes).
         """
         sp = get_space(space) if isinstance(space, str) else space
-        sched = with_overrides(resolve_schedule(schedule), init_from=init_from, teacher=teacher)
+        sched = with_overrides(resolve_schedule(schedule, sp.family), init_from=init_from, teacher=teacher)
         if checkpoint_every < 1:
             raise OFAEdgeError(f"checkpoint interval must be at least 1 step, got {checkpoint_every}")
         distributed = init_distributed()

@@ -14,6 +14,9 @@ Presets
                paper's phase order and subnets per step, epochs sized for a 2-core CPU.
 ``quick``      a CI-sized run: every phase for a few steps on a small subset.
 
+Each preset has the phases of the space's family: for MBConv spaces full net, kernel, depth,
+expand; for OFA-ResNet spaces full net, depth, expand, width (see :mod:`.elastic`).
+
 Any other schedule is a YAML or TOML file with the same fields (:mod:`.schedule_file`); the
 project's ``recipes/`` folder holds the ones the shipped demo supernet was trained with.
 """
@@ -24,10 +27,10 @@ import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from ..errors import OFAEdgeError
-from ..space.arch import Arch
-from ..space.space import SearchSpace, corner_archs
+from .elastic import AnyArch, AnySpace, check_choice_fields, elastic_family
 
 # ``teacher`` (and ``teacher_other_resolutions``) value: the largest subnet of the ``init_from``
 # weights, frozen, its BatchNorm recalibrated at each resolution it teaches.
@@ -46,15 +49,19 @@ class Phase:
     name: str
     epochs: int
     lr: float
-    kernel_choices: tuple[int, ...] | None = None  # None: the space's full choice set
-    expand_choices: tuple[int, ...] | None = None
+    # The choices subnets are drawn from (None: the space's full choice set); a family uses some
+    # of them (see .elastic). Expand ratios are integers in MBConv spaces, fractions in ResNet's;
+    # width_choices are width multipliers (ResNet).
+    kernel_choices: tuple[int, ...] | None = None
+    expand_choices: tuple[int | float, ...] | None = None
     depth_choices: tuple[int, ...] | None = None
+    width_choices: tuple[float, ...] | None = None
     subnets_per_step: int = 1
     warmup_epochs: float = 0.0
     # Re-sort expanded channels before this phase; the expand ratios whose widths were already
-    # trained stay in front (see OFAMobileNetV3.sort_channels).
+    # trained stay in front (see OFAMobileNetV3.sort_channels and OFAResNet.sort_channels).
     sort_channels: bool = False
-    trained_expands: tuple[int, ...] = ()
+    trained_expands: tuple[int | float, ...] = ()
     # The full-net phase trains the max subnet; later phases distil from it unless the schedule
     # names another teacher.
     full_net: bool = False
@@ -82,39 +89,38 @@ class Phase:
         ):  # fmt: skip
             _require(ok, f"phase '{self.name}': {problem}")
 
-    def sampling_space(self, space: SearchSpace) -> SearchSpace:
-        if self.full_net:
-            return space.restrict(
-                kernel_choices=(max(space.kernel_choices),),
-                expand_choices=(max(space.expand_choices),),
-                depth_choices=(max(space.depth_choices),),
-            )
-        return space.restrict(self.kernel_choices, self.expand_choices, self.depth_choices)
+    def sampling_space(self, space: AnySpace) -> Any:
+        """The choices this phase draws from: for an MBConv space a narrower copy of it, for a
+        ResNet space a :class:`~.elastic.ResNetChoices`."""
+        return elastic_family(space.family).phase_space(space, self)
 
-    def check_space(self, space: SearchSpace) -> None:
+    def check_space(self, space: AnySpace) -> None:
         """One clear error when this phase asks for choices ``space`` lacks."""
         where = f"phase '{self.name}'"
+        family = elastic_family(space.family)
         try:
+            check_choice_fields(space, self)
             sampling = self.sampling_space(space)
         except OFAEdgeError as error:
             raise OFAEdgeError(f"{where}: {error}") from None
         extra = sorted(set(self.trained_expands) - set(space.expand_choices))
         _require(not extra, f"{where}: trained_expands {extra} are not expand choices of space {space.name}")
-        available = len(corner_archs(sampling, max(space.resolutions))) - 2 * self.sandwich
+        available = len(family.corners(sampling, max(space.resolutions))) - 2 * self.sandwich
         _require(self.corners <= available,
                  f"{where}: {self.corners} corners asked for; its choices have {available} more")  # fmt: skip
 
-    def step_archs(self, space: SearchSpace, rng: random.Random, resolution: int) -> list[Arch]:
+    def step_archs(self, space: AnySpace, rng: random.Random, resolution: int) -> list[AnyArch]:
         """The subnets one optimizer step trains, at the batch's resolution."""
+        family = elastic_family(space.family)
         sampling = self.sampling_space(space)
         if self.full_net:
             return [sampling.max_arch(resolution)]
         fixed = [sampling.max_arch(resolution), sampling.min_arch(resolution)] if self.sandwich else []
         if self.corners:
-            others = [a for a in corner_archs(sampling, resolution).values() if a not in fixed]
+            others = [a for a in family.corners(sampling, resolution).values() if a not in fixed]
             fixed += rng.sample(others, self.corners)
-        drawn = [sampling.sample(rng) for _ in range(self.subnets_per_step - len(fixed))]
-        return fixed + [Arch(a.ks, a.e, a.d, resolution) for a in drawn]
+        drawn = [family.sample(sampling, rng, resolution) for _ in range(self.subnets_per_step - len(fixed))]
+        return fixed + drawn
 
 
 @dataclass(frozen=True)
@@ -180,7 +186,7 @@ class Schedule:
     def total_epochs(self) -> int:
         return sum(p.epochs for p in self.phases)
 
-    def check_space(self, space: SearchSpace) -> None:
+    def check_space(self, space: AnySpace) -> None:
         """One clear error, naming the phase, when a phase asks for choices ``space`` lacks."""
         for phase in self.phases:
             try:
@@ -193,7 +199,13 @@ class Schedule:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        for phase in record["phases"]:
+            # Left out while unset, so that schedules without it keep the records and fingerprints
+            # their run folders were started with.
+            if phase["width_choices"] is None:
+                del phase["width_choices"]
+        return record
 
 
 def _progressive(epochs: dict[str, int], lrs: dict[str, float], warmup: float) -> tuple[Phase, ...]:
@@ -212,17 +224,55 @@ def _progressive(epochs: dict[str, int], lrs: dict[str, float], warmup: float) -
     )  # fmt: skip
 
 
+def _resnet_progressive(epochs: dict[str, int], lrs: dict[str, float], warmup: float) -> tuple[Phase, ...]:
+    """OFA-ResNet's order: full net, elastic depth, expand ratio (middle channels re-sorted
+    first), then width multiplier (re-sorted once more, each expand ratio's channels kept in its
+    own tier, as the reference does before its first width phase). Choices are those of the
+    ResNet50 spaces."""
+    every_depth, every_expand = (0, 1, 2), (0.2, 0.25, 0.35)
+    return (
+        Phase("full", epochs["full"], lrs["full"], full_net=True, warmup_epochs=warmup),
+        Phase("depth-1", epochs["depth-1"], lrs["depth-1"], depth_choices=(1, 2), expand_choices=(0.35,),
+              width_choices=(1.0,), subnets_per_step=2),
+        Phase("depth-2", epochs["depth-2"], lrs["depth-2"], depth_choices=every_depth, expand_choices=(0.35,),
+              width_choices=(1.0,), subnets_per_step=2),
+        Phase("expand-1", epochs["expand-1"], lrs["expand-1"], depth_choices=every_depth, expand_choices=(0.25, 0.35),
+              width_choices=(1.0,), subnets_per_step=4, sort_channels=True, trained_expands=(0.35,)),
+        Phase("expand-2", epochs["expand-2"], lrs["expand-2"], depth_choices=every_depth, expand_choices=every_expand,
+              width_choices=(1.0,), subnets_per_step=4, sort_channels=True, trained_expands=(0.25, 0.35)),
+        Phase("width-1", epochs["width-1"], lrs["width-1"], depth_choices=every_depth, expand_choices=every_expand,
+              width_choices=(0.8, 1.0), subnets_per_step=4, sort_channels=True, trained_expands=every_expand),
+        Phase("width-2", epochs["width-2"], lrs["width-2"], depth_choices=every_depth, expand_choices=every_expand,
+              width_choices=(0.65, 0.8, 1.0), subnets_per_step=4),
+    )  # fmt: skip
+
+
+# The phase list of each family's presets (keyed by .elastic's family names); the epochs and
+# learning rates below name the phases of all of them.
+_PROGRESSIONS = {"mbconv": _progressive, "resnet": _resnet_progressive}
+
 # Learning rates of the small-data schedules (batch 128; fmnist and quick share them).
-_SMALL_DATA_LRS = {"full": 0.1, "kernel": 0.03, "depth-1": 0.01, "depth-2": 0.02, "expand-1": 0.01, "expand-2": 0.02}
+_SMALL_DATA_LRS = {"full": 0.1, "kernel": 0.03, "depth-1": 0.01, "depth-2": 0.02, "expand-1": 0.01, "expand-2": 0.02,
+                   "width-1": 0.01, "width-2": 0.02}  # fmt: skip
+# The quick preset runs those batch-128 rates at batch 16. MBConv nets take that; a ResNet's full
+# net diverged at it (logits near 1e6 after its 4 steps, every corner predicting one class), so
+# for ResNet the rates scale with the batch, as the reference scales its rates.
+_QUICK_LR_SCALE = {"mbconv": 1.0, "resnet": 16 / 128}
 
 
-def _presets() -> dict[str, Schedule]:
+def _presets(family: str = "mbv3") -> dict[str, Schedule]:
+    """The presets for a space of ``family``: the same sizes, that family's phases. The reference
+    code has no ResNet schedule: its width phases take the epochs and rates of the expand phases."""
+    kind = elastic_family(family).name
+    phases = _PROGRESSIONS[kind]
+    quick_lrs = {name: lr * _QUICK_LR_SCALE[kind] for name, lr in _SMALL_DATA_LRS.items()}
     reference = Schedule(
         "reference",
-        _progressive(
-            {"full": 180, "kernel": 120, "depth-1": 25, "depth-2": 120, "expand-1": 25, "expand-2": 120},
+        phases(
+            {"full": 180, "kernel": 120, "depth-1": 25, "depth-2": 120, "expand-1": 25, "expand-2": 120,
+             "width-1": 25, "width-2": 120},
             {"full": 0.026, "kernel": 0.03, "depth-1": 0.0025, "depth-2": 0.0075,
-             "expand-1": 0.0025, "expand-2": 0.0075},
+             "expand-1": 0.0025, "expand-2": 0.0075, "width-1": 0.0025, "width-2": 0.0075},
             warmup=5,
         ),
         batch_size=64,
@@ -230,17 +280,19 @@ def _presets() -> dict[str, Schedule]:
     )  # fmt: skip
     fmnist = Schedule(
         "fmnist",
-        _progressive(
-            {"full": 8, "kernel": 3, "depth-1": 1, "depth-2": 2, "expand-1": 1, "expand-2": 3},
+        phases(
+            {"full": 8, "kernel": 3, "depth-1": 1, "depth-2": 2, "expand-1": 1, "expand-2": 3, "width-1": 1,
+             "width-2": 3},
             _SMALL_DATA_LRS,
             warmup=0.5,
         ),
     )  # fmt: skip
     quick = Schedule(
         "quick",
-        _progressive(
-            {"full": 1, "kernel": 1, "depth-1": 1, "depth-2": 1, "expand-1": 1, "expand-2": 1},
-            _SMALL_DATA_LRS,
+        phases(
+            {"full": 1, "kernel": 1, "depth-1": 1, "depth-2": 1, "expand-1": 1, "expand-2": 1, "width-1": 1,
+             "width-2": 1},
+            quick_lrs,
             warmup=0.0,
         ),
         batch_size=16,
@@ -275,9 +327,9 @@ FORMER_PRESETS: dict[str, str] = {
 }
 
 
-def get_schedule(name: str) -> Schedule:
-    """A built-in preset by name."""
-    presets = _presets()
+def get_schedule(name: str, family: str = "mbv3") -> Schedule:
+    """A built-in preset by name, with the phases of the supernet ``family`` (a space's ``family``)."""
+    presets = _presets(family)
     if name not in presets:
         if name in FORMER_PRESETS:
             raise OFAEdgeError(
@@ -290,12 +342,13 @@ def get_schedule(name: str) -> Schedule:
     return presets[name]
 
 
-def resolve_schedule(schedule: str | Schedule) -> Schedule:
-    """A schedule given as an object, a preset name, or the path of a YAML or TOML file."""
+def resolve_schedule(schedule: str | Schedule, family: str = "mbv3") -> Schedule:
+    """A schedule given as an object, a preset name (its phases those of the supernet ``family``),
+    or the path of a YAML or TOML file."""
     if isinstance(schedule, Schedule):
         return schedule
     if schedule.lower().endswith(SCHEDULE_FILE_SUFFIXES):
         from .schedule_file import load_schedule_file
 
         return load_schedule_file(schedule)
-    return get_schedule(schedule)
+    return get_schedule(schedule, family)

@@ -43,16 +43,16 @@ from ..errors import OFAEdgeError
 from ..fileio import atomic_write_bytes, atomic_write_text, safetensors_metadata
 from ..nn.bn_calibration import recalibrate_bn
 from ..nn.checkpoint import (
+    build_supernet,
     load_supernet,
     read_metadata,
     save_supernet,
     space_mismatch,
     state_fingerprint,
 )
-from ..nn.supernet import OFAMobileNetV3
-from ..space.arch import Arch
-from ..space.space import SearchSpace, corner_archs
+from ..space.space import corner_archs
 from .data import BatchLoader, ImageDataset, Normalization, split_train_val
+from .elastic import AnyArch, AnySpace, Supernet
 from .evaluate import EvalData, evaluate_arch
 from .schedule import FORMER_PRESETS, INIT_FROM_TEACHER, Phase, Schedule
 
@@ -84,14 +84,14 @@ def distillation_loss(
 class SubnetsLoss(nn.Module):
     """The summed loss of several subnets on one batch, in one forward call (so DDP sees one)."""
 
-    def __init__(self, net: OFAMobileNetV3, label_smoothing: float, kd_ratio: float) -> None:
+    def __init__(self, net: Supernet, label_smoothing: float, kd_ratio: float) -> None:
         super().__init__()
         self.net = net
         self.label_smoothing = label_smoothing
         self.kd_ratio = kd_ratio
 
     def forward(
-        self, images: torch.Tensor, labels: torch.Tensor, soft_targets: torch.Tensor | None, archs: list[Arch]
+        self, images: torch.Tensor, labels: torch.Tensor, soft_targets: torch.Tensor | None, archs: list[AnyArch]
     ) -> torch.Tensor:
         total = images.new_zeros(())
         for arch in archs:
@@ -154,7 +154,7 @@ class TrainData:
 
 @dataclass
 class TrainConfig:
-    space: SearchSpace
+    space: AnySpace
     schedule: Schedule
     out: Path
     data_name: str
@@ -197,7 +197,7 @@ class Trainer:
             raise OFAEdgeError(f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got '{config.autocast}'")
         config.schedule.check_space(config.space)
         torch.manual_seed(config.seed)  # the initial weights, too, follow from the seed
-        self.net = OFAMobileNetV3(config.space).to(self.device)
+        self.net = build_supernet(config.space).to(self.device)
         if config.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.position = Position()
@@ -253,11 +253,11 @@ class Trainer:
         """The teacher the schedule names (None: the run's own full net, saved after its phase).
         Which weights teach, and how, go into ``teacher_fingerprint``: part of the run's identity
         and of the final weights' metadata."""
-        self.teacher: OFAMobileNetV3 | None = None
+        self.teacher: Supernet | None = None
         self.teacher_fingerprint = ""
         self.teacher_resolution: int | None = None  # a teacher of one resolution sees its own
         # Teachers of their own resolution, which take precedence over ``teacher`` there.
-        self.teachers_by_resolution: dict[int, OFAMobileNetV3] = {}
+        self.teachers_by_resolution: dict[int, Supernet] = {}
         if schedule.teacher == INIT_FROM_TEACHER:
             self.teachers_by_resolution = self._init_teachers()
             self.teacher = self.teachers_by_resolution[max(self.teachers_by_resolution)]
@@ -276,7 +276,7 @@ class Trainer:
                 self.teachers_by_resolution = self._init_teachers(skip=self.teacher_resolution)
                 self.teacher_fingerprint += "+init-recalibrated"
 
-    def _external_teacher(self, path: str) -> OFAMobileNetV3:
+    def _external_teacher(self, path: str) -> Supernet:
         """The schedule's teacher file, set to its largest subnet, in eval mode on this run's device."""
         teacher = load_supernet(path)
         ours = self.config.space
@@ -286,7 +286,7 @@ class Trainer:
                 raise OFAEdgeError(f"teacher {path} has {theirs} {label}, this run's network {mine}")
         return self._as_teacher(teacher, teacher.space.max_arch())
 
-    def _as_teacher(self, net: OFAMobileNetV3, arch: Arch) -> OFAMobileNetV3:
+    def _as_teacher(self, net: Supernet, arch: AnyArch) -> Supernet:
         """``net`` set to ``arch``, on this run's device and memory format, in eval mode."""
         net.to(self.device)
         if self.config.channels_last:
@@ -294,7 +294,7 @@ class Trainer:
         net.set_active(arch)
         return net.eval()
 
-    def _init_teachers(self, skip: int | None = None) -> dict[int, OFAMobileNetV3]:
+    def _init_teachers(self, skip: int | None = None) -> dict[int, Supernet]:
         """The largest subnet of the init_from weights, frozen, with its BatchNorm statistics
         recalibrated at each resolution but ``skip`` (that of a one-resolution teacher file): the
         teachers there. (The statistics stored in a supernet are those of whichever subnets trained
@@ -306,7 +306,7 @@ class Trainer:
         for r in self.config.space.resolutions:
             if r == skip:
                 continue
-            teacher = OFAMobileNetV3(self.config.space)
+            teacher = build_supernet(self.config.space)
             teacher.load_state_dict(self.init_state)
             teacher = self._as_teacher(teacher, self.config.space.max_arch(r))
             batches = calibration.loader(calibration.calibration).epoch(0, resolution=r)
@@ -570,7 +570,7 @@ class Trainer:
         optimizer.step()
         return loss.item()
 
-    def archs_for_step(self, phase: Phase, step: int, resolution: int) -> list[Arch]:
+    def archs_for_step(self, phase: Phase, step: int, resolution: int) -> list[AnyArch]:
         """The subnets trained at ``step``: a function of the seed and the step only, so every
         DDP rank trains the same ones, and a resumed run the ones an uninterrupted run would."""
         return phase.step_archs(self.config.space, random.Random(f"{self.config.seed}-{step}"), resolution=resolution)
@@ -649,7 +649,7 @@ def schedule_differences(theirs: dict[str, Any], mine: dict[str, Any]) -> list[s
 
 
 def final_report(
-    net: OFAMobileNetV3, calibration: ImageDataset, test: ImageDataset, normalization: Normalization
+    net: Supernet, calibration: ImageDataset, test: ImageDataset, normalization: Normalization
 ) -> dict[str, dict[str, float]]:
     """Test top-1 of the 8 corner subnets at the largest and the smallest resolution."""
     data = EvalData(calibration=calibration, scored=test, normalization=normalization)
