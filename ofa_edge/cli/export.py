@@ -35,8 +35,9 @@ def export(
         Path | None,
         typer.Option(
             "--arch",
-            help="Arch JSON (default: the last specialize's target timed with this format's backend, else its "
-            "first; see specialized/last.json).",
+            help="Arch JSON in the supernet family's form: ks, e, d, r (MobileNetV3, ProxylessNAS) or d, e, w, r "
+            "(ResNet). Default: the last specialize's target timed with this format's backend, else its first "
+            "(see specialized/last.json).",
             metavar="ARCH.json",
         ),
     ] = None,

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.layers import GlobalAvgPool, MBConv, SqueezeExcite
+from ..nn.resnet import ResNetSubnet
 from ..nn.subnet import MobileNetV3Subnet
 
 FORMS = ("pool", "hswish", "hsigmoid", "dwsplit", "pad16")
@@ -274,6 +275,44 @@ class ExportForm(nn.Module):
         return s.classifier(torch.flatten(x, 1))
 
 
+class ResNetExportForm(nn.Module):
+    """A :class:`ResNetSubnet` with its final pooling as ``adaptive_avg_pool2d`` (its residual
+    blocks, stem and shortcut pooling need no other form)."""
+
+    def __init__(self, subnet: ResNetSubnet) -> None:
+        super().__init__()
+        self.subnet = subnet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.subnet
+        for layer in s.input_stem:
+            x = layer(x)
+        if s.max_pooling is not None:
+            x = s.max_pooling(x)
+        for block in s.blocks:
+            x = block(x)
+        return s.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+# Each family's static subnet and its "pool" form: the whole net with its head pooling written as
+# adaptive_avg_pool2d (exported as GlobalAveragePool, which onnxruntime quantises; ReduceMean it
+# leaves in float).
+POOLED_SUBNETS: dict[type[nn.Module], type[nn.Module]] = {
+    MobileNetV3Subnet: ExportForm,
+    ResNetSubnet: ResNetExportForm,
+}
+
+
+def _pooled_form(module: nn.Module) -> type[nn.Module] | None:
+    return next((form for kind, form in POOLED_SUBNETS.items() if isinstance(module, kind)), None)
+
+
+def _subnet_example(subnet: nn.Module) -> torch.Tensor:
+    """A zero batch-1 input at the subnet's own resolution (its first convolution's channels)."""
+    first = next(m for m in subnet.modules() if isinstance(m, nn.Conv2d))
+    return torch.zeros(1, first.in_channels, subnet.arch.r, subnet.arch.r)
+
+
 def _replace(module: nn.Module, swap) -> nn.Module:
     """``module`` with every submodule that ``swap`` maps to a replacement replaced (``module``
     itself too: a latency table's unit can be one pooling module)."""
@@ -299,8 +338,9 @@ def export_form(
     """``module`` rewritten with ``forms`` ("pool", "hswish", "hsigmoid", "dwsplit", "pad16"); a shallow copy
     sharing its weights (the original is left as it is).
 
-    ``module`` is a :class:`MobileNetV3Subnet` or any network built from :mod:`ofa_edge.nn.layers`
-    (a latency table's unit: the table then prices the graph that export ships). ``dwsplit`` needs
+    ``module`` is a subnet of any family (:data:`POOLED_SUBNETS`) or any network built from
+    :mod:`ofa_edge.nn.layers` (a latency table's unit: the table then prices the graph that export
+    ships). The forms of MBConv parts leave a ResNet subnet as it is, but for "pool". ``dwsplit`` needs
     the input size: ``example`` (a subnet's own resolution by default).
     """
     unknown = set(forms) - set(FORMS)
@@ -308,12 +348,11 @@ def export_form(
         raise ValueError(f"unknown export form(s) {sorted(unknown)} (known: {', '.join(FORMS)})")
     if not forms:
         return module
-    subnet = isinstance(module, MobileNetV3Subnet)
+    pooled = _pooled_form(module)
     if "dwsplit" in forms and example is None:
-        if not subnet:
+        if pooled is None:
             raise ValueError("the 'dwsplit' form of a module other than a subnet needs an example input")
-        r = module.arch.r
-        example = torch.zeros(1, module.first_conv.conv.in_channels, r, r)
+        example = _subnet_example(module)
     import copy
 
     # Copy the module tree, not the tensors: the copy's parameters are the original's.
@@ -329,8 +368,8 @@ def export_form(
         twin = split_large_depthwise(twin, example)
     if "pool" in forms:
         twin = _replace(twin, _pool_form)
-        if subnet:
-            return ExportForm(twin).eval()
+        if pooled is not None:
+            return pooled(twin).eval()
     return twin.eval()
 
 

@@ -32,6 +32,7 @@ from ..search.efficiency import LatencyModel
 from ..search.specialize import Result, Target, specialize
 from ..space.arch import Arch
 from ..space.space import SearchSpace
+from .arch_input import ExportArch
 from .formats import get_format
 from .pipeline import ExportResult, export_subnet
 from .refit import add_calibration_point
@@ -43,7 +44,7 @@ class LoopOutcome:
     """What the loop ended with: the arch exported last, its exports, the search result that chose
     it (None when no search ran again), and one record per refit round."""
 
-    arch: Arch
+    arch: ExportArch
     exports: list[ExportResult]
     choice: Result | None = None
     refits: list[dict[str, Any]] = field(default_factory=list)
@@ -112,7 +113,8 @@ def search_until_within_budget(
 
 
 def export_within_budget(
-    arch: Arch, export: Callable[[Arch, str | Path], list[ExportResult]], *, table: LatencyTable, **loop: Any
+    arch: ExportArch, export: Callable[[ExportArch, str | Path], list[ExportResult]], *, table: LatencyTable,
+    **loop: Any,
 ) -> LoopOutcome:
     """``export(arch, table_ref)`` (it exports and times ``arch`` against the table named
     ``table_ref``), in :func:`search_until_within_budget`'s loop (``loop``: its other keyword
@@ -120,7 +122,7 @@ def export_within_budget(
     table's precision. The outcome holds the exports of the last arch."""
     exports: list[ExportResult] = []
 
-    def measure(candidate: Arch, ref: str | Path) -> float | None:
+    def measure(candidate: ExportArch, ref: str | Path) -> float | None:
         exports[:] = export(candidate, ref)
         return measured_latency(own_export(exports, table), table)
 
@@ -149,7 +151,7 @@ def export_with_refit(
 
     predictor = load_predictor(resolved.predictor, config.supernet)
 
-    def export(arch: Arch, table_ref: str | Path) -> list[ExportResult]:
+    def export(arch: ExportArch, table_ref: str | Path) -> list[ExportResult]:
         return [export_subnet(arch, replace(config, table=table_ref), progress=progress)]
 
     outcome = export_within_budget(

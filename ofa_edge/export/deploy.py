@@ -24,8 +24,8 @@ from ..latency.table import LatencyTable, load_table, on_this_cpu
 from ..search.efficiency import LatencyModel, feasible_range
 from ..search.predictor import load_predictor, predictor_supernet
 from ..search.specialize import Result, Target, slug, specialize
-from ..space.arch import Arch
 from ..train.evaluate import SupernetScorer, trained_data
+from .arch_input import ExportArch
 from .closed_loop import export_within_budget
 from .config import ExportConfig
 from .formats import FORMATS, check_available, get_format
@@ -234,7 +234,7 @@ def _target_formats(
 
 
 def _export_formats(
-    arch: Arch, table_ref: str | Path, *, label: str, formats: list[str], config: ExportConfig,
+    arch: ExportArch, table_ref: str | Path, *, label: str, formats: list[str], config: ExportConfig,
     scorer: SupernetScorer, progress: Callable[[str], None],
 ) -> list[ExportResult]:  # fmt: skip
     """``arch`` exported to each of ``formats`` in ``config.out_dir``. A file the table prices (its

@@ -15,13 +15,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.bn_calibration import recalibrate_bn
+from ..nn.resnet import OFAResNet
 from ..nn.supernet import OFAMobileNetV3
-from ..space.arch import Arch
 from ..train.data import BatchLoader, ImageDataset, Normalization
 from ..train.evaluate import EvalData
+from .arch_input import ExportArch
+
+# The supernets of every family share what extraction uses: set_active, get_subnet, space.max_arch.
+Supernet = OFAMobileNetV3 | OFAResNet
 
 
-def extract_subnet(net: OFAMobileNetV3, arch: Arch, data: EvalData) -> nn.Module:
+def extract_subnet(net: Supernet, arch: ExportArch, data: EvalData) -> nn.Module:
     """``arch`` as a static eval-mode module, its BatchNorm recalibrated on ``data.calibration``
     (the supernet's shared statistics fit no particular subnet)."""
     arch = net.set_active(arch)
@@ -46,8 +50,8 @@ class FinetuneReport:
 
 
 def finetune_distill(
-    net: OFAMobileNetV3,
-    arch: Arch,
+    net: Supernet,
+    arch: ExportArch,
     data: EvalData,
     train_part: ImageDataset,
     epochs: int,

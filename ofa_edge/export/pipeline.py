@@ -30,8 +30,9 @@ from torch import nn
 
 from ..convert.tensorrt import Trtexec
 from ..fileio import atomic_write_text
-from ..space.arch import Arch, ArchSource, read_arch
+from ..space.arch import ArchSource
 from ..train.data import reading_line
+from .arch_input import ExportArch, RequestedArch, check_supernet_takes, fit_arch, requested_arch
 from .card import build_card, card_latency, card_markdown, card_paths, sha256_file
 from .config import TENSORRT_VERIFY_IMAGES, ExportConfig
 from .formats import FormatSpec, Outputs, check_available, convert_fp16, convert_fp32, convert_int8, files_of, run_file
@@ -126,14 +127,14 @@ def _noop(message: str) -> None:
 
 
 def export_subnet(
-    arch: Arch | ArchSource | dict | str | Path,
+    arch: ExportArch | ArchSource | RequestedArch | dict | str | Path,
     config: ExportConfig | None = None,
     *,
     scorer: SupernetScorer | None = None,
     progress: Callable[[str], None] = _noop,
 ) -> ExportResult:
-    """Extract ``arch`` (an :class:`Arch`, its dict, or a file :func:`~ofa_edge.space.arch.read_arch`
-    reads: an arch JSON, an official net) from the supernet and write it as ``config`` says
+    """Extract ``arch`` (an arch of the supernet's family, its dict, or a file: an arch JSON of any
+    family, an official net; see :mod:`.arch_input`) from the supernet and write it as ``config`` says
     (default: ONNX fp32 in ``exported/``), verified and timed, with a model card beside each file.
     At a resolution outside the supernet's training range it is exported as a static net, with a
     warning.
@@ -152,7 +153,9 @@ def export_subnet(
     # A tensorrt export builds and checks its engines with the trtexec and GPU it times on.
     trtexec = Trtexec.from_options(config.backend_options, config.device) if spec.name == "tensorrt" else None
     check_available(spec, config.int8, trtexec)
-    source = _resolve_arch(arch)
+    source = requested_arch(arch)
+    if scorer is None:
+        check_supernet_takes(source, str(config.supernet))  # an arch of another family: one line before any work
     plan = plan_timing(config)
     scorer = scorer or _open_scorer(config, progress)
     warnings = [*plan.warnings, *scorer.warnings]
@@ -192,23 +195,15 @@ def report_reading(progress: Callable[[str], None], done: int, total: int, folde
 
 
 # ---------------------------------------------------------------------------------- extract
-def _resolve_arch(arch: Arch | ArchSource | dict | str | Path) -> ArchSource:
-    if isinstance(arch, ArchSource):
-        return arch
-    if isinstance(arch, Arch):
-        return ArchSource(arch)
-    if isinstance(arch, dict):
-        return ArchSource(Arch.from_dict(arch))
-    return read_arch(arch)
-
-
-def _fit_arch(source: ArchSource, scorer: SupernetScorer, plan: TimingPlan, warnings: list[str]) -> Arch:
-    """The arch, validated in the supernet's space. An exported net is static: at a resolution
-    outside the supernet's training range it is extracted with a warning (the net's space then
-    accepts it), and a table must hold entries at that resolution, checked before the slow work."""
-    space, arch = source.fit(scorer.net.space, whose="the supernet's space", static=True)
-    if (note := space.resolution_note(arch.r)) is not None:
-        warnings.append(note)
+def _fit_arch(source: RequestedArch, scorer: SupernetScorer, plan: TimingPlan, warnings: list[str]) -> ExportArch:
+    """The arch, validated in the supernet's space (an arch of another family is one line). An
+    exported net is static: where the family allows, at a resolution outside the supernet's
+    training range it is extracted with a warning (the net's space then accepts it). A table must
+    hold entries at that resolution, checked before the slow work."""
+    fitted = fit_arch(source, scorer.net.space)
+    space, arch = fitted.space, fitted.arch
+    if fitted.note is not None:
+        warnings.append(fitted.note)
         scorer.net.space = space  # extraction validates the arch in the net's own space
     if plan.table is not None and plan.backends:
         plan.table.unit_sum(space, arch)  # a missing entry is one line now, not after the conversion
@@ -237,7 +232,7 @@ def _table_notes(plan: TimingPlan, scorer: SupernetScorer) -> list[str]:
 
 
 def _extract(
-    scorer: SupernetScorer, arch: Arch, config: ExportConfig, progress: Callable[[str], None]
+    scorer: SupernetScorer, arch: ExportArch, config: ExportConfig, progress: Callable[[str], None]
 ) -> tuple[nn.Module, dict[str, Any] | None]:
     """The static subnet, BatchNorm recalibrated (or fine-tuned), and the fine-tuning report."""
     from ..train.run import default_flip
@@ -254,7 +249,7 @@ def _extract(
     return subnet, report.to_dict()
 
 
-def _check_set(scorer: SupernetScorer, subnet: nn.Module, arch: Arch, config: ExportConfig) -> CheckSet:
+def _check_set(scorer: SupernetScorer, subnet: nn.Module, arch: ExportArch, config: ExportConfig) -> CheckSet:
     """The test images every file is checked on, with the PyTorch subnet's logits on them."""
     from .extract import eval_arrays, torch_logits
 
@@ -265,7 +260,7 @@ def _check_set(scorer: SupernetScorer, subnet: nn.Module, arch: Arch, config: Ex
     return CheckSet(images, labels, torch_logits(subnet, images))
 
 
-def _int8_calibration(scorer: SupernetScorer, arch: Arch, count: int) -> list[np.ndarray]:
+def _int8_calibration(scorer: SupernetScorer, arch: ExportArch, count: int) -> list[np.ndarray]:
     """Training images, normalised as at evaluation, one batch-1 input each."""
     from .extract import eval_arrays
 
@@ -276,7 +271,7 @@ def _int8_calibration(scorer: SupernetScorer, arch: Arch, count: int) -> list[np
 
 # --------------------------------------------------------------------- convert and verify
 def _convert_and_verify(
-    spec: FormatSpec, subnet: nn.Module, scorer: SupernetScorer, arch: Arch, checks: CheckSet, staging: Staging,
+    spec: FormatSpec, subnet: nn.Module, scorer: SupernetScorer, arch: ExportArch, checks: CheckSet, staging: Staging,
     config: ExportConfig, plan: TimingPlan, trtexec: Trtexec | None, progress: Callable[[str], None],
 ) -> tuple[dict[str, _Written], dict[str, Any], dict[str, Any]]:  # fmt: skip
     """Each precision's file, converted and checked: fp32 against the PyTorch subnet (raises
@@ -316,7 +311,7 @@ def _convert_and_verify(
 
 # ------------------------------------------------------------------------------ cards
 def _about(
-    spec: FormatSpec, scorer: SupernetScorer, arch: Arch, finetune: dict[str, Any] | None, config: ExportConfig
+    spec: FormatSpec, scorer: SupernetScorer, arch: ExportArch, finetune: dict[str, Any] | None, config: ExportConfig
 ) -> dict[str, Any]:
     """What every card of this export says alike."""
     space, normalization = scorer.net.space, scorer.data.normalization

@@ -15,7 +15,15 @@ from typing import Any
 from ..errors import OFAEdgeError
 from ..fileio import read_user_json
 from ..latency.table import load_table, on_this_cpu
-from ..space.arch import Arch, ArchSource, load_arch, read_arch
+from .arch_input import (
+    ExportArch,
+    RequestedArch,
+    check_supernet_takes,
+    parse_arch,
+    read_export_arch,
+    requested_arch,
+    stored_space,
+)
 from .config import ExportConfig
 
 LAST_SPECIALIZED = Path("specialized") / "last.json"
@@ -24,7 +32,7 @@ NO_ARCH = "no arch to export: run `ofa-edge specialize` first, or pass --arch AR
 
 @dataclass(frozen=True)
 class SpecializedTarget:
-    arch: Arch
+    arch: ExportArch
     arch_file: Path
     table: str | None
     budget_ms: float | None
@@ -69,11 +77,11 @@ def last_specialized(path: Path = LAST_SPECIALIZED, backend: str | None = None) 
     if not target.get("arch_file"):
         if "arch" not in target:
             raise OFAEdgeError(f"{path}: its target {index + 1} has neither arch_file nor arch; {NO_ARCH}")
-        arch = Arch.from_dict(target["arch"])
+        arch = parse_arch(target["arch"])
     else:
         if not arch_file.is_absolute() and not arch_file.exists():
             arch_file = path.parent / arch_file  # relative to the record's folder
-        arch = load_arch(arch_file)
+        arch = read_export_arch(arch_file).arch
     budget = target.get("budget_ms", record.get("budget_ms"))
     table = target.get("table", record.get("table"))
     predictor = record.get("predictor")
@@ -107,27 +115,25 @@ class ResolvedExport:
     """An export request made whole: the arch, the config with its table, budget and supernet
     filled in, the accuracy predictor (for the closed loop), and notes for the user."""
 
-    arch: Arch
+    arch: ExportArch
     config: ExportConfig
     predictor: Path | None = None
     notes: list[str] = field(default_factory=list)
 
 
 def resolve_export(
-    config: ExportConfig, arch: Arch | str | Path | None = None, *, predictor: Path | None = None,
+    config: ExportConfig, arch: ExportArch | str | Path | None = None, *, predictor: Path | None = None,
     record: Path = LAST_SPECIALIZED,
 ) -> ResolvedExport:  # fmt: skip
-    """``arch`` as given (an :class:`Arch`, an arch JSON path or an official net, whose space must be
-    the supernet's), or the target of ``record`` that ``config``'s format is timed for; in the
-    latter case the config's ``table``, ``budget_ms`` and ``supernet`` left at None, and
-    ``predictor``, come from the record."""
+    """``arch`` as given (an arch object, an arch JSON path of any family or an official net; the
+    supernet's space must take it, checked here when known without loading it), or the target of
+    ``record`` that ``config``'s format is timed for; in the latter case the config's ``table``,
+    ``budget_ms`` and ``supernet`` left at None, and ``predictor``, come from the record."""
     if arch is not None:
         supernet = config.supernet or "demo"
-        if not isinstance(arch, Arch):
-            source = read_arch(arch)
-            _check_net_space(source, supernet)
-            arch = source.arch
-        return ResolvedExport(arch, replace(config, supernet=supernet), predictor)
+        requested = requested_arch(arch)
+        _check_supernet_space(requested, supernet)
+        return ResolvedExport(requested.arch, replace(config, supernet=supernet), predictor)
     target = last_specialized(record, backend=config.spec.backend)
     notes = [f"arch: target {target.table or 'with no table'} of {target.source} ({target.arch_file})"]
     table, budget_ms, note = target.timing_for(config.spec.backend)
@@ -144,14 +150,17 @@ def resolve_export(
     return ResolvedExport(target.arch, config, predictor, notes)
 
 
-def _check_net_space(source: ArchSource, supernet: str) -> None:
-    """An official net's layers are of one space: extracted from a supernet of another, its arch
-    would take other widths. One line then, before any export work."""
-    if source.space is None:
-        return
-    from ..nn.checkpoint import load_supernet
+def _check_supernet_space(requested: RequestedArch, supernet: str) -> None:
+    """One line, before any export work, when the supernet's space does not take the arch
+    (:func:`~.arch_input.check_supernet_takes`). An official net is checked even where that space
+    is not recorded (the supernet is loaded for it): its layers are of one space, and from a
+    supernet of another its arch would take other widths."""
+    space = stored_space(supernet)
+    if space is None and requested.official is not None:
+        from ..nn.checkpoint import load_supernet
 
-    source.fit(load_supernet(supernet).space, whose=f"the space of supernet {supernet}")
+        space = load_supernet(supernet).space
+    check_supernet_takes(requested, supernet, space)
 
 
 def _searched_supernet(target: SpecializedTarget) -> str:

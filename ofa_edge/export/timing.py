@@ -19,8 +19,7 @@ from ..errors import OFAEdgeError
 from ..latency.profiling import require_available, timing_setting_warnings
 from ..latency.table import LatencyTable, load_table, on_this_cpu
 from ..profilers.base import Backend, Measurement, time_interleaved
-from ..space.arch import Arch
-from ..space.space import SearchSpace
+from .arch_input import AnySpace, ExportArch
 from .config import BUDGET_TOLERANCE, ExportConfig
 
 
@@ -95,7 +94,7 @@ def time_files(
 
 
 def latency_summary(
-    plan: TimingPlan, measured: dict[str, Measurement], config: ExportConfig, space: SearchSpace, arch: Arch
+    plan: TimingPlan, measured: dict[str, Measurement], config: ExportConfig, space: AnySpace, arch: ExportArch
 ) -> dict[str, Any]:
     """The priced file's latency against the table's prediction and the budget, with every
     precision's measurement and the reduced precisions' speed-up over fp32."""
