@@ -271,20 +271,21 @@ def latency_predict(
     table: TableOpt,
     arch: Annotated[
         Path,
-        typer.Option("--arch", "-a", help="Arch JSON ({ks, e, d, r}), or an official OFA net.config or its folder."),
+        typer.Option(
+            "--arch",
+            "-a",
+            help="Arch JSON ({ks, e, d, r}; OFA-ResNet: {d, e, w, r}), or an official OFA net.config or its folder.",
+        ),
     ],
     breakdown: Annotated[bool, typer.Option(help="Also list each entry of the table the arch uses.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Predicted latency of an arch: the sum of its table entries, then the table's calibration."""
-    from ..latency import load_table
-    from ..space.arch import read_arch
+    from ..latency.table import table_and_arch
 
-    source = read_arch(arch)
-    t = load_table(table, source.space)  # an official net names its space: "note10" finds its table
-    sp, a = source.fit(t.space(), whose=f"the space of table {t.label}")
-    if source.note:
-        err.print(f"note: {source.note}")
+    t, sp, a, note = table_and_arch(table, arch)
+    if note:
+        err.print(f"note: {note}")
     result: dict[str, Any] = {
         "table": t.label,
         "arch": a.to_dict(),
@@ -327,9 +328,9 @@ def latency_validate(
     """Measure random and corner subnets end to end, now, and report how well the table predicts them.
 
     Reports the share predicted within ±10%, Kendall's tau and MAPE for the raw sum of entries and
-    the calibrated prediction side by side; the 16 corner subnets (min/max depth, expand, kernel at
-    the smallest and largest resolution) are reported apart. Also reports how much each subnet's
-    timing passes differed (host_noise), and warns when the machine was busy meanwhile.
+    the calibrated prediction side by side; the 16 corner subnets (min/max depth, expand, and kernel
+    or width, at the smallest and largest resolution) are reported apart. Also reports how much each
+    subnet's timing passes differed (host_noise), and warns when the machine was busy meanwhile.
     """
     from ..latency.profiling import validate_table
 

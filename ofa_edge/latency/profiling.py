@@ -5,6 +5,7 @@ run started again with the same command picks up where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -20,15 +21,12 @@ import torch
 
 from ..errors import OFAEdgeError
 from ..fileio import check_output_folder, exclusive
-from ..nn.subnet import MobileNetV3Subnet
 from ..profilers.base import Backend, BackendInfo, Measurement, Timing, time_interleaved
-from ..space.arch import Arch
-from ..space.space import SearchSpace, corner_archs
 from .fidelity import UNRANKED_TAU, fidelity
 from .store import default_cpu_table, default_table_name, is_shipped, resolve_table_path, user_table_path, writable_path
 from .table import Calibration, LatencyTable, TableError, load_table, on_this_cpu
-from .unit_models import build_unit, example_input
-from .units import arch_units, classifier_unit, space_units
+from .unit_models import build_subnet, build_unit, example_input
+from .units import AnyArch, AnySpace, arch_units, classifier_units, space_corners, space_units
 
 # progress(done, total, label): called after each measurement
 Progress = Callable[[int, int, str], None]
@@ -49,7 +47,7 @@ def _no_progress(done: int, total: int, label: str) -> None:
 
 
 def open_table(
-    path: Path, space: SearchSpace, backend: Backend, resolutions: list[int], command: str, measure: dict[str, Any]
+    path: Path, space: AnySpace, backend: Backend, resolutions: list[int], command: str, measure: dict[str, Any]
 ) -> tuple[LatencyTable, bool]:
     """The partial table at ``path`` to resume (checked against this request), or a new one."""
     info = backend.describe()
@@ -99,7 +97,7 @@ def _groups(items: list, size: int = GROUP_SIZE) -> list[list]:
 
 def profile_units(
     backend: Backend,
-    space: SearchSpace,
+    space: AnySpace,
     out: Path,
     resolutions: list[int] | None = None,
     timing: Timing = DEFAULT_TIMING,
@@ -117,7 +115,12 @@ def profile_units(
         )
     table, _ = open_table(out, space, backend, resolutions, command, timing.to_dict())
     units = space_units(space, tuple(resolutions))
-    units += [classifier_unit(space.with_classes(n)) for n in classes if n != space.num_classes]
+    known = {unit.key for unit in units}
+    for n in classes:
+        if n != space.num_classes:
+            extra = [u for u in classifier_units(space.with_classes(n)) if u.key not in known]
+            units += extra
+            known.update(u.key for u in extra)
     todo = [u for u in units if u.key not in table.entries]
     done = len(units) - len(todo)
     progress(done, len(units), "")
@@ -134,19 +137,19 @@ def profile_units(
     return table
 
 
-def sample_archs(space: SearchSpace, resolutions: list[int], count: int, seed: int) -> list[Arch]:
-    """``count`` random archs (uniform choices, resolution from ``resolutions``), fixed by ``seed``."""
+def sample_archs(space: AnySpace, resolutions: list[int], count: int, seed: int) -> list[AnyArch]:
+    """``count`` random archs (the space's sampling, resolution from ``resolutions``), fixed by ``seed``."""
     rng = random.Random(seed)
     archs = []
     for _ in range(count):
         arch = space.sample(rng)
-        archs.append(Arch(arch.ks, arch.e, arch.d, rng.choice(resolutions)))
+        archs.append(dataclasses.replace(arch, r=rng.choice(resolutions)))
     return archs
 
 
-def subnet_model(space: SearchSpace, arch: Arch) -> tuple[torch.nn.Module, torch.Tensor]:
+def subnet_model(space: AnySpace, arch: AnyArch) -> tuple[torch.nn.Module, torch.Tensor]:
     """The static subnet of ``arch`` (eval mode) and a fixed example input for it."""
-    net = MobileNetV3Subnet.from_arch(space, arch).eval()
+    net = build_subnet(space, arch)
     example = torch.randn(1, space.in_channels, arch.r, arch.r, generator=torch.Generator().manual_seed(0))
     return net, example
 
@@ -154,8 +157,8 @@ def subnet_model(space: SearchSpace, arch: Arch) -> tuple[torch.nn.Module, torch
 def _measure_points(
     table: LatencyTable,
     backend: Backend,
-    space: SearchSpace,
-    archs: list[Arch],
+    space: AnySpace,
+    archs: list[AnyArch],
     points: list[dict[str, Any]],
     save: Callable[[], None],
     progress: Progress,
@@ -185,17 +188,18 @@ def _measure_points(
             progress(done, len(archs), f"r{group[-1].r}")
 
 
-def latency_corners(space: SearchSpace, resolutions: list[int]) -> list[Arch]:
+def latency_corners(space: AnySpace, resolutions: list[int]) -> list[AnyArch]:
     """The corners a search visits and additive tables miss most: the 8 corner subnets (min/max
-    depth, expand, kernel) at the table's smallest and at its largest resolution."""
+    of each elastic dimension: depth, expand, and kernel or width) at the table's smallest and at
+    its largest resolution."""
     ends = sorted({min(resolutions), max(resolutions)})
-    return [arch for r in ends for arch in corner_archs(space, r).values()]
+    return [arch for r in ends for arch in space_corners(space, r).values()]
 
 
 def calibrate(
     table: LatencyTable,
     backend: Backend,
-    space: SearchSpace,
+    space: AnySpace,
     out: Path,
     samples: int = 30,
     seed: int = 1,
@@ -233,7 +237,7 @@ def calibrate(
 def validate(
     table: LatencyTable,
     backend: Backend,
-    space: SearchSpace,
+    space: AnySpace,
     out: Path | None,
     samples: int = 100,
     seed: int = 2,
@@ -275,7 +279,7 @@ def validate(
     if (noise := _points_noise(points + corner_points)) is not None:
         result["host_noise"] = noise
     result.update(_fidelity_of(table, points))
-    result["corners"] = {**_fidelity_of(table, corner_points), "subnets": _corner_rows(table, corner_points)}
+    result["corners"] = {**_fidelity_of(table, corner_points), "subnets": _corner_rows(table, space, corner_points)}
     if table.calibration is not None:
         cal = table.calibration
         result["calibration"] = cal.coefficients()
@@ -350,14 +354,18 @@ def _fidelity_of(table: LatencyTable, points: list[dict[str, Any]]) -> dict[str,
     return result
 
 
-def _corner_rows(table: LatencyTable, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each corner subnet: its measurement, prediction and relative error."""
+def _corner_rows(table: LatencyTable, space: AnySpace, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each corner subnet: its name, measurement, prediction and relative error."""
+    names = {}
+    for r in {p["arch"]["r"] for p in points}:
+        for name, arch in space_corners(space, r).items():
+            names[json.dumps(arch.to_dict(), sort_keys=True)] = f"{name}@{r}"
     rows = []
     for p in points:
         arch = p["arch"]
         predicted = table.calibration.apply(p["sum_ms"], p["units"], arch["r"]) if table.calibration else p["sum_ms"]
         rows.append({
-            "name": f"d{max(arch['d'])}-e{max(arch['e'])}-k{max(arch['ks'])}@{arch['r']}",
+            "name": names.get(json.dumps(arch, sort_keys=True), f"r{arch['r']}"),
             "measured_ms": p["measured_ms"],
             "predicted_ms": predicted,
             "error": predicted / p["measured_ms"] - 1,
@@ -444,7 +452,7 @@ def require_available(backend: Backend) -> None:
 
 def profile_table(
     backend: str = "onnxruntime",
-    space: SearchSpace | str = "mbv3-fmnist",
+    space: AnySpace | str = "mbv3-fmnist",
     device: str = "CPU",
     threads: int = 1,
     precision: str = "fp32",
@@ -495,7 +503,7 @@ def profile_table(
     return table, out
 
 
-def _resolutions_suffix(space: SearchSpace, resolutions: Sequence[int] | None) -> str:
+def _resolutions_suffix(space: AnySpace, resolutions: Sequence[int] | None) -> str:
     """``-r20-24`` for a table of some of the space's resolutions: a partial table never takes the
     name of a complete one (which searches and exports find by that name)."""
     if not resolutions or set(resolutions) >= set(space.resolutions):

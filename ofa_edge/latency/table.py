@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OFAEdgeError
+from ..errors import ArchError, OFAEdgeError
 from ..fileio import atomic_write_text, read_user_json
 from ..host import cpu_identity, same_cpu
 from ..profilers.base import BackendInfo, Measurement
-from ..space.arch import Arch
-from ..space.space import SearchSpace
+from ..space.space import space_from_config_dict
+from .resnet_units import ResNetUnit
 from .store import resolve_table_path
-from .units import Unit, arch_units, classifier_unit
+from .units import AnyArch, AnySpace, Unit, arch_units, classifier_units, unit_family
 
 SCHEMA = "ofa-edge/latency-table"
 SCHEMA_VERSION = 1
@@ -183,7 +183,7 @@ class LatencyTable:
     @classmethod
     def new(
         cls,
-        space: SearchSpace,
+        space: AnySpace,
         info: BackendInfo,
         resolutions: list[int],
         command: str = "",
@@ -208,15 +208,15 @@ class LatencyTable:
         threads = f", {b['threads']} thread{'s' if b['threads'] != 1 else ''}" if b.get("threads") else ""
         return f"{self.space_name} on {b['backend']} {b['device']} {b['precision']}{threads}"
 
-    def _units(self, space: SearchSpace, arch: Arch) -> list[Unit]:
+    def _units(self, space: AnySpace, arch: AnyArch) -> list[Unit | ResNetUnit]:
         """The units that price ``arch`` of ``space`` here (see :meth:`pricing_space`)."""
         return arch_units(self.pricing_space(space), arch)
 
-    def unit_sum(self, space: SearchSpace, arch: Arch) -> float:
+    def unit_sum(self, space: AnySpace, arch: AnyArch) -> float:
         """Sum of the table's entries for the units ``arch`` runs (ms)."""
         return self._sum(self._units(space, arch), arch)
 
-    def _sum(self, units: list[Unit], arch: Arch) -> float:
+    def _sum(self, units: list[Unit | ResNetUnit], arch: AnyArch) -> float:
         total = 0.0
         for unit in units:
             entry = self.entry(unit.key, arch.r)
@@ -228,7 +228,7 @@ class LatencyTable:
             total += entry["median_ms"]
         return total
 
-    def breakdown(self, space: SearchSpace, arch: Arch) -> list[dict[str, Any]]:
+    def breakdown(self, space: AnySpace, arch: AnyArch) -> list[dict[str, Any]]:
         """The entries ``arch`` uses, in forward order: ``{"key", "ms"}``."""
         units = self._units(space, arch)
         self._sum(units, arch)  # one clear error for a missing entry
@@ -249,7 +249,7 @@ class LatencyTable:
             "here; `ofa-edge profile` makes a table for this machine"
         )
 
-    def predict(self, space: SearchSpace, arch: Arch, calibrated: bool = True) -> float:
+    def predict(self, space: AnySpace, arch: AnyArch, calibrated: bool = True) -> float:
         units = self._units(space, arch)
         total = self._sum(units, arch)
         if calibrated and self.calibration is not None:
@@ -257,16 +257,14 @@ class LatencyTable:
         return total
 
     # ------------------------------------------------------------------ checking
-    def space(self) -> SearchSpace:
-        from ..space.space import SearchSpace as _Space
+    def space(self) -> AnySpace:
+        return space_from_config_dict(self.space_config)
 
-        return _Space.from_config_dict(self.space_config)
-
-    def check_space(self, space: SearchSpace) -> None:
+    def check_space(self, space: AnySpace) -> None:
         """One error unless this table prices ``space``'s subnets (see :meth:`pricing_space`)."""
         self.pricing_space(space)
 
-    def pricing_space(self, space: SearchSpace) -> SearchSpace:
+    def pricing_space(self, space: AnySpace) -> AnySpace:
         """The space whose units price ``space``'s subnets here: ``space`` itself, or this table's
         own space when the two differ only in the classifier's number of classes (a supernet trained
         on a folder of N classes) and either ``space`` has fewer (the table then overprices by at
@@ -276,7 +274,7 @@ class LatencyTable:
         is an error."""
         mine = self.space()
         diff = mine.differences(space)
-        if not diff or (diff == ["num_classes"] and self.entry(classifier_unit(space).key, self.resolutions[0])):
+        if not diff or (diff == ["num_classes"] and self._has_classifiers(space)):
             return space
         if diff == ["num_classes"]:
             if space.num_classes < mine.num_classes:
@@ -294,7 +292,11 @@ class LatencyTable:
         differs = ", ".join(diff)
         raise TableError(f"table is for space '{self.space_name}', not '{space.name}' (differs in: {differs})")
 
-    def classifier_gap(self, space: SearchSpace) -> tuple[float, float]:
+    def _has_classifiers(self, space: AnySpace) -> bool:
+        """Whether this table holds an entry for every classifier ``space``'s subnets can run."""
+        return all(self.entry(unit.key, self.resolutions[0]) for unit in classifier_units(space))
+
+    def classifier_gap(self, space: AnySpace) -> tuple[float, float]:
         """How far pricing ``space``'s subnets with this table's classifier can be off: (ms, share of
         the smallest subnet's predicted latency). The classifier is one matrix-vector product, whose
         time scales with its outputs: the bound is the table's own classifier entry times the
@@ -302,15 +304,17 @@ class LatencyTable:
         mine = self.space()
         if mine.num_classes == space.num_classes:
             return 0.0, 0.0
-        # The table's own classifier: `profile --classes` may have added others beside it.
-        own = self.entry(classifier_unit(mine).key, max(self.resolutions))
+        # The table's own classifier (`profile --classes` may have added others beside it); of a
+        # family with one per last-stage width, the widest: the bound then holds for all of them.
+        widest = max(classifier_units(mine), key=lambda unit: unit.in_channels)
+        own = self.entry(widest.key, max(self.resolutions))
         if own is None:
             raise TableError(f"table ({self.label}) has no classifier entry to price another number of classes")
         bound_ms = own["median_ms"] * abs(space.num_classes - mine.num_classes) / mine.num_classes
         smallest = self.predict(mine, mine.min_arch(min(self.resolutions)))
         return bound_ms, bound_ms / smallest
 
-    def classifier_note(self, space: SearchSpace) -> str | None:
+    def classifier_note(self, space: AnySpace) -> str | None:
         """One line when this table prices ``space``'s subnets with its own classifier; None otherwise."""
         if self.pricing_space(space) is space:
             return None
@@ -421,3 +425,28 @@ def load_table(name_or_path: str | Path, space: str | None = None) -> LatencyTab
     path = resolve_table_path(name_or_path, space)
     data = read_user_json(path, "latency table", TableError, hint="re-run the profile or restore it")
     return LatencyTable.from_dict(data, str(path))
+
+
+def table_and_arch(table: str | Path, arch_path: str | Path) -> tuple[LatencyTable, AnySpace, AnyArch, str | None]:
+    """A table, and the arch in ``arch_path`` read in the table's space: (table, space, arch, note).
+
+    An arch JSON, an official OFA ``net.config`` or its folder (:func:`~ofa_edge.space.arch.read_arch`;
+    an official net names its space, so ``note10`` finds its table), or an arch JSON of the table's
+    own family where that has other fields (OFA-ResNet: ``d, e, w, r``). ``note``: one line for
+    the user, or None.
+    """
+    from ..space.arch import Arch, read_arch
+
+    try:
+        source, error = read_arch(arch_path), None
+    except ArchError as exc:
+        source, error = None, exc
+    t = load_table(table, source.space if source is not None else None)
+    space = t.space()
+    family = unit_family(space)
+    if source is not None and isinstance(source.arch, family.arch_type):
+        space, arch = source.fit(space, whose=f"the space of table {t.label}")
+        return t, space, arch, source.note
+    if error is not None and family.arch_type is Arch:
+        raise error
+    return t, space, space.validate(read_user_json(Path(arch_path), "arch file", ArchError)), None

@@ -15,14 +15,25 @@ ReLU6): a table holds the units of one space, so the key only has to tell that s
 apart. (The reference's own ProxylessNAS tables write the ratio and fold pooling into ``Logits``;
 they cover other widths than w1.3 and are not imported.)
 A subnet's units depend only on its arch; the space's distinct units are what profiling measures.
+OFA-ResNet spaces have units of their own (:mod:`ofa_edge.latency.resnet_units`): the functions
+here pick a space's family's units (:func:`unit_family`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from ..errors import ArchError, OFAEdgeError
 from ..space.arch import Arch
-from ..space.space import BlockSpec, SearchSpace, conv_output_size
+from ..space.resnet import ResNetArch, ResNetSpace
+from ..space.space import BlockSpec, SearchSpace, conv_output_size, corner_archs
+from . import resnet_units
+from .resnet_units import ResNetUnit
+
+AnySpace = SearchSpace | ResNetSpace
+AnyArch = Arch | ResNetArch
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,11 @@ class Unit:
     out_size: int
     out_channels: int
     block: BlockSpec | None = None  # set for expanded_conv
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The batch-1 NCHW input the unit takes."""
+        return (1, self.in_channels, self.in_size, self.in_size)
 
     @property
     def key(self) -> str:
@@ -79,17 +95,13 @@ def classifier_unit(space: SearchSpace) -> Unit:
     return Unit("Logits", 1, space.classifier_in_features, 1, space.num_classes)
 
 
-def arch_units(space: SearchSpace, arch: Arch) -> list[Unit]:
-    """The units ``arch`` runs, in forward order (its predicted latency is their sum)."""
-    arch = space.validate(arch)
+def _mbconv_arch_units(space: SearchSpace, arch: Arch) -> list[Unit]:
     blocks = [_block_unit(spec) for spec in space.block_specs(arch)]
     return [_stem_unit(space, arch.r), *blocks, *_head_units(space, arch.r)]
 
 
-def space_units(space: SearchSpace, resolutions: tuple[int, ...] | None = None) -> list[Unit]:
-    """Every distinct unit any subnet of ``space`` can run at ``resolutions``, without repeats.
-
-    Within a stage, the first block differs from the rest (stride, input channels); the later
+def _mbconv_space_units(space: SearchSpace, resolutions: tuple[int, ...] | None = None) -> list[Unit]:
+    """Within a stage, the first block differs from the rest (stride, input channels); the later
     blocks of a stage share one shape, so each (kernel, expand) pair is one unit per position kind.
     """
     units: dict[str, Unit] = {}
@@ -112,3 +124,68 @@ def space_units(space: SearchSpace, resolutions: tuple[int, ...] | None = None) 
         for unit in found:
             units.setdefault(unit.key, unit)
     return list(units.values())
+
+
+# ------------------------------------------------------------------- families
+@dataclass(frozen=True)
+class UnitFamily:
+    """How the subnets of one family of spaces split into latency units."""
+
+    arch_type: type
+    arch_fields: str  # the fields of the family's arch JSON, for error lines
+    arch_units: Callable[[Any, Any], list[Any]]  # (space, validated arch) -> units in forward order
+    space_units: Callable[[Any, tuple[int, ...] | None], list[Any]]
+    classifier_units: Callable[[Any], list[Any]]  # every classifier a subnet of the space can run
+    corner_archs: Callable[[Any, int], dict[str, Any]]  # (space, resolution) -> name -> arch
+
+
+_MBCONV = UnitFamily(
+    Arch, "ks, e, d, r", _mbconv_arch_units, _mbconv_space_units, lambda space: [classifier_unit(space)], corner_archs
+)
+_FAMILIES: dict[str, UnitFamily] = {
+    "mbv3": _MBCONV,
+    "proxyless": _MBCONV,
+    "resnet": UnitFamily(
+        ResNetArch,
+        "d, e, w, r",
+        resnet_units.arch_units,
+        resnet_units.space_units,
+        resnet_units.classifier_units,
+        lambda space, resolution: space.corner_archs(resolution),
+    ),
+}
+
+
+def unit_family(space: AnySpace) -> UnitFamily:
+    """The unit functions of ``space``'s family."""
+    family = getattr(space, "family", None)
+    if family not in _FAMILIES:
+        raise OFAEdgeError(f"space '{space.name}' is of family '{family}', which has no latency units")
+    return _FAMILIES[family]
+
+
+def arch_units(space: AnySpace, arch: AnyArch | dict[str, Any]) -> list[Unit | ResNetUnit]:
+    """The units ``arch`` runs, in forward order (its predicted latency is their sum)."""
+    family = unit_family(space)
+    if not isinstance(arch, (family.arch_type, dict)):
+        raise ArchError(
+            f"a {type(arch).__name__} is not an arch of space '{space.name}' (its archs have fields "
+            f"{family.arch_fields})"
+        )
+    return family.arch_units(space, space.validate(arch))
+
+
+def space_units(space: AnySpace, resolutions: tuple[int, ...] | None = None) -> list[Unit | ResNetUnit]:
+    """Every distinct unit any subnet of ``space`` can run at ``resolutions``, without repeats."""
+    return unit_family(space).space_units(space, resolutions)
+
+
+def classifier_units(space: AnySpace) -> list[Unit | ResNetUnit]:
+    """Every classifier unit a subnet of ``space`` can run (one for an MBConv space, whose
+    classifier input is fixed; one per last-stage width for OFA-ResNet)."""
+    return unit_family(space).classifier_units(space)
+
+
+def space_corners(space: AnySpace, resolution: int) -> dict[str, Any]:
+    """The 8 corner subnets of ``space`` at ``resolution`` (min/max of each elastic dimension), by name."""
+    return unit_family(space).corner_archs(space, resolution)
