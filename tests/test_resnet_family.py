@@ -445,3 +445,35 @@ def test_cost_extremes_are_exact(name):
         assert (lo, hi) == (count(P.to_archs(space, low)[0]), count(P.to_archs(space, high)[0]))
     # MACs: the smallest arch is the min arch at the lowest resolution, the largest the max arch
     assert macs_model(space).range() == (space.macs(space.min_arch()), space.macs(space.max_arch()))
+
+
+def test_the_search_finds_better_subnets_than_random_under_a_macs_budget():
+    """The evolution search on the OFA-ResNet50 genome, scored by the OFA authors' predictor
+    (shipped converted), beats the best of 1,000 random subnets within the same budget."""
+    from ofa_edge.search import population as P
+    from ofa_edge.search.efficiency import macs_model
+    from ofa_edge.search.evolution import Budget, evolution_search
+    from ofa_edge.search.predictor import load_predictor
+    from ofa_edge.space.space import get_space
+
+    space, predictor = get_space("resnet50"), load_predictor(supernet="ofa_resnet50")
+    budget = 1.5e9
+    found = evolution_search(space, predictor, [Budget(macs_model(space), budget)], population_size=50,
+                             generations=40, seed=0)  # fmt: skip
+    assert space.macs(found.arch) <= budget
+    random_archs = P.sample(space, 1000, np.random.default_rng(0))
+    feasible = random_archs.take(P.macs(space, random_archs) <= budget)
+    best_random = predictor.predict_features(P.encode(space, feasible)).max()
+    assert found.accuracy > best_random
+    assert found.accuracy == pytest.approx(predictor.predict([found.arch])[0])
+
+
+def test_the_official_supernet_and_predictor_are_registered():
+    from ofa_edge.hub.registry import get_entry
+    from ofa_edge.search.predictor import load_predictor
+
+    entry = get_entry("ofa_resnet50")
+    assert entry.space == "resnet50" and entry.filename == "ofa_resnet50_d0-1-2_e0.2-0.25-0.35_w0.65-0.8-1.0"
+    assert entry.url.startswith("https://") and entry.predictor == "ofa-resnet50"
+    predictor = load_predictor(supernet="ofa_resnet50")
+    assert predictor.space.name == "resnet50" and predictor.supernet == "ofa_resnet50"
