@@ -477,3 +477,57 @@ def test_the_official_supernet_and_predictor_are_registered():
     assert entry.url.startswith("https://") and entry.predictor == "ofa-resnet50"
     predictor = load_predictor(supernet="ofa_resnet50")
     assert predictor.space.name == "resnet50" and predictor.supernet == "ofa_resnet50"
+
+
+def _stand_in_table(space):
+    """A complete table of ``space`` whose entries are seeded random numbers (a search fixture,
+    not a measurement), with a calibration whose scale drifts with the resolution."""
+    from ofa_edge.latency.table import Calibration, LatencyTable
+    from ofa_edge.latency.units import space_units
+    from ofa_edge.profilers.base import BackendInfo, Measurement
+
+    rng = np.random.default_rng(0)
+    table = LatencyTable.new(space, BackendInfo("onnxruntime", "1.0", "CPU", "test cpu", 1, "fp32"),
+                             list(space.resolutions))  # fmt: skip
+    for unit in space_units(space):
+        ms = float(rng.uniform(0.01, 0.2))
+        table.add(unit.key, Measurement(ms, ms * 0.9, ms * 1.1, 20))
+    table.complete = True
+    table.calibration = Calibration(a=1.1, b=0.05, c=-0.004, d=0.01, r0=24.0)
+    return table
+
+
+def test_latency_model_prices_populations_as_the_table_does():
+    """The genome's terms are the units of a subnet in order: a population's predicted latency is,
+    bit for bit, the table's prediction of each arch, and the extremes bound every arch."""
+    from ofa_edge.search import population as P
+    from ofa_edge.search.efficiency import LatencyModel
+    from ofa_edge.space.space import get_space
+
+    space = get_space("resnet50-fmnist")
+    table = _stand_in_table(space)
+    model = LatencyModel(table, space)
+    pop = P.sample(space, 400, np.random.default_rng(2))
+    archs = P.to_archs(space, pop)
+    np.testing.assert_array_equal(model.predict(pop), [table.predict(space, a) for a in archs])
+    low, high = model.range()
+    assert low <= model.predict(pop).min() and high >= model.predict(pop).max()
+    assert low == table.predict(space, P.to_archs(space, model.extreme(True))[0])
+
+
+def test_specialize_a_resnet_space_under_a_latency_budget():
+    from ofa_edge.errors import OFAEdgeError
+    from ofa_edge.search.specialize import Target, specialize
+    from ofa_edge.space.space import get_space
+    from tests.test_search import StandInPredictor
+
+    space = get_space("resnet50-fmnist")
+    table = _stand_in_table(space)
+    predictor = StandInPredictor(space)
+    low, high = (table.predict(space, space.min_arch()), table.predict(space, space.max_arch()))
+    budget = (low + high) / 2
+    (result,) = specialize(predictor, [Target(table, budget)], space=space, population_size=30, generations=20)
+    assert isinstance(result.arch, ResNetArch) and result.latency_ms <= budget
+    assert result.summary["stages"][0]["stage"] == 0 and len(result.summary["stages"]) == space.num_stages + 1
+    with pytest.raises(OFAEdgeError, match="feasible"):
+        specialize(predictor, [Target(table, low / 10)], space=space)

@@ -136,9 +136,9 @@ def make_targets(tables: Sequence[str | Path], budgets: Sequence[str]) -> list[T
 
 
 def _space_of(predictor: Any, space: SearchSpace | str | None) -> SearchSpace:
-    if isinstance(space, SearchSpace):
+    if space is not None and not isinstance(space, str):  # a space of any family
         return space
-    if space is None and isinstance(getattr(predictor, "space", None), SearchSpace):
+    if space is None and hasattr(getattr(predictor, "space", None), "genome"):
         return predictor.space
     name = space if space is not None else getattr(predictor, "space_name", None)
     if name is None:
