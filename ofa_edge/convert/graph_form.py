@@ -284,14 +284,7 @@ class ResNetExportForm(nn.Module):
         self.subnet = subnet
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.subnet
-        for layer in s.input_stem:
-            x = layer(x)
-        if s.max_pooling is not None:
-            x = s.max_pooling(x)
-        for block in s.blocks:
-            x = block(x)
-        return s.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        return self.subnet.classifier(torch.flatten(F.adaptive_avg_pool2d(self.subnet.features(x), 1), 1))
 
 
 # Each family's static subnet and its "pool" form: the whole net with its head pooling written as

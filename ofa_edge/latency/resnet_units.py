@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from ..space.resnet import ResNetArch, ResNetBlockSpec, ResNetSpace, ResNetStemSpec
 from ..space.space import conv_output_size
+from .keys import shape_key_parts
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,7 @@ class ResNetUnit:
 
     @property
     def key(self) -> str:
-        inp = f"input:{self.in_size}x{self.in_size}x{self.in_channels}"
-        out = (
-            f"{self.out_channels}" if self.kind == "Logits" else f"{self.out_size}x{self.out_size}x{self.out_channels}"
-        )
-        parts = [self.kind, inp, f"output:{out}"]
+        parts = shape_key_parts(self.kind, self.in_size, self.in_channels, self.out_size, self.out_channels)
         if self.stem is not None:
             s = self.stem
             parts += [f"mid:{s.mid_channels}", f"middle:{int(s.keep_middle)}", f"pool:{int(s.max_pool)}"]

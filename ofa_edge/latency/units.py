@@ -30,6 +30,7 @@ from ..space.arch import Arch
 from ..space.resnet import ResNetArch, ResNetSpace
 from ..space.space import BlockSpec, SearchSpace, conv_output_size, corner_archs
 from . import resnet_units
+from .keys import shape_key_parts
 from .resnet_units import ResNetUnit
 
 AnySpace = SearchSpace | ResNetSpace
@@ -54,11 +55,7 @@ class Unit:
 
     @property
     def key(self) -> str:
-        inp = f"input:{self.in_size}x{self.in_size}x{self.in_channels}"
-        out = (
-            f"{self.out_channels}" if self.kind == "Logits" else f"{self.out_size}x{self.out_size}x{self.out_channels}"
-        )
-        parts = [self.kind, inp, f"output:{out}"]
+        parts = shape_key_parts(self.kind, self.in_size, self.in_channels, self.out_size, self.out_channels)
         if self.block is not None:
             b = self.block
             parts += [

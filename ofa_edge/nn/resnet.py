@@ -190,14 +190,18 @@ class ResNetSubnet(nn.Module):
         self.classifier = _classifier(space.classifier_in_features(arch), space.num_classes, space.dropout, nn.Linear)
         init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map (before pooling and the classifier)."""
         for layer in self.input_stem:
             x = layer(x)
         if self.max_pooling is not None:
             x = self.max_pooling(x)
         for block in self.blocks:
             x = block(x)
-        return self.classifier(x.mean((2, 3)))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).mean((2, 3)))
 
 
 # ---------------------------------------------------------------------- supernet

@@ -47,7 +47,7 @@ import numpy as np
 from ..errors import ArchError, OFAEdgeError
 from .arch import _is_int, is_resnet_dict
 from .genome import Genome, Term
-from .space import conv_output_size, make_divisible
+from .space import conv_output_size, make_divisible, static_resolution_note, with_static_resolution
 
 KERNEL = 3  # every 3x3 conv of the family (stem convs and the bottleneck's middle conv)
 
@@ -441,18 +441,11 @@ class ResNetSpace:
 
     def with_resolution(self, r: int) -> ResNetSpace:
         """This space, also accepting resolution ``r`` for a static net (see ``SearchSpace.with_resolution``)."""
-        if r < 1:
-            raise ArchError(f"resolution {r} is not a positive image size")
-        if r in self.resolutions or r in self.static_resolutions:
-            return self
-        return replace(self, static_resolutions=tuple(sorted((*self.static_resolutions, r))))
+        return with_static_resolution(self, r)
 
     def resolution_note(self, r: int) -> str | None:
         """One line when ``r`` lies outside the resolutions this space trains at, else None."""
-        if r in self.resolutions:
-            return None
-        return (f"resolution {r} is outside the resolutions space {self.name} trains at "
-                f"({_fmt(self.resolutions)}): read as a static net at {r} px")  # fmt: skip
+        return static_resolution_note(self, r)
 
     def differences(self, other: Any) -> list[str]:
         """Names of the defining fields in which two spaces differ (the description does not count)."""

@@ -320,20 +320,11 @@ class SearchSpace:
         """This space, also accepting resolution ``r`` for a static net (see ``static_resolutions``).
         A network of these layers runs at any input size; only the supernet's accuracy there is
         untrained, which a static net measures for itself."""
-        if r < 1:
-            raise ArchError(f"resolution {r} is not a positive image size")
-        if r in self.resolutions or r in self.static_resolutions:
-            return self
-        return replace(self, static_resolutions=tuple(sorted((*self.static_resolutions, r))))
+        return with_static_resolution(self, r)
 
     def resolution_note(self, r: int) -> str | None:
         """One line when ``r`` lies outside the resolutions this space trains at, else None."""
-        if r in self.resolutions:
-            return None
-        return (
-            f"resolution {r} is outside the resolutions space {self.name} trains at "
-            f"({_fmt_choices(self.resolutions)}): read as a static net at {r} px"
-        )
+        return static_resolution_note(self, r)
 
     def with_classes(self, num_classes: int) -> SearchSpace:
         """This space with a classifier of ``num_classes`` outputs (for a data set of that many
@@ -535,6 +526,23 @@ def uniform_archs(space: SearchSpace) -> list[Arch]:
             space.kernel_choices, space.expand_choices, space.depth_choices, space.resolutions
         )
     ]
+
+
+def with_static_resolution(space: Any, r: int) -> Any:
+    """``space`` (of any family), also accepting resolution ``r`` for a static net."""
+    if r < 1:
+        raise ArchError(f"resolution {r} is not a positive image size")
+    if r in space.resolutions or r in space.static_resolutions:
+        return space
+    return replace(space, static_resolutions=tuple(sorted((*space.static_resolutions, r))))
+
+
+def static_resolution_note(space: Any, r: int) -> str | None:
+    """One line when ``r`` lies outside the resolutions ``space`` trains at, else None."""
+    if r in space.resolutions:
+        return None
+    return (f"resolution {r} is outside the resolutions space {space.name} trains at "
+            f"({_fmt_choices(space.resolutions)}): read as a static net at {r} px")  # fmt: skip
 
 
 def _fmt_choices(values: Sequence[int]) -> str:
