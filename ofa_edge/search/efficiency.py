@@ -69,9 +69,10 @@ class CostModel:
         return np.flatnonzero(self.covered)
 
     def predict(self, pop: Population) -> np.ndarray:
-        total = self.cost.values(pop)
+        running = self.cost.genome.active(pop.genes)
+        total = self.cost.values(pop, running)
         if self.affine:
-            total = self.scales[pop.r] * total + self.c * self.cost.unit_counts(pop) + self.b
+            total = self.scales[pop.r] * total + self.c * running.sum(axis=1) + self.b
         if not self.covered.all():
             total = np.where(self.covered[pop.r], total, np.inf)
         return total

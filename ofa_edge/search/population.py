@@ -138,17 +138,15 @@ class TermCost:
     genome: Genome
     table: np.ndarray  # (genome.term_offsets[-1],)
 
-    def values(self, pop: Population) -> np.ndarray:
-        """(n,) the sum for each arch, in forward order."""
-        per_term = np.where(self.genome.active(pop.genes).T, self.table[self.genome.term_index(pop.genes)], 0)
+    def values(self, pop: Population, running: np.ndarray | None = None) -> np.ndarray:
+        """(n,) the sum for each arch, in forward order. ``running``: ``genome.active`` of the
+        population, when the caller has it."""
+        running = self.genome.active(pop.genes) if running is None else running
+        per_term = np.where(running.T, self.table[self.genome.term_index(pop.genes)], 0)
         if np.issubdtype(per_term.dtype, np.integer):
             return per_term.sum(axis=0)
         # a strict top-to-bottom fold, like a Python loop over the units (a sum may pair terms up)
         return np.add.accumulate(per_term, axis=0)[-1]
-
-    def unit_counts(self, pop: Population) -> np.ndarray:
-        """(n,) how many terms (units) each arch runs."""
-        return self.genome.active(pop.genes).sum(axis=1)
 
     def term_tables(self) -> list[np.ndarray]:
         """Each term's values, shaped by the choice counts of the genes it reads."""

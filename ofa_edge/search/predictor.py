@@ -257,8 +257,9 @@ class AccuracyPredictor:
         self.output_scale = float(self.config.get("output_scale", 1.0))
         layers = self._check_tensors()
         self._layers = [(_without_negligible(w), None if b is None else _without_negligible(b)) for w, b in layers]
-        # A model with negligible weights also has negligible activations, whose products are as slow.
-        self._flush_activations = any(w is not v for (w, _), (v, _) in zip(self._layers, layers))
+        # Weights stored as denormals come from a fit that kept them (no flush to zero): its tiny
+        # activations then multiply into denormals too. Flushing those costs a pass per layer.
+        self._flush_activations = any(_has_denormals(w) for w, _ in layers)
 
     @property
     def space_name(self) -> str:
@@ -460,6 +461,10 @@ RIDGE_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-2, 4, 25)
 # sum, far below float32's resolution, so zeroing them changes no prediction; what remains
 # multiplies to normal floats.
 NEGLIGIBLE = 1e-15
+
+
+def _has_denormals(values: np.ndarray) -> bool:
+    return values.dtype.kind == "f" and bool(np.any((values != 0) & (np.abs(values) < np.finfo(values.dtype).tiny)))
 
 
 def _without_negligible(values: np.ndarray) -> np.ndarray:

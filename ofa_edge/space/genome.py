@@ -109,8 +109,11 @@ class Genome:
     def term_index(self, genes: np.ndarray) -> np.ndarray:
         """(terms, n) each term's position in the flat table of all terms, for each arch."""
         columns, strides = self._gather
-        local = (genes[:, columns] * strides).sum(axis=2)
-        return (local + self.term_offsets[:-1]).T
+        by_gene = np.ascontiguousarray(genes.T)  # (genes, n): a term's columns are then whole rows
+        index = by_gene[columns[:, 0]] * strides[:, :1] + self.term_offsets[:-1, None]
+        for position in range(1, columns.shape[1]):
+            index += by_gene[columns[:, position]] * strides[:, position : position + 1]
+        return index
 
     @cached_property
     def shared_columns(self) -> tuple[int, ...]:
@@ -153,6 +156,7 @@ class MBConvGenome(Genome):
             *(Term(name, (r,)) for name in head),
         )
         self.activity_columns = tuple(range(2 * slots, 2 * slots + stages))
+        self._depth_columns = slice(2 * slots, 2 * slots + stages)
         # (stages, most depth choices, most slots of a stage): which slots each depth choice uses
         longest = max(len(s) for s in space.stage_slots)
         values = np.zeros((stages, max(len(d) for d in self.depths)), dtype=np.intp)
@@ -165,10 +169,13 @@ class MBConvGenome(Genome):
         self._shared_mask = self._masks[0] if len(set(self.depths)) == 1 else None
         self._stages = np.arange(stages)
         self._fixed = (2, len(head))
+        n_k, n_e = len(space.kernel_choices), len(space.expand_choices)
+        self._sizes = (slots, n_k, n_e, space.encoding_size)
+        self._slot_base = (np.arange(slots) * (n_k + n_e))[None, :]
 
     def slot_active(self, genes: np.ndarray) -> np.ndarray:
         """(n, num_slots) whether each block slot is within its stage's depth."""
-        d = genes[:, self.fields["d"]]
+        d = genes[:, self._depth_columns]
         if self._shared_mask is not None:
             return self._shared_mask[d].reshape(len(genes), -1)
         used = self._masks[self._stages, d].reshape(len(genes), -1)
@@ -203,21 +210,19 @@ class MBConvGenome(Genome):
 
     def features(self, genes: np.ndarray) -> np.ndarray:
         """One-hot kernel and expand per slot (unused slots all zero), then one-hot resolution."""
-        sp, n = self.space, len(genes)
-        n_k, n_e = len(sp.kernel_choices), len(sp.expand_choices)
-        features = np.zeros((n, sp.encoding_size), dtype=np.float32)
+        n, (slots, n_k, n_e, size) = len(genes), self._sizes
+        features = np.zeros((n, size), dtype=np.float32)
         on = self.slot_active(genes).astype(np.float32)
         rows = np.arange(n)[:, None]
-        base = (np.arange(sp.num_slots) * (n_k + n_e))[None, :]
-        features[rows, base + self.part(genes, "ks")] = on
-        features[rows, base + n_k + self.part(genes, "e")] = on
-        features[np.arange(n), sp.num_slots * (n_k + n_e) + genes[:, -1]] = 1.0
+        features[rows, self._slot_base + genes[:, :slots]] = on
+        features[rows, self._slot_base + n_k + genes[:, slots : 2 * slots]] = on
+        features[rows[:, 0], slots * (n_k + n_e) + genes[:, -1]] = 1.0
         return features
 
     def used(self, genes: np.ndarray) -> np.ndarray:
-        on = self.slot_active(genes)
-        ks, e = self.part(genes, "ks"), self.part(genes, "e")
-        return np.concatenate([np.where(on, ks, -1), np.where(on, e, -1), genes[:, 2 * len(on[0]) :]], axis=1)
+        on, slots = self.slot_active(genes), self._sizes[0]
+        ks, e = genes[:, :slots], genes[:, slots : 2 * slots]
+        return np.concatenate([np.where(on, ks, -1), np.where(on, e, -1), genes[:, 2 * slots :]], axis=1)
 
     def representatives(self) -> list[Arch]:
         """The max-depth archs with one kernel and expand in every slot, at each resolution."""
