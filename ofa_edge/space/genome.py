@@ -125,9 +125,6 @@ class Genome:
         shared = set(np.flatnonzero(readers > 1).tolist()) | set(self.activity_columns)
         return tuple(sorted(shared - {len(self.counts) - 1}))
 
-    def resolution_of(self, genes: np.ndarray) -> np.ndarray:
-        return genes[:, -1]
-
 
 def _one_hot_rows(values: Sequence[int], choices: Sequence[Any]) -> np.ndarray:
     lookup = {v: i for i, v in enumerate(choices)}
